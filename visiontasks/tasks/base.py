@@ -1,0 +1,61 @@
+"""The template LightningModule every task subclasses (after torchgeo's ``BaseTask``).
+
+It owns what all tasks share: optimizer and scheduler from the config (LightningCLI dependency
+injection: ``optimizer`` / ``lr_scheduler`` are callables taking the parameters / the optimizer),
+the metric monitored by checkpointing and plateau schedulers, and hyper-parameter saving. Subclasses
+build their model in ``configure_model`` and implement the steps; they know nothing of a backbone's
+internals beyond its ``feature_info``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], Any]
+
+
+def default_optimizer(params: Iterable[nn.Parameter]) -> Optimizer:
+    """AdamW, lr 1e-3, weight decay 1e-4."""
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+
+
+class BaseTask(pl.LightningModule):
+    """Shared plumbing. ``monitor`` names a logged metric (e.g. ``"val/acc"``), ``monitor_mode`` is
+    ``"max"`` or ``"min"``; both feed checkpointing and ``ReduceLROnPlateau``."""
+
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+
+    def __init__(
+        self,
+        optimizer: OptimizerFactory | None = None,
+        lr_scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        self.optimizer_factory = optimizer or default_optimizer
+        self.scheduler_factory = lr_scheduler
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"{type(self).__name__} has no trainable parameters (all frozen?)")
+        optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, ReduceLROnPlateau):
+            if scheduler.mode != self.monitor_mode:
+                raise ValueError(
+                    f"ReduceLROnPlateau mode={scheduler.mode!r} but {self.monitor} is to be "
+                    f"{self.monitor_mode}imised; set lr_scheduler.init_args.mode: {self.monitor_mode}"
+                )
+            config["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
