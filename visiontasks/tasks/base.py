@@ -9,6 +9,7 @@ internals beyond its ``feature_info``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import lightning.pytorch as pl
@@ -59,3 +60,18 @@ class BaseTask(pl.LightningModule):
                 )
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def run_dir(self) -> Path:
+        """The run folder: the logger's version folder (``runs/NAME/version_N``) when logging,
+        else the trainer's ``default_root_dir``. Checkpoints, metrics, figures and predictions go
+        under it."""
+        trainer = self.trainer
+        path = Path(trainer.log_dir) if trainer.log_dir else Path(trainer.default_root_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def prediction_dir(self) -> Path:
+        """``<run folder>/predictions``: where ``predict`` writes its files."""
+        path = self.run_dir() / "predictions"
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,1 @@
+"""LightningDataModules, readers per format, albumentations presets and synthetic data."""

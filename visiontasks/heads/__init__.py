@@ -1,0 +1,1 @@
+"""Task heads on backbone features (no Lightning here)."""

@@ -1,0 +1,5 @@
+"""LightningModules: one per task family, all on :class:`BaseTask`."""
+
+from .base import BaseTask
+
+__all__ = ["BaseTask"]
