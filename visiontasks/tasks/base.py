@@ -36,12 +36,37 @@ class BaseTask(pl.LightningModule):
 
     def __init__(
         self,
+        num_classes: int,
         optimizer: OptimizerFactory | None = None,
         lr_scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.class_names: list[str] = [str(i) for i in range(num_classes)]
         self.optimizer_factory = optimizer or default_optimizer
         self.scheduler_factory = lr_scheduler
+
+    # -- classes: carried from the datamodule, checked, and saved in checkpoints ------------------
+    def setup(self, stage: str) -> None:
+        """Take the class names from the datamodule (its ``setup`` runs first) and check the count."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        names = getattr(datamodule, "class_names", None)
+        if names is not None:
+            if len(names) != self.num_classes:
+                raise ValueError(
+                    f"model.num_classes={self.num_classes} but the data has {len(names)} classes "
+                    f"({', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''}); "
+                    "make them agree in the config"
+                )
+            self.class_names = [str(n) for n in names]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["class_names"] = list(self.class_names)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.class_names = list(checkpoint.get("class_names", self.class_names))
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
