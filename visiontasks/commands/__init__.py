@@ -1,0 +1,1 @@
+"""Subcommands of ``visiontasks`` besides fit/validate/test/predict."""
