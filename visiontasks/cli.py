@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,18 +45,39 @@ class VisionCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        # fit writes config.yaml; validate/test/predict in the same run folder write their own
+        self.save_config_kwargs["config_filename"] = (
+            "config.yaml" if self.subcommand in (None, "fit") else f"config_{self.subcommand}.yaml"
+        )
+        self.save_config_kwargs["overwrite"] = True  # run folders are fresh, except on resume
         trainer = cfg.trainer
         name = cfg.get("run_name") or _config_stem(cfg) or "run"
         if trainer.get("logger") in (None, True):
             root = trainer.get("default_root_dir") or "runs"
+            version = _run_version(Path(root) / name)
+            ckpt = cfg.get("ckpt_path")
+            if ckpt in ("last", "best"):
+                # Resolve against the latest run of this config: a new process has no callback
+                # state, so Lightning alone would find nothing. The run folder is reused.
+                version, cfg.ckpt_path = _resolve_checkpoint(Path(root) / name, ckpt)
+            elif ckpt and Path(ckpt).parent.name == "checkpoints" and Path(ckpt).parent.parent.parent == Path(root) / name:
+                version = Path(ckpt).parent.parent.name
+            run = Path(root) / name / version
+            if self.subcommand not in (None, "fit"):
+                version = f"{version}/{self.subcommand}"  # e.g. runs/NAME/version_0/test
+            elif (run / "metrics.csv").is_file():
+                # Resuming: Lightning's CSV logger would delete the earlier metrics; keep them.
+                n = len(list(run.glob("metrics.part*.csv")))
+                (run / "metrics.csv").rename(run / f"metrics.part{n}.csv")
+            args = {"save_dir": root, "name": name, "version": version}
             loggers: list[dict[str, Any]] = [
-                {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": root, "name": name}}
+                {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": args}
             ]
             if importlib.util.find_spec("tensorboard") is not None:
                 loggers.append(
                     {
                         "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                        "init_args": {"save_dir": root, "name": name, "default_hp_metric": False},
+                        "init_args": {**args, "default_hp_metric": False},
                     }
                 )
             trainer.logger = loggers
@@ -77,6 +99,45 @@ class VisionCLI(LightningCLI):
         if not any(isinstance(c, TQDMProgressBar) for c in given):
             extra.append(TQDMProgressBar(refresh_rate=10))
         return super().instantiate_trainer(callbacks=extra, **kwargs)
+
+
+_VERSION_ENV = "VISIONTASKS_RUN_VERSION"
+
+
+def _run_version(folder: Path) -> str:
+    """The run folder's version (``version_N``, the next free N), shared by all loggers so that logs,
+    checkpoints and figures land in one folder. DDP child processes (``LOCAL_RANK`` > 0, started by
+    rank 0 after it chose) inherit rank 0's choice through the environment."""
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and os.environ.get(_VERSION_ENV):
+        return os.environ[_VERSION_ENV]
+    taken = {p.name for p in folder.glob("version_*")} if folder.is_dir() else set()
+    n = 0
+    while f"version_{n}" in taken:
+        n += 1
+    os.environ[_VERSION_ENV] = f"version_{n}"
+    return f"version_{n}"
+
+
+def _resolve_checkpoint(folder: Path, which: str) -> tuple[str, str]:
+    """``(version, path)`` of the newest run's ``last.ckpt`` or best checkpoint under ``folder``."""
+    runs = sorted(
+        (p for p in folder.glob("version_*") if (p / "checkpoints" / "last.ckpt").is_file()),
+        key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit() else -1,
+    )
+    if not runs:
+        raise FileNotFoundError(f"--ckpt_path {which}: no run with checkpoints/last.ckpt under {folder}")
+    last = runs[-1] / "checkpoints" / "last.ckpt"
+    if which == "last":
+        return runs[-1].name, str(last)
+    import torch
+
+    state = torch.load(last, map_location="cpu", weights_only=False).get("callbacks", {})
+    for key, value in state.items():
+        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
+            best = Path(value["best_model_path"])
+            if best.is_file():
+                return runs[-1].name, str(best)
+    return runs[-1].name, str(last)
 
 
 def _config_stem(cfg: Any) -> str | None:

@@ -1,1 +1,2 @@
 """LightningDataModules, readers per format, albumentations presets and synthetic data."""
+from .classification import ClassificationDataModule  # noqa: F401

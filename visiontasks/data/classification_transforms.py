@@ -1,0 +1,54 @@
+"""albumentations presets for classification: train augmentation, eval resize + normalise."""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import albumentations as A
+from albumentations.pytorch import ToTensorV2
+
+Augment = Literal["none", "light", "standard"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_mean_std(in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """ImageNet statistics for RGB; 0.5/0.5 (i.e. [-1, 1]) for one channel."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,), (0.5,))
+
+
+def classification_transforms(
+    image_size: tuple[int, int],
+    train: bool,
+    augment: Augment,
+    mean: Sequence[float],
+    std: Sequence[float],
+    in_chans: int = 3,
+) -> A.Compose:
+    """``uint8 [H, W, C]`` -> ``float32 [C, h, w]`` with ``(h, w) = image_size``.
+
+    ``none``: resize only. ``light``: small shifts, scales and rotations plus brightness/contrast
+    (no flips: right for digits and text). ``standard``: ImageNet-style random resized crop,
+    horizontal flip and colour jitter.
+    """
+    h, w = image_size
+    ops: list[A.BasicTransform] = []
+    if train and augment == "standard":
+        ops += [
+            A.RandomResizedCrop(size=(h, w), scale=(0.35, 1.0)),
+            A.HorizontalFlip(p=0.5),
+        ]
+        if in_chans == 3:
+            ops.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.8))
+        else:
+            ops.append(A.RandomBrightnessContrast(0.2, 0.2, p=0.8))
+    else:
+        ops.append(A.Resize(h, w))
+        if train and augment == "light":
+            ops += [
+                A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-10, 10), p=0.7),
+                A.RandomBrightnessContrast(0.15, 0.15, p=0.5),
+            ]
+    ops += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
+    return A.Compose(ops)
