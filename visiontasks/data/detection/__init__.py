@@ -1,0 +1,50 @@
+"""Detection data: COCO JSON, Pascal VOC XML and YOLO txt readers, one target format, synthetic shapes.
+
+Targets everywhere: ``boxes`` float32 [K, 4] xyxy in pixels of the (transformed) image, ``labels``
+int64 [K] with 0 = the first real class (no background index), plus ``image_id``, ``orig_size``,
+``size``, ``path``, ``image_box`` and, when configured, ``proposals``.
+"""
+
+from .coco import read_coco, write_coco
+from .common import DatasetFormatError, DetectionRecord, DetectionSplit, clean_boxes, safe_join
+from .datamodule import DetectionDataModule
+from .dataset import DetectionDataset, detection_collate
+from .synthetic import synthetic_class_names, write_synthetic_detection
+from .transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentConfig,
+    apply_detection_transform,
+    boxes_to_original,
+    build_detection_transform,
+)
+from .voc import VOC_CLASSES, read_voc, write_voc_xml
+from .yolo import label_path_for, load_yolo_yaml, read_yolo, write_yolo_labels
+
+__all__ = [
+    "AugmentConfig",
+    "DatasetFormatError",
+    "DetectionDataModule",
+    "DetectionDataset",
+    "DetectionRecord",
+    "DetectionSplit",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "VOC_CLASSES",
+    "apply_detection_transform",
+    "boxes_to_original",
+    "build_detection_transform",
+    "clean_boxes",
+    "detection_collate",
+    "label_path_for",
+    "load_yolo_yaml",
+    "read_coco",
+    "read_voc",
+    "read_yolo",
+    "safe_join",
+    "synthetic_class_names",
+    "write_coco",
+    "write_synthetic_detection",
+    "write_voc_xml",
+    "write_yolo_labels",
+]

@@ -1,0 +1,115 @@
+"""What every detection reader returns, and the checks they share (paths, boxes).
+
+Boxes inside the package are float32 ``[K, 4]`` xyxy in pixels with pixel *edges* as coordinates: a
+box covering columns 3..7 of an image is ``x1=3, x2=8``. Labels are int64, 0 = the first real class;
+there is no background index in the data (each model adds its own background internally).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file that breaks its format's rules (the message names the file, and line/entry)."""
+
+
+@dataclass
+class DetectionRecord:
+    """One image of a split: its file, id, ground truth in file pixels, and (H, W) when known."""
+
+    path: Path
+    image_id: int
+    boxes: np.ndarray  # float32 [K, 4] xyxy pixels of the file
+    labels: np.ndarray  # int64 [K], 0-based
+    size: tuple[int, int] | None = None  # (H, W) of the file
+
+
+@dataclass
+class DetectionSplit:
+    """The records of one split, the class names (index = label) and per-class dataset ids.
+
+    ``category_ids[label]`` is the id the dataset uses for that class (COCO category id; the label
+    itself for VOC and YOLO): predictions are written with these ids.
+    ``dropped_boxes`` counts degenerate boxes removed while reading.
+    """
+
+    name: str
+    records: list[DetectionRecord]
+    class_names: list[str]
+    category_ids: list[int]
+    dropped_boxes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_boxes(self) -> int:
+        return int(sum(len(r.labels) for r in self.records))
+
+
+def safe_join(root: str | Path, rel: str | Path, where: str) -> Path:
+    """``root / rel``, refusing results outside ``root`` (``../`` or an absolute path elsewhere).
+
+    The check is lexical (``normpath``): folders the user links into the root on purpose stay
+    usable, while an annotation cannot name a file outside the dataset. ``where`` names the
+    annotation file (and entry) for the error message.
+    """
+    root_n = os.path.normpath(os.path.abspath(root))
+    joined = os.path.normpath(os.path.join(root_n, str(rel)))
+    if joined != root_n and os.path.commonpath([joined, root_n]) != root_n:
+        raise DatasetFormatError(
+            f"{where}: path {str(rel)!r} points outside the dataset root {root_n}; refused"
+        )
+    return Path(joined)
+
+
+def clean_boxes(
+    boxes: np.ndarray, labels: np.ndarray, size: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Clip ``boxes`` (xyxy px) to the image ``size`` (H, W) when known and drop degenerate ones
+    (``x2 <= x1`` or ``y2 <= y1``, i.e. zero area, before or after clipping, or non-finite).
+
+    Returns ``(boxes float32 [K', 4], labels int64 [K'], number dropped)``.
+    """
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    finite = np.isfinite(boxes).all(axis=1)
+    valid = finite & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if size is not None:
+        h, w = size
+        boxes = boxes.copy()
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        valid &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return boxes[valid], labels[valid], int((~valid).sum())
+
+
+def warn_dropped(split: DetectionSplit, example: str | None) -> None:
+    """One warning per split with the count of degenerate boxes dropped while reading."""
+    if split.dropped_boxes:
+        hint = f" (first in {example})" if example else ""
+        warnings.warn(
+            f"{split.name}: dropped {split.dropped_boxes} degenerate box(es) with x2 <= x1, "
+            f"y2 <= y1 or zero area after clipping to the image{hint}",
+            stacklevel=3,
+        )
+
+
+def image_size_of(path: Path) -> tuple[int, int]:
+    """(H, W) from the file header (no full decode)."""
+    from PIL import Image
+
+    from visiontasks.data.io import ImageReadError
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except FileNotFoundError:
+        raise ImageReadError(f"image file {path} does not exist") from None
+    except Exception as err:  # noqa: BLE001 - any decoder failure is the file's fault
+        raise ImageReadError(f"cannot read image {path}: {err}") from None
+    return int(h), int(w)

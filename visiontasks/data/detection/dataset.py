@@ -1,0 +1,81 @@
+"""The detection dataset (records -> image tensor + target dict) and its collate function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from visiontasks.data.io import read_image
+
+from .common import DetectionRecord
+from .transforms import apply_detection_transform
+
+ProposalSource = Callable[[Path], np.ndarray]
+
+
+class DetectionDataset(Dataset):
+    """``dataset[i] -> (image float32 [3, H, W], target)``.
+
+    ``target``: ``boxes`` float32 [K, 4] xyxy pixels of the transformed image, ``labels`` int64 [K]
+    (0 = first real class, no background index), ``image_id`` int, ``orig_size`` (H, W) of the file,
+    ``size`` (H, W) after the transform, ``path`` str, ``image_box`` float32 [4] (where the file's
+    pixels lie in the transformed image), and ``proposals`` float32 [P, 4] (transformed-image pixels)
+    when a ``proposal_source`` is set (``source(path) -> [P, 4]`` xyxy pixels of the file).
+    """
+
+    def __init__(
+        self,
+        records: list[DetectionRecord],
+        transform: A.Compose,
+        proposal_source: ProposalSource | None = None,
+        min_box_size: float = 1.0,
+    ) -> None:
+        self.records = records
+        self.transform = transform
+        self.proposal_source = proposal_source
+        self.min_box_size = min_box_size
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        rec = self.records[index]
+        image = read_image(rec.path)  # grey / RGBA / palette -> RGB; errors name the file
+        h0, w0 = image.shape[:2]
+        boxes = rec.boxes
+        if rec.size is not None and rec.size != (h0, w0):
+            # the annotation's size disagrees with the file: scale boxes to the real pixels
+            sy, sx = h0 / rec.size[0], w0 / rec.size[1]
+            boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
+        proposals = None
+        if self.proposal_source is not None:
+            proposals = np.asarray(self.proposal_source(rec.path), np.float32).reshape(-1, 4)
+        img, target = apply_detection_transform(
+            self.transform, image, boxes, rec.labels, proposals, self.min_box_size
+        )
+        target.update(
+            image_id=int(rec.image_id),
+            orig_size=(int(h0), int(w0)),
+            size=(int(img.shape[-2]), int(img.shape[-1])),
+            path=str(rec.path),
+        )
+        return img, target
+
+
+def detection_collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
+    """A list of images (sizes may differ) and a list of target dicts: detectors batch them."""
+    images = [b[0] for b in batch]
+    targets = [b[1] for b in batch]
+    return images, targets
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Give each loader worker its own augmentation stream (the loader's per-epoch seed)."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None and hasattr(info.dataset, "transform"):
+        info.dataset.transform.set_random_seed(int(torch.initial_seed() % 2**31))

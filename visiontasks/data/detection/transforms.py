@@ -1,0 +1,157 @@
+"""albumentations pipelines for detection: the boxes move with the image.
+
+Geometry: ``letterbox`` (scale the longer side to fit, pad to the target size; aspect ratio kept),
+``stretch`` (resize to the target size) or ``none`` (keep the file's size; batches then mix sizes and
+the detectors pad them). Training adds horizontal flip, random scale/translate (``Affine``) and colour
+jitter. Boxes are clipped to the image by albumentations and boxes left degenerate are dropped.
+Normalisation (ImageNet mean/std by default) happens here, in the data, not in the models.
+
+Besides the ground truth, one pipeline call also moves (each in its own ``kind`` so they never mix)
+the region proposals, when there are any, and the *frame*: the box of the whole original image,
+which tells where the file's pixels went (used to map predictions back to file pixels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE_MODES = ("letterbox", "stretch", "none")
+
+KIND_GT, KIND_PROPOSAL, KIND_FRAME = 0, 1, 2
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation strengths (probability 0 or range 1 switches one off)."""
+
+    hflip: float = 0.5
+    scale: tuple[float, float] = (0.75, 1.25)
+    translate: float = 0.1
+    affine_p: float = 0.5
+    color_jitter: float = 0.3
+    color_p: float = 0.5
+
+
+def build_detection_transform(
+    image_size: int | Sequence[int] | None,
+    resize: str = "letterbox",
+    train: bool = False,
+    augment: AugmentConfig | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    seed: int | None = None,
+) -> A.Compose:
+    """The pipeline for one split: geometry, (training) augmentation, normalisation, to tensor.
+
+    Call it as ``t(image=uint8 [H, W, 3], bboxes=float [K, 4] xyxy px, labels=[K], kinds=[K])``.
+    """
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+    ops: list[A.BasicTransform] = []
+    fill = tuple(int(round(m * 255)) for m in mean)  # pad with the mean colour: 0 after normalising
+    if resize != "none":
+        if image_size is None:
+            raise ValueError(f"resize={resize!r} needs image_size")
+        h, w = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+        if resize == "letterbox":
+            ops += [
+                A.LongestMaxSize(max_size_hw=(h, w)),
+                A.PadIfNeeded(min_height=h, min_width=w, position="center",
+                              border_mode=cv2.BORDER_CONSTANT, fill=fill),
+            ]
+        else:
+            ops.append(A.Resize(h, w))
+    if train:
+        aug = augment or AugmentConfig()
+        if aug.hflip > 0:
+            ops.append(A.HorizontalFlip(p=aug.hflip))
+        if aug.affine_p > 0 and (tuple(aug.scale) != (1.0, 1.0) or aug.translate > 0):
+            ops.append(A.Affine(scale=tuple(aug.scale), translate_percent=(-aug.translate, aug.translate),
+                                border_mode=cv2.BORDER_CONSTANT, fill=fill, p=aug.affine_p))
+        if aug.color_p > 0 and aug.color_jitter > 0:
+            j = aug.color_jitter
+            ops.append(A.ColorJitter(brightness=(1 - j, 1 + j), contrast=(1 - j, 1 + j),
+                                     saturation=(1 - j, 1 + j), hue=(-j / 6, j / 6), p=aug.color_p))
+    ops += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
+    return A.Compose(
+        ops,
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels", "kinds"], clip=True,
+                                 filter_invalid_bboxes=True),
+        seed=seed,
+    )
+
+
+def apply_detection_transform(
+    transform: A.Compose,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    proposals: np.ndarray | None = None,
+    min_box_size: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Run ``transform`` on one image with its boxes (xyxy px of ``image``).
+
+    Returns ``(image float32 [3, H', W'], {"boxes", "labels", "image_box", ["proposals"]})`` in the
+    pixels of the transformed image; boxes narrower or shorter than ``min_box_size`` after the
+    transform are dropped (ground truth and proposals alike).
+    """
+    h0, w0 = image.shape[:2]
+    parts = [boxes.reshape(-1, 4)]
+    kinds = [np.full(len(parts[0]), KIND_GT)]
+    lab = [labels.reshape(-1)]
+    if proposals is not None:
+        proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
+        proposals = proposals.copy()
+        proposals[:, 0::2] = proposals[:, 0::2].clip(0, w0)
+        proposals[:, 1::2] = proposals[:, 1::2].clip(0, h0)
+        keep = (proposals[:, 2] > proposals[:, 0]) & (proposals[:, 3] > proposals[:, 1])
+        proposals = proposals[keep]
+        parts.append(proposals)
+        kinds.append(np.full(len(proposals), KIND_PROPOSAL))
+        lab.append(np.full(len(proposals), -1))
+    parts.append(np.array([[0, 0, w0, h0]], np.float32))
+    kinds.append(np.array([KIND_FRAME]))
+    lab.append(np.array([-1]))
+    all_boxes = np.concatenate(parts).astype(np.float32)
+    out = transform(image=image, bboxes=all_boxes, labels=np.concatenate(lab).astype(np.int64),
+                    kinds=np.concatenate(kinds).astype(np.int64))
+    tb = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
+    tk = np.asarray(out["kinds"], np.int64).reshape(-1)
+    tl = np.asarray(out["labels"], np.int64).reshape(-1)
+    big = ((tb[:, 2] - tb[:, 0]) >= min_box_size) & ((tb[:, 3] - tb[:, 1]) >= min_box_size)
+    img = out["image"]
+    target: dict[str, torch.Tensor] = {
+        "boxes": torch.from_numpy(tb[(tk == KIND_GT) & big].copy()),
+        "labels": torch.from_numpy(tl[(tk == KIND_GT) & big].copy()),
+    }
+    frame = tb[tk == KIND_FRAME]
+    h, w = img.shape[-2:]
+    target["image_box"] = torch.from_numpy(frame[0].copy()) if len(frame) else torch.tensor([0.0, 0.0, w, h])
+    if proposals is not None:
+        target["proposals"] = torch.from_numpy(tb[(tk == KIND_PROPOSAL) & big].copy())
+    return img.float(), target
+
+
+def boxes_to_original(boxes: torch.Tensor, image_box: torch.Tensor, orig_size: Sequence[int]) -> torch.Tensor:
+    """Map boxes from transformed-image pixels back to the file's pixels.
+
+    ``image_box`` is where the file lies in the transformed image (``target["image_box"]``),
+    ``orig_size`` its (H, W). Valid for the evaluation pipelines (resize / letterbox, no flips).
+    """
+    h0, w0 = float(orig_size[0]), float(orig_size[1])
+    ib = image_box.to(boxes.dtype)
+    sx = (ib[2] - ib[0]) / w0
+    sy = (ib[3] - ib[1]) / h0
+    out = boxes.clone()
+    out[:, 0::2] = ((boxes[:, 0::2] - ib[0]) / sx).clamp(0, w0)
+    out[:, 1::2] = ((boxes[:, 1::2] - ib[1]) / sy).clamp(0, h0)
+    return out

@@ -1,0 +1,137 @@
+"""Pascal VOC XML detection annotations with ``ImageSets/Main/<split>.txt`` lists.
+
+Layout under the root (a ``VOCdevkit/VOC2007`` folder): ``Annotations/<id>.xml``,
+``JPEGImages/<filename>``, ``ImageSets/Main/<split>.txt`` (one id per line). VOC pixel
+coordinates are 1-based and inclusive; they are converted to pixel edges (``x1 = xmin - 1``,
+``x2 = xmax``). Objects marked ``difficult`` are skipped unless ``keep_difficult``.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from .common import (
+    DatasetFormatError,
+    DetectionRecord,
+    DetectionSplit,
+    clean_boxes,
+    image_size_of,
+    safe_join,
+    warn_dropped,
+)
+
+VOC_CLASSES = [
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+]
+
+
+def _text(node: ET.Element, tag: str, where: str) -> str:
+    child = node.find(tag)
+    if child is None or child.text is None:
+        raise DatasetFormatError(f"{where}: missing <{tag}>")
+    return child.text.strip()
+
+
+def split_list_path(root: str | Path, split: str) -> Path:
+    """``ImageSets/Main/<split>.txt``, or ``split`` itself when it names a .txt file in the root."""
+    rel = split if split.endswith(".txt") else f"ImageSets/Main/{split}.txt"
+    return safe_join(root, rel, f"VOC split {split!r}")
+
+
+def read_voc(
+    root: str | Path,
+    split: str,
+    class_names: list[str] | None = None,
+    keep_difficult: bool = False,
+    name: str | None = None,
+) -> DetectionSplit:
+    """Read the images listed in ``ImageSets/Main/<split>.txt`` and their XML files."""
+    root = Path(root)
+    class_names = list(class_names or VOC_CLASSES)
+    index = {n: i for i, n in enumerate(class_names)}
+    list_file = split_list_path(root, split)
+    if not list_file.is_file():
+        raise FileNotFoundError(f"VOC split list {list_file} does not exist")
+    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    split_ = DetectionSplit(name or f"VOC {split}", [], class_names, list(range(len(class_names))))
+    first_bad = None
+    for n, image_id in enumerate(ids):
+        xml_path = safe_join(root, f"Annotations/{image_id}.xml", f"{list_file} (id {image_id!r})")
+        if not xml_path.is_file():
+            raise DatasetFormatError(f"{list_file}: id {image_id!r} has no annotation file {xml_path}")
+        where = str(xml_path)
+        try:
+            tree = ET.parse(xml_path).getroot()
+        except ET.ParseError as err:
+            raise DatasetFormatError(f"{where}: not valid XML ({err})") from None
+        fname_node = tree.find("filename")
+        fname = fname_node.text.strip() if fname_node is not None and fname_node.text else f"{image_id}.jpg"
+        img_path = safe_join(root, Path("JPEGImages") / fname, where)
+        if not img_path.is_file():
+            raise DatasetFormatError(f"{where}: names image {img_path}, which does not exist")
+        size = None
+        size_node = tree.find("size")
+        if size_node is not None:
+            try:
+                h, w = int(float(_text(size_node, "height", where))), int(float(_text(size_node, "width", where)))
+                size = (h, w) if h > 0 and w > 0 else None
+            except (DatasetFormatError, ValueError):
+                size = None
+        if size is None:
+            size = image_size_of(img_path)
+        boxes, labels = [], []
+        for obj in tree.findall("object"):
+            cls = _text(obj, "name", where)
+            if cls not in index:
+                raise DatasetFormatError(
+                    f"{where}: object class {cls!r} is not in the class list "
+                    f"({', '.join(class_names[:8])}{', ...' if len(class_names) > 8 else ''})"
+                )
+            difficult = obj.find("difficult")
+            if not keep_difficult and difficult is not None and (difficult.text or "0").strip() == "1":
+                continue
+            bb = obj.find("bndbox")
+            if bb is None:
+                raise DatasetFormatError(f"{where}: object {cls!r} has no <bndbox>")
+            try:
+                x1, y1, x2, y2 = (float(_text(bb, t, where)) for t in ("xmin", "ymin", "xmax", "ymax"))
+            except ValueError as err:
+                raise DatasetFormatError(f"{where}: object {cls!r}: bad coordinate ({err})") from None
+            boxes.append([x1 - 1, y1 - 1, x2, y2])
+            labels.append(index[cls])
+        b, lab, dropped = clean_boxes(np.array(boxes, np.float32), labels, size)
+        if dropped and first_bad is None:
+            first_bad = where
+        split_.dropped_boxes += dropped
+        split_.records.append(DetectionRecord(img_path, n, b, lab, size))
+    warn_dropped(split_, first_bad)
+    return split_
+
+
+def write_voc_xml(path: str | Path, rec: DetectionRecord, class_names: list[str]) -> None:
+    """Write one record as a VOC XML file (1-based inclusive integer coordinates)."""
+    if rec.size is None:
+        raise ValueError(f"record {rec.path} needs its size to be written as VOC")
+    h, w = rec.size
+    ann = ET.Element("annotation")
+    ET.SubElement(ann, "folder").text = "JPEGImages"
+    ET.SubElement(ann, "filename").text = Path(rec.path).name
+    size = ET.SubElement(ann, "size")
+    for tag, v in (("width", w), ("height", h), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(v)
+    for box, label in zip(rec.boxes.tolist(), rec.labels.tolist()):
+        obj = ET.SubElement(ann, "object")
+        ET.SubElement(obj, "name").text = class_names[label]
+        ET.SubElement(obj, "difficult").text = "0"
+        bb = ET.SubElement(obj, "bndbox")
+        x1, y1, x2, y2 = box
+        for tag, v in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
+            ET.SubElement(bb, tag).text = str(int(round(v)))
+    ET.indent(ann)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(ann).write(path, encoding="utf-8")

@@ -1,0 +1,195 @@
+"""YOLO txt labels with their dataset YAML (Ultralytics layout).
+
+The YAML gives ``path`` (dataset root; relative to the YAML's folder, default that folder), ``train``
+/ ``val`` / ``test`` (a folder of images, a ``.txt`` file listing images, or a list of those, relative
+to ``path``) and ``names`` (a list, or a mapping ``index: name``). Each image ``.../images/.../x.jpg``
+has its labels in ``.../labels/.../x.txt``: one object per line, ``class cx cy w h`` normalised to
+[0, 1] (a polygon ``class x1 y1 x2 y2 ...`` is reduced to its box).
+
+As the format defines it, the images make the dataset: an image without a label file, or with an
+empty one, is a background image; a label file without an image is ignored (counted in a warning).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from visiontasks.data.io import IMAGE_EXTENSIONS
+
+from .common import (
+    DatasetFormatError,
+    DetectionRecord,
+    DetectionSplit,
+    clean_boxes,
+    image_size_of,
+    safe_join,
+    warn_dropped,
+)
+
+
+def find_yaml(root: str | Path) -> Path:
+    """``root`` itself when it is a YAML file, else ``root/data.yaml`` or the only YAML in ``root``."""
+    root = Path(root)
+    if root.is_file():
+        return root
+    if not root.is_dir():
+        raise FileNotFoundError(f"YOLO dataset {root} does not exist")
+    if (root / "data.yaml").is_file():
+        return root / "data.yaml"
+    found = sorted([*root.glob("*.yaml"), *root.glob("*.yml")])
+    if len(found) != 1:
+        raise FileNotFoundError(
+            f"YOLO dataset {root}: expected data.yaml or exactly one .yaml file, found "
+            f"{[f.name for f in found]}; set root to the YAML file"
+        )
+    return found[0]
+
+
+def load_yolo_yaml(yaml_path: str | Path) -> tuple[dict[str, Any], Path, list[str]]:
+    """``(the YAML dict, the dataset root, class names)``."""
+    yaml_path = find_yaml(yaml_path)
+    try:
+        cfg = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise DatasetFormatError(f"{yaml_path}: not valid YAML ({err})") from None
+    if not isinstance(cfg, dict) or "names" not in cfg:
+        raise DatasetFormatError(f"{yaml_path}: a YOLO dataset YAML needs 'names' (and train/val)")
+    names = cfg["names"]
+    if isinstance(names, dict):
+        keys = sorted(int(k) for k in names)
+        if keys != list(range(len(keys))):
+            raise DatasetFormatError(f"{yaml_path}: 'names' keys must be 0..{len(keys) - 1}, got {keys}")
+        names = [str(names[k] if k in names else names[str(k)]) for k in keys]
+    elif isinstance(names, list):
+        names = [str(n) for n in names]
+    else:
+        raise DatasetFormatError(f"{yaml_path}: 'names' must be a list or a mapping index: name")
+    if "nc" in cfg and int(cfg["nc"]) != len(names):
+        raise DatasetFormatError(f"{yaml_path}: nc={cfg['nc']} but {len(names)} names")
+    base = Path(cfg.get("path") or ".")
+    root = base if base.is_absolute() else yaml_path.parent / base
+    return cfg, Path(os.path.normpath(root.absolute())), names
+
+
+def label_path_for(image: Path) -> Path:
+    """Ultralytics' rule: the last ``/images/`` folder becomes ``/labels/``, the suffix ``.txt``."""
+    s = str(image)
+    sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if sa in s:
+        s = sb.join(s.rsplit(sa, 1))
+    return Path(s).with_suffix(".txt")
+
+
+def _list_images(root: Path, entry: str, where: str) -> tuple[list[Path], list[Path]]:
+    """Images named by one split entry, and the image folders it covers (for orphan labels)."""
+    p = safe_join(root, entry, where)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+        return files, [p]
+    if p.is_file() and p.suffix == ".txt":
+        files = []
+        for n, line in enumerate(p.read_text().splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            base = p.parent if line.startswith("./") else root
+            files.append(safe_join(root, base / line, f"{p}, line {n}"))
+        return files, []
+    raise FileNotFoundError(f"{where}: split entry {entry!r} -> {p} is neither a folder nor a .txt list")
+
+
+def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    h, w = size
+    boxes, labels = [], []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            raise DatasetFormatError(f"{path}, line {n}: non-numeric value in {line.strip()!r}") from None
+        cls = values[0]
+        if cls != int(cls) or not 0 <= cls < num_classes:
+            raise DatasetFormatError(
+                f"{path}, line {n}: class id {parts[0]} is outside the {num_classes} classes "
+                f"(0..{num_classes - 1}) of the dataset YAML"
+            )
+        coords = values[1:]
+        if len(coords) == 4:
+            cx, cy, bw, bh = coords
+            box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
+        elif len(coords) >= 6 and len(coords) % 2 == 0:  # polygon -> its box
+            xs, ys = np.array(coords[0::2]) * w, np.array(coords[1::2]) * h
+            box = [xs.min(), ys.min(), xs.max(), ys.max()]
+        else:
+            raise DatasetFormatError(
+                f"{path}, line {n}: expected 'class cx cy w h' (or a polygon), got {len(parts)} values"
+            )
+        boxes.append(box)
+        labels.append(int(cls))
+    return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
+
+
+def read_yolo(yaml_path: str | Path, split: str, name: str | None = None) -> DetectionSplit:
+    """Read split ``split`` (a key of the YAML: ``train``, ``val``, ``test``)."""
+    yaml_file = find_yaml(yaml_path)
+    cfg, root, names = load_yolo_yaml(yaml_file)
+    if not cfg.get(split):
+        raise DatasetFormatError(f"{yaml_file}: no {split!r} entry (keys: {sorted(cfg)})")
+    entries = cfg[split] if isinstance(cfg[split], list) else [cfg[split]]
+    images: list[Path] = []
+    folders: list[Path] = []
+    for entry in entries:
+        files, dirs = _list_images(root, str(entry), f"{yaml_file} ({split})")
+        images += files
+        folders += dirs
+    out = DetectionSplit(name or f"YOLO {split}", [], names, list(range(len(names))))
+    first_bad = None
+    for i, img in enumerate(images):
+        if not img.is_file():
+            raise DatasetFormatError(f"{yaml_file} ({split}): lists image {img}, which does not exist")
+        size = image_size_of(img)
+        lbl = label_path_for(img)
+        if lbl.is_file():
+            boxes, labels = _parse_label_file(lbl, len(names), size)
+        else:  # no label file: a background image, as the format defines it
+            boxes, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+        boxes, labels, dropped = clean_boxes(boxes, labels, size)
+        if dropped and first_bad is None:
+            first_bad = str(lbl)
+        out.dropped_boxes += dropped
+        out.records.append(DetectionRecord(img, i, boxes, labels, size))
+    # label files whose image is missing are ignored by the format; say how many there are
+    wanted = {label_path_for(r.path) for r in out.records}
+    orphans = []
+    for folder in folders:
+        lbl_dir = label_path_for(folder / "x.jpg").parent
+        if lbl_dir.is_dir():
+            orphans += [f for f in lbl_dir.rglob("*.txt") if f not in wanted]
+    if orphans:
+        msg = (f"{out.name}: {len(orphans)} label file(s) have no image and are ignored "
+               f"(e.g. {orphans[0]})")
+        out.notes.append(msg)
+        warnings.warn(msg, stacklevel=2)
+    warn_dropped(out, first_bad)
+    return out
+
+
+def write_yolo_labels(path: str | Path, rec: DetectionRecord) -> None:
+    """Write one record's boxes as a YOLO label file (normalised ``class cx cy w h``)."""
+    if rec.size is None:
+        raise ValueError(f"record {rec.path} needs its size to be written as YOLO")
+    h, w = rec.size
+    lines = []
+    for (x1, y1, x2, y2), label in zip(rec.boxes.tolist(), rec.labels.tolist()):
+        lines.append(f"{label} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
+                     f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
