@@ -1,0 +1,285 @@
+"""``SegmentationDataModule``: one datamodule for every segmentation layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+from torch.utils.data import DataLoader
+
+from .masks import MaskDecoder
+from .readers import (
+    VOC_CLASSES,
+    SegmentationDataset,
+    SegmentationSample,
+    _images_in,
+    list_folder_pairs,
+    list_voc_pairs,
+    pad_collate,
+    read_dataset_yaml,
+)
+from .synthetic import synthetic_class_names, write_synthetic_segmentation
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, segmentation_eval_transforms, segmentation_train_transforms
+
+Format = Literal["folder", "voc", "dataset_yaml", "synthetic"]
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """Image + mask data for semantic segmentation.
+
+    Batches are ``{"image": float [N, C, H, W], "mask": int64 [N, H, W], "id": [paths],
+    "size": [(H, W)]}``; masks hold ``0..num_classes-1`` or ``ignore_index``. Evaluation batches are
+    padded to the largest image (masks with ``ignore_index``), training batches are cropped to
+    ``crop_size``.
+
+    Args:
+        root: the dataset folder. ``folder``: ``root/<image_dir>/<split>/`` and
+            ``root/<mask_dir>/<split>/`` (same relative names, masks ``*<mask_suffix>``);
+            ``voc``: the ``VOC20xx`` folder; ``dataset_yaml``: the YAML file or its folder
+            (``<split>: {images, masks}`` + ``classes: {id: name}``, e.g. COCO128-segmentation);
+            ``synthetic``: where the generated shapes set is written (folder layout).
+        format: ``folder``, ``voc``, ``dataset_yaml`` or ``synthetic``.
+        class_names / num_classes: the classes (``folder`` needs one of them; VOC, YAML and
+            synthetic sets bring their own names).
+        ignore_index: label for pixels left out of loss and metrics (VOC's border value 255).
+        mask_mode: ``index`` (one id per pixel: L/P/16-bit PNGs) or ``color`` (RGB via
+            ``class_colors``: one ``[r, g, b]`` per class, or ``voc``; ``ignore_colors`` -> ignore).
+        remap: ``raw id -> class index`` or ``"ignore"`` (sparse -> contiguous, merges, ignores).
+        ignore_ids: raw ids mapped to ``ignore_index`` (e.g. ``[0]`` for COCO "unlabeled").
+            With ``dataset_yaml`` the other ids of ``classes`` are numbered 0.. in sorted order.
+        unmapped: ids or colours not in the tables: ``error`` (default) or ``ignore``.
+        resize_mismatched_masks: resize a mask whose size differs from its image with
+            nearest-neighbour instead of raising an error naming both files.
+        skip_missing_masks: leave out images without a mask (one warning with the count) instead
+            of raising an error.
+        train_split / val_split / test_split: split names (sub-folders / VOC lists / YAML keys);
+            a missing test split falls back to val. ``val_fraction`` > 0 carves a seeded
+            validation set out of train when there is no val split.
+        crop_size, scale_range, hflip, color_jitter: training augmentation (see
+            :func:`segmentation_train_transforms`). mean / std: normalisation.
+        synthetic_counts / synthetic_size / synthetic_shapes / synthetic_max_objects /
+            synthetic_size_range: the generated set (train, val, test counts; image side; shape
+            kinds, i.e. ``synthetic_shapes + 1`` classes with the background).
+        predict_root: a folder of images to predict on (default: the test split's images).
+        in_chans: 1 or 3 image channels.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/shapes_segmentation",
+        format: Format = "folder",
+        class_names: list[str] | None = None,
+        num_classes: int | None = None,
+        ignore_index: int = 255,
+        image_dir: str = "images",
+        mask_dir: str = "masks",
+        mask_suffix: str = ".png",
+        mask_mode: Literal["index", "color"] = "index",
+        class_colors: list[list[int]] | str | None = None,
+        ignore_colors: list[list[int]] | None = None,
+        remap: dict[int, int | str] | None = None,
+        ignore_ids: list[int] | None = None,
+        unmapped: Literal["error", "ignore"] = "error",
+        resize_mismatched_masks: bool = False,
+        skip_missing_masks: bool = False,
+        train_split: str = "train",
+        val_split: str | None = "val",
+        test_split: str | None = "test",
+        val_fraction: float = 0.0,
+        crop_size: int | list[int] | None = 256,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        hflip: bool = True,
+        color_jitter: float = 0.0,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        synthetic_counts: tuple[int, int, int] = (300, 100, 100),
+        synthetic_size: int = 128,
+        synthetic_shapes: int = 6,
+        synthetic_max_objects: int = 3,
+        synthetic_size_range: tuple[float, float] = (0.15, 0.35),
+        predict_root: str | None = None,
+        in_chans: int = 3,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if format not in ("folder", "voc", "dataset_yaml", "synthetic"):
+            raise ValueError(f"unknown format {format!r}; choose folder, voc, dataset_yaml or synthetic")
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.root = Path(root)
+        self.format = format
+        self.ignore_index = ignore_index
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.in_chans = in_chans
+        self._yaml: dict[str, Any] | None = None
+        self.class_names, remap = self._classes(class_names, num_classes, remap, ignore_ids)
+        self.num_classes = len(self.class_names)
+        self.decoder = MaskDecoder(
+            self.num_classes, ignore_index, mask_mode, class_colors, ignore_colors, remap, unmapped
+        )
+        self.train_transform = segmentation_train_transforms(
+            crop_size, scale_range, hflip, color_jitter, ignore_index, mean, std
+        )
+        self.eval_transform = segmentation_eval_transforms(mean, std)
+        self.datasets: dict[str, SegmentationDataset] = {}
+
+    # -- classes ------------------------------------------------------------------------------------
+    def _classes(
+        self,
+        class_names: list[str] | None,
+        num_classes: int | None,
+        remap: dict[int, int | str] | None,
+        ignore_ids: list[int] | None,
+    ) -> tuple[list[str], dict[int, int | str] | None]:
+        hp = self.hparams
+        ignore_ids = list(ignore_ids or [])
+        user_remap = remap is not None
+        if self.format == "synthetic":
+            names = synthetic_class_names(hp.synthetic_shapes)
+        elif self.format == "voc":
+            names = list(VOC_CLASSES)
+        elif self.format == "dataset_yaml":
+            self._yaml = read_dataset_yaml(self.root)
+            kept = {k: v for k, v in sorted(self._yaml["classes"].items()) if k not in ignore_ids}
+            names = list(kept.values())
+            if remap is None:  # sparse ids -> 0..K-1 in sorted order
+                remap = {raw: i for i, raw in enumerate(kept)}
+        elif class_names is not None:
+            names = list(class_names)
+        elif num_classes is not None:
+            names = [str(i) for i in range(num_classes)]
+        else:
+            raise ValueError("format 'folder' needs class_names (or num_classes) in the data config")
+        if class_names is not None and self.format != "folder":
+            if len(class_names) != len(names) and not user_remap:
+                raise ValueError(
+                    f"class_names has {len(class_names)} names but the {self.format} data has "
+                    f"{len(names)} classes; give a remap table when merging or dropping classes"
+                )
+            names = list(class_names)  # the user's names win (e.g. after merging classes with remap)
+        if num_classes is not None and num_classes != len(names):
+            raise ValueError(f"num_classes={num_classes} but the classes are {len(names)}: {names[:10]}")
+        if ignore_ids:
+            if remap is None:
+                remap = {i: i for i in range(len(names))}
+            remap = {**remap, **{i: "ignore" for i in ignore_ids}}
+        return names, remap
+
+    # -- files ----------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Write the synthetic set once (rank 0 of each node under DDP)."""
+        if self.format == "synthetic":
+            self._write_synthetic()
+
+    def _write_synthetic(self) -> None:
+        hp = self.hparams
+        write_synthetic_segmentation(
+            self.root,
+            hp.synthetic_counts,
+            hp.synthetic_size,
+            hp.synthetic_shapes,
+            hp.synthetic_max_objects,
+            hp.synthetic_size_range,
+            seed=self.seed,
+        )
+
+    def split_samples(self, split: str | None) -> list[SegmentationSample] | None:
+        """The pairs of ``split``, or ``None`` when the dataset has no such split."""
+        if split is None:
+            return None
+        skip = self.hparams.skip_missing_masks
+        if self.format in ("folder", "synthetic"):
+            images = self.root / self.hparams.image_dir / split
+            if not images.is_dir():
+                return None
+            return list_folder_pairs(images, self.root / self.hparams.mask_dir / split, self.hparams.mask_suffix, skip)
+        if self.format == "voc":
+            if not (self.root / "ImageSets" / "Segmentation" / f"{split}.txt").is_file():
+                return None
+            return list_voc_pairs(self.root, split, skip)
+        assert self._yaml is not None
+        if split not in self._yaml["splits"]:
+            return None
+        image_dir, mask_dir = self._yaml["splits"][split]
+        return list_folder_pairs(image_dir, mask_dir, self.hparams.mask_suffix, skip)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.format == "synthetic":
+            self._write_synthetic()  # no-op when prepare_data already wrote it
+        hp = self.hparams
+        make = lambda s, t: SegmentationDataset(s, self.decoder, t, hp.resize_mismatched_masks, hp.in_chans)  # noqa: E731
+        if stage in (None, "fit", "validate") and "train" not in self.datasets:
+            train = self.split_samples(hp.train_split)
+            if train is None:
+                raise FileNotFoundError(f"{self.root}: no {hp.train_split!r} split ({self._layout_hint()})")
+            val = self.split_samples(hp.val_split)
+            if val is None and hp.val_fraction > 0:
+                order = np.random.default_rng(self.seed).permutation(len(train))
+                n_val = max(1, int(round(hp.val_fraction * len(train))))
+                val = [train[i] for i in sorted(order[:n_val])]
+                train = [train[i] for i in sorted(order[n_val:])]
+            if val is None:
+                raise FileNotFoundError(
+                    f"{self.root}: no {hp.val_split!r} split; add one or set val_fraction (e.g. 0.1)"
+                )
+            self.datasets["train"] = make(train, self.train_transform)
+            self.datasets["val"] = make(val, self.eval_transform)
+        if stage in (None, "test") and "test" not in self.datasets:
+            test = self.split_samples(hp.test_split) or self.split_samples(hp.val_split)
+            if test is None:
+                raise FileNotFoundError(f"{self.root}: neither a {hp.test_split!r} nor a {hp.val_split!r} split")
+            self.datasets["test"] = make(test, self.eval_transform)
+        if stage in (None, "predict") and "predict" not in self.datasets:
+            if hp.predict_root is not None:
+                images = _images_in(Path(hp.predict_root))
+                if not images:
+                    raise FileNotFoundError(f"predict_root {hp.predict_root} holds no images")
+                samples = [SegmentationSample(p, None) for p in images]
+            else:
+                pairs = self.split_samples(hp.test_split) or self.split_samples(hp.val_split) or []
+                samples = [SegmentationSample(s.image, None) for s in pairs]
+                if not samples:
+                    raise FileNotFoundError(f"{self.root}: nothing to predict on; set predict_root")
+            self.datasets["predict"] = make(samples, self.eval_transform)
+
+    def _layout_hint(self) -> str:
+        if self.format in ("folder", "synthetic"):
+            return f"expected {self.hparams.image_dir}/<split>/ and {self.hparams.mask_dir}/<split>/ under it"
+        if self.format == "voc":
+            return "expected ImageSets/Segmentation/<split>.txt"
+        return f"splits in the YAML: {sorted(self._yaml['splits']) if self._yaml else []}"
+
+    # -- loaders ---------------------------------------------------------------------------------------
+    def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
+        if name not in self.datasets:
+            self.setup({"train": "fit", "val": "fit"}.get(name, name))
+        return DataLoader(
+            self.datasets[name],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=pad_collate(self.ignore_index),
+            persistent_workers=self.num_workers > 0,
+            drop_last=shuffle and len(self.datasets[name]) > batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", False, self.eval_batch_size)
