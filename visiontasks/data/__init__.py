@@ -1,2 +1,3 @@
 """LightningDataModules, readers per format, albumentations presets and synthetic data."""
 from .classification import ClassificationDataModule  # noqa: F401
+from .segmentation import SegmentationDataModule  # noqa: F401

@@ -2,5 +2,6 @@
 
 from .base import BaseTask
 from .classification import ClassificationTask
+from .segmentation import SegmentationTask  # noqa: F401
 
 __all__ = ["BaseTask", "ClassificationTask"]
