@@ -19,8 +19,9 @@ classifiers).
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from visiontasks.backbones import Backbone
@@ -97,3 +98,54 @@ def build_detector(name: str, backbone: Backbone, num_classes: int, **kwargs: An
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1 (real classes, no background), got {num_classes}")
     return DETECTORS[name](backbone, num_classes, **kwargs)
+
+
+# -- helpers shared by detectors --------------------------------------------------------------------
+def select_features(backbone: Backbone, names: Sequence[str]) -> Backbone:
+    """A backbone returning only the outputs ``names``, sharing ``backbone``'s modules.
+
+    Stages deeper than the deepest requested one are left out of the new module (they would hold
+    parameters that never get gradients, which DDP rejects). Freezing and ``norm_eval`` carry over.
+    """
+    all_names = [f.name for f in backbone.stage_info]
+    missing = [n for n in names if n not in all_names]
+    if missing:
+        raise ValueError(f"backbone has no output(s) {missing}; it has {all_names}")
+    idx = sorted(all_names.index(n) for n in names)
+    keep = idx[-1] + 1
+    stages = [(f.name, backbone.stages[f.name], f.channels, f.stride) for f in backbone.stage_info[:keep]]
+    return Backbone(stages, backbone.in_chans, idx, min(backbone.frozen_stages, keep), backbone.norm_eval)
+
+
+def batch_images(images: Sequence[Tensor], size_divisible: int = 32) -> tuple[Tensor, list[tuple[int, int]]]:
+    """Pad images ``[C, H_i, W_i]`` at the bottom/right into one ``[N, C, H, W]`` tensor whose sides
+    are multiples of ``size_divisible``; returns it and the (H_i, W_i). Pixel coordinates of every
+    image are unchanged (top-left aligned), so boxes need no shift."""
+    if len(images) == 0:
+        raise ValueError("a detector needs at least one image")
+    sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+    h = max(s[0] for s in sizes)
+    w = max(s[1] for s in sizes)
+    d = max(int(size_divisible), 1)
+    h, w = -(-h // d) * d, -(-w // d) * d
+    if all(s == (h, w) for s in sizes):
+        return torch.stack(list(images)), sizes
+    out = images[0].new_zeros((len(images), images[0].shape[0], h, w))
+    for i, im in enumerate(images):
+        out[i, :, : im.shape[-2], : im.shape[-1]].copy_(im)
+    return out, sizes
+
+
+def check_targets(targets: list[dict[str, Any]] | None, n: int, num_classes: int) -> list[dict[str, Any]]:
+    """Validate training targets (one per image; ``boxes`` [K, 4] float, ``labels`` [K] in range)."""
+    if targets is None:
+        raise ValueError("training mode needs targets (boxes xyxy pixels, labels 0-based)")
+    if len(targets) != n:
+        raise ValueError(f"got {n} images but {len(targets)} targets")
+    for t in targets:
+        boxes, labels = t["boxes"], t["labels"]
+        if boxes.ndim != 2 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:1]:
+            raise ValueError(f"target boxes must be [K, 4] and labels [K], got {list(boxes.shape)}, {list(labels.shape)}")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(f"target labels must be in [0, {num_classes - 1}], got {labels.tolist()}")
+    return targets

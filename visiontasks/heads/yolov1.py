@@ -1,0 +1,247 @@
+"""YOLOv1 (Redmon et al., 2016) on any registered backbone.
+
+``backbone -> deepest feature map -> 2 conv layers -> adaptive average pooling to S x S -> FC ->
+FC -> [N, S, S, B*5 + C]``. Per cell: B boxes ``(x, y, sqrt(w), sqrt(h), confidence)`` then C class
+probabilities; ``x, y`` are the box centre's offset inside the cell, ``w, h`` the box size relative
+to the (padded) input image, all in [0, 1].
+
+Differences from the paper, on purpose:
+
+* the backbone is any registered one (the paper's is a 24-layer Darknet); its deepest feature map is
+  pooled to S x S with ``AdaptiveAvgPool2d`` so that any input size the backbone accepts works
+  (448 x 448 as in the paper gives a 14 x 14 map, pooled 2 x 2; smaller inputs give smaller maps,
+  which the pooling stretches). As in the paper, the fully connected layers see the whole image.
+* the two head convolutions use BatchNorm (trains from scratch reliably; YOLOv2 added it too);
+* outputs are squashed (sigmoid for the box terms and the confidence, softmax for the class
+  probabilities) so decoded boxes and scores are always valid; the paper's last layer is linear.
+
+The loss is the paper's sum-squared error (λ_coord = 5, λ_noobj = 0.5, square roots of w and h, of
+the B predictors of a cell holding an object the one with the highest IoU is responsible, the
+confidence target of the responsible predictor is that IoU), summed over the grid and averaged over
+the batch. It is computed in fp32 with autocast off, so fp16/bf16 training is safe. A cell holds at
+most one object (the paper's design): when several object centres fall in one cell, the largest
+object is assigned there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms
+
+from visiontasks.backbones import Backbone
+
+from .detector import Detector, batch_images, check_targets, register_detector, select_features
+
+
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1, inplace=True)
+    )
+
+
+@register_detector("yolov1")
+class YOLOv1(Detector):
+    """YOLOv1 detector.
+
+    Args:
+        backbone: a registered backbone; its deepest output (or ``feature``) feeds the head.
+        num_classes: C, real classes (no background class: "no object" is the confidence).
+        grid_size: S; boxes_per_cell: B.
+        hidden_channels: channels of the two head convolutions (paper: 1024).
+        fc_dim: width of the first fully connected layer (paper: 4096); dropout after it (paper 0.5).
+        lambda_coord, lambda_noobj: loss weights (paper: 5 and 0.5).
+        rescore: confidence target = IoU of the responsible box with its object (paper); else 1.
+        score_thresh: minimum class-specific confidence (class prob x confidence) kept at decoding.
+        nms_thresh: IoU threshold of the per-class NMS (``torchvision.ops.batched_nms``).
+        max_detections: detections kept per image (highest scores).
+        size_divisible: batch padding multiple.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        grid_size: int = 7,
+        boxes_per_cell: int = 2,
+        feature: str | None = None,
+        hidden_channels: int = 1024,
+        fc_dim: int = 4096,
+        dropout: float = 0.5,
+        lambda_coord: float = 5.0,
+        lambda_noobj: float = 0.5,
+        rescore: bool = True,
+        score_thresh: float = 0.01,
+        nms_thresh: float = 0.5,
+        max_detections: int = 100,
+        size_divisible: int = 32,
+    ) -> None:
+        super().__init__()
+        infos = backbone.feature_info
+        chosen = infos[-1] if feature is None else next((f for f in infos if f.name == feature), None)
+        if chosen is None:
+            raise ValueError(f"backbone has no output {feature!r}; it has {[f.name for f in infos]}")
+        self.feature_name = chosen.name
+        self.backbone = select_features(backbone, [chosen.name])
+        self.S, self.B, self.C = grid_size, boxes_per_cell, num_classes
+        self.num_classes = num_classes
+        self.lambda_coord, self.lambda_noobj, self.rescore = lambda_coord, lambda_noobj, rescore
+        self.score_thresh, self.nms_thresh, self.max_detections = score_thresh, nms_thresh, max_detections
+        self.size_divisible = size_divisible
+        self.head = nn.Sequential(
+            _conv_bn(chosen.channels, hidden_channels),
+            _conv_bn(hidden_channels, hidden_channels),
+            nn.AdaptiveAvgPool2d(grid_size),
+            nn.Flatten(),
+            nn.Linear(hidden_channels * grid_size * grid_size, fc_dim),
+            nn.LeakyReLU(0.1, inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(fc_dim, grid_size * grid_size * (boxes_per_cell * 5 + num_classes)),
+        )
+
+    # -- raw output -------------------------------------------------------------------------------
+    def raw(self, x: Tensor) -> Tensor:
+        """``[N, 3, H, W] -> [N, S, S, B*5 + C]`` logits (before sigmoid/softmax)."""
+        feats = self.backbone(x)[self.feature_name]
+        return self.head(feats).view(x.shape[0], self.S, self.S, self.B * 5 + self.C)
+
+    def activate(self, raw: Tensor) -> tuple[Tensor, Tensor]:
+        """``(boxes [N, S, S, B, 5] (x, y, sqrt w, sqrt h, conf) in [0, 1], class probs [N, S, S, C])``."""
+        n = raw.shape[0]
+        boxes = torch.sigmoid(raw[..., : self.B * 5]).view(n, self.S, self.S, self.B, 5)
+        probs = torch.softmax(raw[..., self.B * 5 :], dim=-1)
+        return boxes, probs
+
+    def decode_boxes(self, boxes: Tensor) -> Tensor:
+        """Cell-relative ``(x, y, sqrt w, sqrt h)`` -> xyxy normalised to the input [0, 1]."""
+        S = self.S
+        ar = torch.arange(S, device=boxes.device, dtype=boxes.dtype)
+        cx = (boxes[..., 0] + ar.view(1, 1, S, 1)) / S  # column index j on dim 2
+        cy = (boxes[..., 1] + ar.view(1, S, 1, 1)) / S  # row index i on dim 1
+        w, h = boxes[..., 2] ** 2, boxes[..., 3] ** 2
+        return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+    # -- targets and loss -------------------------------------------------------------------------
+    def encode_targets(
+        self, targets: list[dict[str, Any]], height: int, width: int, device: torch.device
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Grid targets for a batch padded to ``height x width``.
+
+        Returns ``obj [N, S, S] bool`` (cell holds an object), ``cell_box [N, S, S, 4]`` (x, y offsets
+        in the cell, sqrt w, sqrt h), ``box_xyxy [N, S, S, 4]`` normalised, ``cls [N, S, S, C]`` one-hot.
+        """
+        S, C, n = self.S, self.C, len(targets)
+        obj = torch.zeros(n, S * S, dtype=torch.bool, device=device)
+        cell_box = torch.zeros(n, S * S, 4, device=device)
+        box_xyxy = torch.zeros(n, S * S, 4, device=device)
+        cls = torch.zeros(n, S * S, C, device=device)
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=device)
+        for b, t in enumerate(targets):
+            boxes = t["boxes"].to(device=device, dtype=torch.float32) / scale
+            labels = t["labels"].to(device)
+            if boxes.numel() == 0:
+                continue
+            boxes = boxes.clamp(0, 1)
+            cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+            w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+            j = (cx * S).floor().long().clamp(0, S - 1)
+            i = (cy * S).floor().long().clamp(0, S - 1)
+            cell = i * S + j
+            # one object per cell: the largest (ties: the first) wins, deterministically
+            area = w * h
+            best = torch.full((S * S,), -1.0, device=device).scatter_reduce(0, cell, area, "amax")
+            is_best = area >= best[cell]
+            idx = torch.arange(len(cell), device=device)
+            first = torch.full((S * S,), len(cell), device=device, dtype=torch.long).scatter_reduce(
+                0, cell[is_best], idx[is_best], "amin"
+            )
+            keep = first[cell] == idx
+            cell, k = cell[keep], keep.nonzero().squeeze(1)
+            obj[b, cell] = True
+            cell_box[b, cell] = torch.stack(
+                [cx[k] * S - j[k], cy[k] * S - i[k], w[k].sqrt(), h[k].sqrt()], dim=1
+            )
+            box_xyxy[b, cell] = boxes[k]
+            cls[b, cell] = F.one_hot(labels[k], C).float()
+        return (obj.view(n, S, S), cell_box.view(n, S, S, 4), box_xyxy.view(n, S, S, 4),
+                cls.view(n, S, S, C))
+
+    def loss(self, raw: Tensor, targets: list[dict[str, Any]], height: int, width: int) -> dict[str, Tensor]:
+        """The paper's loss on raw outputs ``[N, S, S, B*5 + C]`` (fp32, autocast off)."""
+        with torch.autocast(device_type=raw.device.type, enabled=False):
+            raw = raw.float()
+            n = raw.shape[0]
+            boxes, probs = self.activate(raw)
+            obj, t_cell, t_xyxy, t_cls = self.encode_targets(targets, height, width, raw.device)
+            with torch.no_grad():
+                pred_xyxy = self.decode_boxes(boxes[..., :4])  # [N, S, S, B, 4]
+                iou = _paired_iou(pred_xyxy, t_xyxy.unsqueeze(3))  # [N, S, S, B]
+                best = iou.argmax(dim=-1, keepdim=True)
+                resp = torch.zeros_like(iou, dtype=torch.bool).scatter_(-1, best, True) & obj.unsqueeze(-1)
+                conf_target = iou if self.rescore else torch.ones_like(iou)
+            resp_f = resp.float()
+            coord = ((boxes[..., :4] - t_cell.unsqueeze(3)) ** 2).sum(-1)
+            loss_coord = self.lambda_coord * (coord * resp_f).sum() / n
+            conf = boxes[..., 4]
+            loss_obj = (((conf - conf_target) ** 2) * resp_f).sum() / n
+            loss_noobj = self.lambda_noobj * ((conf**2) * (1 - resp_f)).sum() / n
+            loss_cls = (((probs - t_cls) ** 2).sum(-1) * obj.float()).sum() / n
+        return {"loss_coord": loss_coord, "loss_obj": loss_obj, "loss_noobj": loss_noobj, "loss_cls": loss_cls}
+
+    # -- decoding ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, raw: Tensor, sizes: list[tuple[int, int]], height: int, width: int) -> list[dict[str, Tensor]]:
+        """Per image: class-specific confidence (class prob x confidence) > ``score_thresh``, boxes
+        clipped to the image, per-class NMS, the best ``max_detections``."""
+        with torch.autocast(device_type=raw.device.type, enabled=False):
+            boxes, probs = self.activate(raw.float())
+            xyxy = self.decode_boxes(boxes[..., :4]) * torch.tensor(
+                [width, height, width, height], device=raw.device, dtype=torch.float32
+            )
+            scores = boxes[..., 4:5] * probs.unsqueeze(3)  # [N, S, S, B, C]
+            out = []
+            for b, (h, w) in enumerate(sizes):
+                s = scores[b].reshape(-1, self.C)
+                bx = xyxy[b].reshape(-1, 4)
+                box_idx, label = (s > self.score_thresh).nonzero(as_tuple=True)
+                sc = s[box_idx, label]
+                bb = bx[box_idx].clone()
+                bb[:, 0::2] = bb[:, 0::2].clamp(0, w)
+                bb[:, 1::2] = bb[:, 1::2].clamp(0, h)
+                ok = (bb[:, 2] > bb[:, 0]) & (bb[:, 3] > bb[:, 1])
+                bb, sc, label = bb[ok], sc[ok], label[ok]
+                keep = batched_nms(bb, sc, label, self.nms_thresh)[: self.max_detections]
+                out.append({"boxes": bb[keep], "scores": sc[keep], "labels": label[keep].long()})
+        return out
+
+    def forward(
+        self,
+        images: list[Tensor],
+        targets: list[dict[str, Any]] | None = None,
+        proposals: list[Tensor] | None = None,
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """Training: ``{loss_coord, loss_obj, loss_noobj, loss_cls}``; eval: per image
+        ``{boxes [D, 4] xyxy px, scores [D], labels [D] int64 0-based}``."""
+        x, sizes = batch_images(images, self.size_divisible)
+        height, width = x.shape[-2:]
+        raw = self.raw(x)
+        if self.training:
+            targets = check_targets(targets, len(images), self.num_classes)
+            return self.loss(raw, targets, height, width)
+        return self.decode(raw, sizes, height, width)
+
+
+def _paired_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of boxes ``a [..., 4]`` and ``b [..., 4]`` (broadcast), xyxy.
+
+    Written here because ``torchvision.ops.box_iou`` computes the full N x M matrix of two box lists,
+    while the loss needs the element-wise IoU of each predictor with its own cell's object."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area_a + area_b - inter).clamp(min=1e-9)
