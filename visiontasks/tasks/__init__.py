@@ -5,3 +5,4 @@ from .classification import ClassificationTask
 from .segmentation import SegmentationTask  # noqa: F401
 
 __all__ = ["BaseTask", "ClassificationTask"]
+from .detection import DetectionTask  # noqa: F401
