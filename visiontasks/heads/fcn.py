@@ -86,7 +86,8 @@ def crop_or_pad(x: Tensor, size: Sequence[int], offset: int = 0) -> Tensor:
     x = x[..., offset : offset + h, offset : offset + w]
     dh, dw = h - x.shape[-2], w - x.shape[-1]
     if dh > 0 or dw > 0:
-        x = F.pad(x, (0, max(dw, 0), 0, max(dh, 0)), mode="replicate")
+        # autocast runs replicate padding in fp32; keep the caller's dtype
+        x = F.pad(x, (0, max(dw, 0), 0, max(dh, 0)), mode="replicate").to(x.dtype)
     return x
 
 

@@ -255,7 +255,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         if self.format in ("folder", "synthetic"):
             return f"expected {self.hparams.image_dir}/<split>/ and {self.hparams.mask_dir}/<split>/ under it"
         if self.format == "voc":
-            return "expected ImageSets/Segmentation/<split>.txt"
+            have = sorted(p.stem for p in (self.root / "ImageSets" / "Segmentation").glob("*.txt"))
+            return f"expected ImageSets/Segmentation/<split>.txt; splits found: {', '.join(have) or 'none'}"
         return f"splits in the YAML: {sorted(self._yaml['splits']) if self._yaml else []}"
 
     # -- loaders ---------------------------------------------------------------------------------------
