@@ -26,6 +26,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from visiontasks.tasks.base import BaseTask
 
 EXTRA_COMMANDS = {
+    "demo": "visiontasks.commands.demo",
     "summary": "visiontasks.commands.summary",
     "proposals": "visiontasks.commands.proposals",
     "benchmark": "visiontasks.commands.benchmark",
