@@ -10,7 +10,7 @@ each image its resolved path, byte size and modification time in ns), all boxes 
 - an image whose size or mtime changed since it was cached (stale entry) is recomputed;
 - a file that cannot be read, or whose header disagrees with its arrays or names other settings,
   is rebuilt with a warning, never used;
-- missing entries are computed with a progress bar on all CPU cores (``multiprocessing``, spawn);
+- missing entries are computed with a progress bar on all CPU cores (``multiprocessing``);
 - concurrent processes (DDP ranks) serialise on a lock file, so one computes and the others load;
 - files are written to a temporary name and renamed, so a crash never leaves half a file.
 """
@@ -59,6 +59,15 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _pool_context() -> mp.context.BaseContext:
+    """fork on Linux (as torch's DataLoader does): a spawned worker would re-import torch and the
+    package (seconds each); the workers run only numpy/scipy/scikit-image code, no torch/OpenMP, so
+    the parent's thread pools are never used in a child. spawn elsewhere."""
+    if sys.platform == "linux":
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
 
 
 @contextmanager
@@ -207,8 +216,7 @@ class ProposalCache:
                     if bar is not None:
                         bar.update()
             else:
-                # spawn, not fork: the parent may hold torch/OpenMP threads that fork would copy
-                with mp.get_context("spawn").Pool(processes) as pool:
+                with _pool_context().Pool(processes) as pool:
                     for i, boxes in pool.imap_unordered(_compute, jobs, chunksize=1):
                         out[i] = boxes
                         if bar is not None:
