@@ -11,7 +11,7 @@ from visiontasks.backbones import build_backbone
 from visiontasks.data.proposals import SelectiveSearchSettings, selective_search
 from visiontasks.data.shapes import render_scene
 from visiontasks.heads.detector import build_detector, list_detectors
-from visiontasks.heads.fast_rcnn import FastRCNN, RoIMaxPool, SpatialPyramidRoIPool, pad_batch
+from visiontasks.heads.fast_rcnn import FastRCNN, RoIMaxPool, SpatialPyramidRoIPool
 
 MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
 STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
@@ -91,8 +91,16 @@ def test_roi_max_pool_and_spatial_pyramid_values():
     torch.testing.assert_close(out[0, 5:25].reshape(5, 4)[:, 0], quad)
     roi = RoIMaxPool(4, 1 / 16)(feat, box)
     torch.testing.assert_close(roi.reshape(5, 4, 4), torch.nn.functional.max_pool2d(feat, 2)[0])
-    batch, sizes = pad_batch([torch.ones(3, 5, 7), torch.ones(3, 9, 4)], size_divisible=8)
-    assert batch.shape == (2, 3, 16, 8) and sizes == [(5, 7), (9, 4)] and batch[0, :, 5:].abs().sum() == 0
+
+
+def test_pools_the_stride_16_output_and_drops_deeper_stages():
+    m = small()
+    assert m.feature_name == "layer3" and "layer4" not in m.backbone.stages
+    assert m.roi_heads.box_roi_pool.spatial_scale == 1 / 16
+    m = build_detector("fast_rcnn", build_backbone("vgg11"), 3, hidden_dim=64, feature="stage5")
+    assert m.feature_name == "stage5" and m.roi_heads.box_roi_pool.spatial_scale == 1 / 32
+    with pytest.raises(ValueError, match="no output"):
+        small(feature="layer9")
 
 
 def test_zero_proposals_and_background_only_images():
@@ -121,7 +129,7 @@ def test_zero_proposals_and_background_only_images():
 @pytest.mark.parametrize("pool", ["roi", "spp"])
 def test_tiny_overfit(pool):
     torch.manual_seed(0)
-    imgs, targets, props = tiny_scenes(size=128)  # 4x4 cells at stride 32: RoIs can differ
+    imgs, targets, props = tiny_scenes()  # 64 px: 4x4 cells at stride 16
     m = build_detector("fast_rcnn", build_backbone("resnet18"), 3, hidden_dim=128, roi_pool=pool)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     first = None

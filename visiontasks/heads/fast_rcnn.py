@@ -15,9 +15,9 @@ box coding with weights (10, 10, 5, 5) - the paper's target normalisation -, the
 RPN, the pooling on our backbone contract (spatial scale = 1 / stride from ``feature_info``), the
 SPP pooling, and the fp32 loss under autocast.
 
-Differences from the paper, on purpose: the RoIs are pooled from the backbone's deepest output
-(stride 32 on ResNet/VGG; the paper used VGG16's conv5_3 at stride 16 by dropping pool5), the
-background range is IoU in [0, 0.5) rather than [0.1, 0.5) (as torchvision and detectron2 do), and
+The RoIs are pooled from the deepest backbone output with stride <= 16 (the paper: VGG16's conv5_3,
+stride 16; here e.g. ResNet ``layer3``, VGG ``stage4``); deeper stages are left out of the model.
+Differences from the paper, on purpose: the background range is IoU in [0, 0.5) rather than [0.1, 0.5) (as torchvision and detectron2 do), and
 the ground-truth boxes join the candidate RoIs in training (torchvision's ``add_gt_proposals``).
 """
 
@@ -33,24 +33,7 @@ from torchvision.ops import roi_pool
 
 from visiontasks.backbones import Backbone
 
-from .detector import Detector, register_detector
-
-
-def pad_batch(images: Sequence[Tensor], size_divisible: int = 1) -> tuple[Tensor, list[tuple[int, int]]]:
-    """Stack ``[C, H_i, W_i]`` images into ``[N, C, H, W]`` padded with zeros (the mean of
-    normalised images) at the bottom/right; returns the batch and the real ``(H_i, W_i)``."""
-    if not images:
-        raise ValueError("empty image list")
-    sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-    h = max(s[0] for s in sizes)
-    w = max(s[1] for s in sizes)
-    if size_divisible > 1:
-        h = (h + size_divisible - 1) // size_divisible * size_divisible
-        w = (w + size_divisible - 1) // size_divisible * size_divisible
-    batch = images[0].new_zeros((len(images), images[0].shape[0], h, w))
-    for i, im in enumerate(images):
-        batch[i, :, : im.shape[-2], : im.shape[-1]].copy_(im)
-    return batch, sizes
+from .detector import Detector, batch_images, register_detector, select_features
 
 
 def fill_empty_proposals(
@@ -82,6 +65,21 @@ def clean_proposals(proposals: Sequence[Tensor], limit: int | None) -> list[Tens
 def deepest_feature(backbone: Backbone) -> tuple[str, int, int]:
     """``(name, channels, stride)`` of the backbone's deepest returned output."""
     info = backbone.feature_info[-1]
+    return info.name, info.channels, info.stride
+
+
+def pick_feature(backbone: Backbone, name: str | None) -> tuple[str, int, int]:
+    """``(name, channels, stride)`` of output ``name``, or by default of the deepest output with
+    stride <= 16 (the paper's VGG16 conv5_3; the same default as the single-level Faster R-CNN)."""
+    infos = backbone.feature_info
+    if name is None:
+        small = [f for f in infos if f.stride <= 16]
+        info = small[-1] if small else infos[0]
+    else:
+        found = [f for f in infos if f.name == name]
+        if not found:
+            raise ValueError(f"backbone has no output {name!r}; it has {[f.name for f in infos]}")
+        info = found[0]
     return info.name, info.channels, info.stride
 
 
@@ -124,10 +122,12 @@ class SpatialPyramidRoIPool(nn.Module):
 
 @register_detector("fast_rcnn")
 class FastRCNN(Detector):
-    """Fast R-CNN on the deepest output of ``backbone``.
+    """Fast R-CNN on one output of ``backbone``.
 
     Args:
-        backbone: any registered backbone (features from its deepest returned output).
+        backbone: any registered backbone; stages deeper than ``feature`` are dropped.
+        feature: the backbone output pooled (default: the deepest with stride <= 16, e.g. ResNet
+            ``layer3``, VGG ``stage4``: the paper pooled VGG16's conv5_3 at stride 16).
         num_classes: real classes (a background class is added internally, index 0).
         roi_pool: ``"roi"`` (max pooling to ``pool_size`` x ``pool_size``) or ``"spp"`` (pyramid of
             ``spp_levels``).
@@ -147,6 +147,7 @@ class FastRCNN(Detector):
         self,
         backbone: Backbone,
         num_classes: int,
+        feature: str | None = None,
         roi_pool: str = "roi",
         pool_size: int = 7,
         spp_levels: Sequence[int] = (1, 2, 4),
@@ -162,9 +163,9 @@ class FastRCNN(Detector):
         size_divisible: int = 32,
     ) -> None:
         super().__init__()
-        self.backbone = backbone
         self.num_classes = num_classes
-        self.feature_name, channels, stride = deepest_feature(backbone)
+        self.feature_name, channels, stride = pick_feature(backbone, feature)
+        self.backbone = select_features(backbone, [self.feature_name])
         if roi_pool == "roi":
             pool: nn.Module = RoIMaxPool(pool_size, 1.0 / stride)
         elif roi_pool == "spp":
@@ -200,7 +201,7 @@ class FastRCNN(Detector):
             raise ValueError("fast_rcnn needs region proposals: configure data.init_args.proposals")
         if len(proposals) != len(images):
             raise ValueError(f"{len(proposals)} proposal tensors for {len(images)} images")
-        batch, sizes = pad_batch(images, self.size_divisible)
+        batch, sizes = batch_images(images, self.size_divisible)
         feature = self.backbone(batch)[self.feature_name]
         heads = self.roi_heads
         if self.training:
@@ -227,4 +228,4 @@ class FastRCNN(Detector):
         ]
 
 
-__all__ = ["FastRCNN", "RoIMaxPool", "SpatialPyramidRoIPool", "pad_batch"]
+__all__ = ["FastRCNN", "RoIMaxPool", "SpatialPyramidRoIPool", "pick_feature"]

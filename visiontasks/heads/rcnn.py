@@ -44,8 +44,8 @@ from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_sm
 
 from visiontasks.backbones import Backbone
 
-from .detector import Detector, register_detector
-from .fast_rcnn import clean_proposals, deepest_feature, fill_empty_proposals, pad_batch
+from .detector import Detector, batch_images, register_detector
+from .fast_rcnn import clean_proposals, deepest_feature, fill_empty_proposals
 
 STAGES = ("all", "finetune", "svm")
 
@@ -306,7 +306,7 @@ class RCNN(Detector):
             raise ValueError("rcnn needs region proposals: configure data.init_args.proposals")
         if len(proposals) != len(images):
             raise ValueError(f"{len(proposals)} proposal tensors for {len(images)} images")
-        batch, sizes = pad_batch(images)
+        batch, sizes = batch_images(images, 1)
         if not self.training:
             return self._detect(batch, clean_proposals(proposals, self.max_proposals_test), sizes)
         if targets is None:
