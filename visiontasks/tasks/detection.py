@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from PIL import Image
@@ -24,9 +25,17 @@ Batch = tuple[list[Tensor], list[dict[str, Any]]]
 
 
 def make_map_metric(class_metrics: bool = True) -> MeanAveragePrecision:
-    """COCO mAP over boxes (xyxy), computed by faster_coco_eval; per-class AP when asked."""
+    """COCO mAP over boxes (xyxy), computed by faster_coco_eval; per-class AP when asked.
+
+    The IoU and recall thresholds are COCOeval's own float64 values: torchmetrics' defaults come from
+    a float32 ``linspace`` (0.30000001 instead of 0.3), which moves recall steps such as 3/10 to the
+    other side of a threshold and changes AP in the third decimal.
+    """
+    iou_thresholds = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1).tolist()
+    rec_thresholds = np.linspace(0.0, 1.0, int(np.round(1.0 / 0.01)) + 1).tolist()
     return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="faster_coco_eval",
-                                class_metrics=class_metrics)
+                                class_metrics=class_metrics, iou_thresholds=iou_thresholds,
+                                rec_thresholds=rec_thresholds)
 
 
 def map_results_to_log(results: dict[str, Tensor], class_names: list[str], prefix: str) -> dict[str, float]:

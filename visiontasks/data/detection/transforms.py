@@ -13,6 +13,7 @@ which tells where the file's pixels went (used to map predictions back to file p
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -82,12 +83,15 @@ def build_detection_transform(
             ops.append(A.ColorJitter(brightness=(1 - j, 1 + j), contrast=(1 - j, 1 + j),
                                      saturation=(1 - j, 1 + j), hue=(-j / 6, j / 6), p=aug.color_p))
     ops += [A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0), ToTensorV2()]
-    return A.Compose(
-        ops,
-        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels", "kinds"], clip=True,
-                                 filter_invalid_bboxes=True),
-        seed=seed,
-    )
+    with warnings.catch_warnings():
+        # resize="none" without augmentation has no geometric op: boxes pass through unchanged
+        warnings.filterwarnings("ignore", message="Got processor for bboxes, but no transform")
+        return A.Compose(
+            ops,
+            bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels", "kinds"], clip=True,
+                                     filter_invalid_bboxes=True),
+            seed=seed,
+        )
 
 
 def apply_detection_transform(

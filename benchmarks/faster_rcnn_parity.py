@@ -1,0 +1,160 @@
+"""Speed parity: our ``faster_rcnn`` (ResNet-50 + FPN) against torchvision's ``fasterrcnn_resnet50_fpn``.
+
+Both models are randomly initialised, then torchvision's weights are copied into ours (same
+architecture, parameters matched one by one by shape), so both do exactly the same work and the
+script can also check that they compute the same thing. They get the same images (already
+normalised: our data pipeline normalises, so torchvision's transform is given mean 0 / std 1 and
+``min_size = max_size = image side``, which makes its resize a scale-1 no-op) and the same targets.
+Training step (forward + backward + SGD step) and inference (``no_grad`` forward) are timed
+alternately in one process (ours, torchvision, ours, ...) after a warm-up; medians are reported with
+the ratio ours / torchvision (goal: <= 1.05).
+
+    python benchmarks/faster_rcnn_parity.py --size 320 --batch 2 --repeats 7 [--device cuda] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+import visiontasks  # noqa: F401
+from visiontasks.backbones import build_backbone
+from visiontasks.heads.detector import build_detector
+
+
+def copy_weights(src: nn.Module, dst: nn.Module) -> int:
+    """Copy ``src``'s state into ``dst`` entry by entry (same order and shapes); returns the count."""
+    s, d = src.state_dict(), dst.state_dict()
+    if len(s) != len(d):
+        raise ValueError(f"{len(s)} vs {len(d)} state entries")
+    new = {}
+    for (ks, vs), (kd, vd) in zip(s.items(), d.items()):
+        if vs.shape != vd.shape:
+            raise ValueError(f"shape mismatch: {ks} {tuple(vs.shape)} vs {kd} {tuple(vd.shape)}")
+        new[kd] = vs.clone()
+    dst.load_state_dict(new)
+    return len(new)
+
+
+def build_pair(num_classes: int, size: int, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    tv = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes + 1,
+                                 min_size=size, max_size=size, image_mean=[0.0, 0.0, 0.0],
+                                 image_std=[1.0, 1.0, 1.0])
+    ours = build_detector("faster_rcnn", build_backbone("resnet50"), num_classes, fpn=True)
+    copy_weights(tv.backbone.body, ours.backbone)
+    copy_weights(tv.backbone.fpn, ours.fpn)
+    copy_weights(tv.rpn, ours.rpn)
+    copy_weights(tv.roi_heads, ours.roi_heads)
+    return ours.to(device), tv.to(device)
+
+
+def make_batch(batch: int, size: int, num_classes: int, device: torch.device):
+    g = torch.Generator().manual_seed(1)
+    images = [torch.randn(3, size, size, generator=g).to(device) for _ in range(batch)]
+    targets = []
+    for _ in range(batch):
+        xy = torch.rand(4, 2, generator=g) * size * 0.6
+        wh = 16 + torch.rand(4, 2, generator=g) * size * 0.35
+        boxes = torch.cat([xy, (xy + wh).clamp(max=size)], 1)
+        labels = torch.randint(0, num_classes, (4,), generator=g)
+        targets.append({"boxes": boxes.to(device), "labels": labels.to(device)})
+    return images, targets
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], None], device: torch.device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=320)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--classes", type=int, default=90)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    ours, tv = build_pair(args.classes, args.size, device)
+    images, targets = make_batch(args.batch, args.size, args.classes, device)
+    tv_targets = [{"boxes": t["boxes"], "labels": t["labels"] + 1} for t in targets]  # tv: 0 = background
+
+    # same weights, same inputs: the same detections (a check that the timing compares like with like)
+    ours.eval(), tv.eval()
+    with torch.no_grad():
+        a, b = ours(images), tv(images)
+    diff = max(float((x["boxes"] - y["boxes"]).abs().max()) if len(x["boxes"]) == len(y["boxes"]) and len(x["boxes"])
+               else (0.0 if len(x["boxes"]) == len(y["boxes"]) else float("inf")) for x, y in zip(a, b))
+    same_labels = all(torch.equal(x["labels"] + 1, y["labels"]) for x, y in zip(a, b))
+
+    opt_o = torch.optim.SGD(ours.parameters(), lr=1e-4, momentum=0.9)
+    opt_t = torch.optim.SGD(tv.parameters(), lr=1e-4, momentum=0.9)
+
+    def train_step(model: nn.Module, opt: torch.optim.Optimizer, tg: list[dict]) -> Callable[[], None]:
+        def run() -> None:
+            torch.manual_seed(0)  # the same RPN / RoI sampling draws in both models
+            model.train()
+            loss = sum(model(images, tg).values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return run
+
+    def infer(model: nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            model.eval()
+            with torch.no_grad():
+                model(images)
+        return run
+
+    results: dict[str, dict[str, float]] = {}
+    for phase, fo, ft in (
+        ("train_step", train_step(ours, opt_o, targets), train_step(tv, opt_t, tv_targets)),
+        ("inference", infer(ours), infer(tv)),
+    ):
+        fo(), ft()  # warm-up
+        to, tt = [], []
+        for _ in range(args.repeats):
+            to.append(timed(fo, device))
+            tt.append(timed(ft, device))
+        mo, mt = statistics.median(to), statistics.median(tt)
+        results[phase] = {"ours_s": mo, "torchvision_s": mt, "ratio": mo / mt}
+    report = {
+        "device": str(device), "threads": torch.get_num_threads(), "image_size": args.size,
+        "batch": args.batch, "repeats": args.repeats, "max_box_diff_px": diff,
+        "same_labels": same_labels, **results,
+    }
+    print(f"faster_rcnn parity on {device} ({torch.get_num_threads()} threads), batch {args.batch} x "
+          f"{args.size}px, median of {args.repeats}; same weights -> max box difference {diff:.2e} px, "
+          f"labels equal: {same_labels}")
+    for phase, r in results.items():
+        print(f"  {phase:10s}  ours {r['ours_s'] * 1e3:8.1f} ms   torchvision {r['torchvision_s'] * 1e3:8.1f} ms"
+              f"   ratio ours/torchvision {r['ratio']:.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()
