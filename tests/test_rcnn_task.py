@@ -1,0 +1,180 @@
+"""R-CNN and Fast R-CNN through the real data, task and CLI: proposals cached by the datamodule,
+background-only images, a dataset without any proposal, bf16-mixed, 2-process DDP, the configs and
+the ``visiontasks proposals`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import yaml
+
+from visiontasks.data import DetectionDataModule
+from visiontasks.tasks import DetectionTask
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "detection"
+TINY_MODEL = {
+    "rcnn": dict(warp_size=32, context_padding=2, hidden_dim=32, regions_per_batch=16, max_proposals_test=30),
+    "fast_rcnn": dict(hidden_dim=32, rois_per_image=16, max_proposals_test=30),
+}
+
+
+def tiny_data(root: Path, **proposals) -> dict:
+    return dict(
+        format="coco", root=str(root),
+        synthetic={"splits": {"train": 6, "val": 4}, "image_size": 64, "num_classes": 3,
+                   "background_fraction": 0.3, "seed": 5},
+        image_size=64, batch_size=3, augment=False,
+        proposals={"mode": "single", "max_boxes": 30, "processes": 1, "progress": False, **proposals},
+    )
+
+
+def fit_and_validate(tmp_path: Path, model: str, precision: str = "32-true", **proposals) -> dict:
+    torch.manual_seed(0)
+    dm = DetectionDataModule(**tiny_data(tmp_path / "data", **proposals))
+    task = DetectionTask(model=model, backbone="resnet18", num_classes=3, model_kwargs=TINY_MODEL[model])
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, precision=precision, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)
+    trainer.fit(task, datamodule=dm)
+    assert any(len(r.labels) == 0 for r in dm.splits["train"].records), "want a background-only image"
+    losses = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/loss")}
+    assert losses, trainer.callback_metrics
+    metrics = trainer.validate(task, datamodule=dm, verbose=False)[0]
+    return {"metrics": metrics, "dm": dm, "loss": sum(losses.values())}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["rcnn", "fast_rcnn"])
+def test_bf16_mixed_fit_with_cached_proposals_and_background_images(tmp_path, model):
+    out = fit_and_validate(tmp_path, model, precision="bf16-mixed")
+    assert 0.0 <= out["metrics"]["val/mAP50"] <= 1.0 and out["loss"] == out["loss"]  # finite
+    # the datamodule cached the proposals on disk, one file per split
+    files = sorted(p.name.split("-")[0] for p in (tmp_path / "data" / "proposals").glob("*.npz"))
+    assert files == ["train", "val"]
+    batch = next(iter(out["dm"].train_dataloader()))
+    assert all(t["proposals"].dtype == torch.float32 and t["proposals"].shape[1] == 4 for t in batch[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["rcnn", "fast_rcnn"])
+def test_dataset_without_any_proposal(tmp_path, model):
+    out = fit_and_validate(tmp_path, model, max_boxes=0)
+    assert all(len(t["proposals"]) == 0 for t in next(iter(out["dm"].val_dataloader()))[1])
+    assert out["metrics"]["val/mAP"] == 0.0 and out["loss"] == out["loss"]
+
+
+def test_task_refuses_a_batch_without_proposals():
+    task = DetectionTask(model="fast_rcnn", backbone="resnet18", num_classes=3, model_kwargs=TINY_MODEL["fast_rcnn"])
+    task.eval()
+    batch = ([torch.zeros(3, 32, 32)], [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}])
+    with pytest.raises(ValueError, match="proposals"):
+        task.validation_step(batch, 0)
+
+
+def _tiny_config(tmp_path: Path, name: str) -> Path:
+    cfg = yaml.safe_load((CONFIGS / name).read_text())
+    cfg["model"]["init_args"]["model_kwargs"].update(TINY_MODEL[cfg["model"]["init_args"]["model"]])
+    cfg["data"]["init_args"].update(tiny_data(tmp_path / "data"))
+    cfg["trainer"].update(max_epochs=1, limit_train_batches=1, limit_val_batches=1)
+    cfg["trainer"].pop("max_time", None)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rcnn_resnet18_shapes.yaml", "fast_rcnn_resnet18_shapes.yaml"])
+def test_cli_fit_smoke_on_the_shipped_config(tmp_path, name):
+    from visiontasks.cli import main
+
+    cfg = _tiny_config(tmp_path, name)
+    main(["fit", "--config", str(cfg), "--trainer.default_root_dir", str(tmp_path / "runs")])
+    assert list((tmp_path / "runs").rglob("last.ckpt"))
+
+
+def test_configs_parse_and_build():
+    for name in ("rcnn_resnet18_shapes.yaml", "fast_rcnn_resnet18_shapes.yaml"):
+        cfg = yaml.safe_load((CONFIGS / name).read_text())
+        args = cfg["model"]["init_args"]
+        task = DetectionTask(model=args["model"], backbone=args["backbone"], num_classes=args["num_classes"],
+                             model_kwargs=args["model_kwargs"])
+        assert task.detector.needs_proposals
+        assert cfg["data"]["init_args"]["proposals"]["mode"] == "fast"
+
+
+def test_proposals_command_fills_the_cache_and_reports_recall(tmp_path, capsys):
+    from visiontasks.commands.proposals import main
+
+    cfg = _tiny_config(tmp_path, "fast_rcnn_resnet18_shapes.yaml")
+    assert main(["--config", str(cfg), "--json", str(tmp_path / "r.json"), "--top-k", "5"]) == 0
+    table = capsys.readouterr().out
+    assert "recall@0.5" in table and "| train | 6 |" in table
+    rows = {r["split"]: r for r in json.loads((tmp_path / "r.json").read_text())}
+    assert set(rows) == {"train", "val"}
+    for r in rows.values():
+        assert 0.0 <= r["recall@0.7"] <= r["recall@0.5"] <= 1.0 and r["mean_proposals"] <= 30
+        assert r["top5"]["recall@0.5"] <= r["recall@0.5"]
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "data" / "proposals").glob("*.npz")}
+    assert len(files) == 2
+    assert main(["--config", str(cfg), "--no-recall"]) == 0  # reused: files untouched
+    assert {p: p.stat().st_mtime_ns for p in files} == files
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"data": {"class_path": "visiontasks.data.DetectionDataModule",
+                                            "init_args": {"root": str(tmp_path / "x")}}}))
+    assert main(["--config", str(bad)]) == 2
+    assert "no proposals section" in capsys.readouterr().err
+
+
+DDP_SCRIPT = r'''
+import json, sys
+import lightning.pytorch as pl
+import torch
+sys.path.insert(0, {tests!r})
+from test_rcnn_task import TINY_MODEL, tiny_data
+from visiontasks.data import DetectionDataModule
+from visiontasks.tasks import DetectionTask
+from pathlib import Path
+
+model, tmp, out = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+pl.seed_everything(0)
+dm = DetectionDataModule(**tiny_data(tmp / "data"))
+task = DetectionTask(model=model, backbone="resnet18", num_classes=3, model_kwargs=TINY_MODEL[model])
+trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                     default_root_dir=tmp)
+trainer.fit(task, datamodule=dm)
+metrics = trainer.validate(task, datamodule=dm, verbose=False)[0]
+if trainer.is_global_zero:
+    torch.save(task.state_dict(), tmp / "ddp.pt")
+    json.dump({{"world_size": trainer.world_size, "metrics": metrics}}, open(out, "w"))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["rcnn", "fast_rcnn"])
+def test_ddp_two_processes_fit_and_map_equals_single_process(tmp_path, model, port):
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp.json"
+    proc = subprocess.run([sys.executable, str(script), model, str(tmp_path), str(out)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["world_size"] == 2
+    # the same weights validated in one process give the same mAP (val has 4 images: no padding)
+    dm = DetectionDataModule(**tiny_data(tmp_path / "data"))
+    task = DetectionTask(model=model, backbone="resnet18", num_classes=3, model_kwargs=TINY_MODEL[model])
+    task.load_state_dict(torch.load(tmp_path / "ddp.pt"))
+    single = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    metrics = single.validate(task, datamodule=dm, verbose=False)[0]
+    assert metrics["val/mAP"] == pytest.approx(result["metrics"]["val/mAP"], abs=1e-6)
+    assert metrics["val/mAP50"] == pytest.approx(result["metrics"]["val/mAP50"], abs=1e-6)
