@@ -178,3 +178,43 @@ def test_ddp_two_processes_fit_and_map_equals_single_process(tmp_path, model, po
     metrics = single.validate(task, datamodule=dm, verbose=False)[0]
     assert metrics["val/mAP"] == pytest.approx(result["metrics"]["val/mAP"], abs=1e-6)
     assert metrics["val/mAP50"] == pytest.approx(result["metrics"]["val/mAP50"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_generations_benchmark_writes_table_chart_and_json(tmp_path):
+    from visiontasks.commands.benchmark import main
+
+    bench = {
+        "output": str(tmp_path / "out"),
+        "data": {"class_path": "visiontasks.data.DetectionDataModule", "init_args": tiny_data(tmp_path / "data")},
+        "train": {"max_epochs": 1, "limit_train_batches": 1, "limit_val_batches": 1, "max_time": None},
+        "detectors": {
+            name: {"config": str(CONFIGS / f"{name}_resnet18_shapes.yaml"),
+                   "model_overrides": {"model_kwargs": TINY_MODEL[name]},
+                   "checkpoint": str(tmp_path / "missing.ckpt")}
+            for name in ("rcnn", "fast_rcnn")
+        },
+        "timing": {"threads": 1, "train_batches": 1, "infer_images": 2},
+    }
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(yaml.safe_dump(bench))
+    assert main(["detectors", "--config", str(cfg)]) == 0
+    out = tmp_path / "out"
+    rows = {r["model"]: r for r in json.loads((out / "generations.json").read_text())}
+    assert set(rows) == {"rcnn", "fast_rcnn"}
+    for r in rows.values():
+        assert r["trained_here"] and Path(r["checkpoint"]).is_file()
+        assert r["params"] > 1e6 and r["train_s_per_epoch"] > 0 and r["network_ms"] > 0
+        assert r["proposal_ms"] > 0  # selective search timed apart from the network
+        assert 0 <= r["mAP50"] <= 1
+    table = (out / "generations.md").read_text()
+    assert "R-CNN (2014)" in table and "Fast R-CNN (2015)" in table and "mAP50" in table
+    assert (out / "generations.png").stat().st_size > 1000
+    # a second run loads the checkpoints instead of training
+    for name in ("rcnn", "fast_rcnn"):
+        bench["detectors"][name]["checkpoint"] = rows[name]["checkpoint"]
+    cfg.write_text(yaml.safe_dump(bench))
+    assert main(["detectors", "--config", str(cfg), "--only", "fast_rcnn"]) == 0
+    rows2 = {r["model"]: r for r in json.loads((out / "generations.json").read_text())}
+    assert not rows2["fast_rcnn"]["trained_here"] and rows2["fast_rcnn"]["mAP50"] == pytest.approx(rows["fast_rcnn"]["mAP50"])
+    assert main(["nonsense"]) == 2
