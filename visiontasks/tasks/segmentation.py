@@ -154,12 +154,16 @@ class SegmentationTask(BaseTask):
     def _log_scores(self, stage: str) -> dict[str, Tensor]:
         metric = self.metrics[stage]
         scores = metric.compute()  # the confusion matrix is summed over processes here
-        metric.reset()
-        # the values are already global (synced state): no further reduction needed
+        # Reset to normal tensors even under `validate`'s inference mode: fit's validation may run
+        # without it and could not update inference tensors in place.
+        with torch.inference_mode(False):
+            metric.reset()
+        # The values are already global (from the summed matrix), identical on every rank, so
+        # averaging them over ranks (sync_dist) changes nothing; it only tells Lightning so.
         for key in ("mIoU", "pixel_acc", "mean_class_acc"):
-            self.log(f"{stage}/{key}", scores[key], prog_bar=key == "mIoU", sync_dist=False)
+            self.log(f"{stage}/{key}", scores[key], prog_bar=key == "mIoU", sync_dist=True)
         for name, iou in zip(self.class_names, scores["iou"]):
-            self.log(f"{stage}/IoU_{str(name).replace(' ', '_')}", iou, sync_dist=False)
+            self.log(f"{stage}/IoU_{str(name).replace(' ', '_')}", iou, sync_dist=True)
         return scores
 
     def on_validation_epoch_end(self) -> None:

@@ -107,7 +107,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # num_classes is the model's hyper-parameter too (Lightning refuses differing duplicates)
+        self.save_hyperparameters(ignore=["num_classes"])
         if format not in ("folder", "voc", "dataset_yaml", "synthetic"):
             raise ValueError(f"unknown format {format!r}; choose folder, voc, dataset_yaml or synthetic")
         if not 0 <= val_fraction < 1:
