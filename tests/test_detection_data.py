@@ -130,13 +130,14 @@ def test_collate_mixed_sizes(synthetic: dict[str, Path], tmp_path: Path) -> None
 
 
 # -- transforms -------------------------------------------------------------------------------------
-def test_letterbox_and_stretch_map_back_to_file_pixels() -> None:
+def test_resize_modes_map_back_to_file_pixels() -> None:
     image = np.zeros((60, 100, 3), np.uint8)
     boxes = np.array([[10, 5, 40, 55], [70, 20, 100, 60]], np.float32)
-    for mode, frame in (("letterbox", [0.0, 12.8, 64.0, 51.2]), ("stretch", [0.0, 0.0, 64.0, 64.0])):
-        t = build_detection_transform(64, mode)
+    for mode, size, frame in (("letterbox", 64, [0.0, 12.8, 64.0, 51.2]), ("stretch", 64, [0.0, 0.0, 64.0, 64.0]),
+                              ("shortest_edge", (40, 60), [0.0, 0.0, 60.0, 36.0])):
+        t = build_detection_transform(size, mode)
         img, target = apply_detection_transform(t, image, boxes, np.array([0, 1]))
-        assert img.shape == (3, 64, 64)
+        assert img.shape[-2:] == (int(frame[3] - frame[1]) if mode == "shortest_edge" else 64, int(frame[2]))
         torch.testing.assert_close(target["image_box"], torch.tensor(frame), atol=0.6, rtol=0)
         back = boxes_to_original(target["boxes"], target["image_box"], (60, 100))
         torch.testing.assert_close(back, torch.from_numpy(boxes), atol=1e-3, rtol=0)

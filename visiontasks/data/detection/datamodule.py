@@ -36,8 +36,10 @@ class DetectionDataModule(pl.LightningDataModule):
             ``{images: folder}`` reads a plain image folder without annotations (for predict).
         class_names: VOC's class list (default: the 20 VOC classes); for COCO/YOLO, when given, it
             must equal the names in the files.
-        image_size: target ``H`` or ``(H, W)`` for ``resize``.
-        resize: ``letterbox`` (keep aspect, pad), ``stretch`` or ``none`` (sizes in a batch may differ).
+        image_size: target ``H`` or ``(H, W)`` for ``resize``; for ``shortest_edge`` ``(min, max)``.
+        resize: ``letterbox`` (keep aspect, pad), ``stretch``, ``shortest_edge`` (shorter side to
+            ``min`` unless the longer exceeds ``max``, as torchvision's 800/1333) or ``none``; with
+            the last two the sizes in a batch differ and the detectors pad them.
         augment: training augmentation on/off; ``hflip``, ``scale``, ``translate``, ``color_jitter``
             set its strength.
         mean, std: normalisation of the 0..1 pixel values (ImageNet by default).

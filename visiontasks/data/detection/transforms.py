@@ -1,8 +1,9 @@
 """albumentations pipelines for detection: the boxes move with the image.
 
 Geometry: ``letterbox`` (scale the longer side to fit, pad to the target size; aspect ratio kept),
-``stretch`` (resize to the target size) or ``none`` (keep the file's size; batches then mix sizes and
-the detectors pad them). Training adds horizontal flip, random scale/translate (``Affine``) and colour
+``stretch`` (resize to the target size), ``shortest_edge`` (torchvision's / Detectron's rule: scale so
+the shorter side is ``image_size[0]`` unless the longer would exceed ``image_size[1]``, no padding) or
+``none`` (keep the file's size). With the last two, batches mix sizes and the detectors pad them. Training adds horizontal flip, random scale/translate (``Affine``) and colour
 jitter. Boxes are clipped to the image by albumentations and boxes left degenerate are dropped.
 Normalisation (ImageNet mean/std by default) happens here, in the data, not in the models.
 
@@ -21,13 +22,28 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+from albumentations.augmentations.geometric.resize import MaxSizeTransform
 from albumentations.pytorch import ToTensorV2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RESIZE_MODES = ("letterbox", "stretch", "none")
+RESIZE_MODES = ("letterbox", "stretch", "shortest_edge", "none")
 
 KIND_GT, KIND_PROPOSAL, KIND_FRAME = 0, 1, 2
+
+
+class ShortestEdgeResize(MaxSizeTransform):
+    """Scale (aspect kept) so the shorter side is ``min_size``, unless the longer side would then
+    exceed ``max_size`` (e.g. 800 / 1333 as torchvision's Faster R-CNN). Boxes follow (albumentations
+    keeps them normalised, so only the scale is computed here)."""
+
+    def __init__(self, min_size: int, max_size: int, p: float = 1.0) -> None:
+        super().__init__(max_size=max_size, p=p)
+        self.min_size, self.max_side = int(min_size), int(max_size)
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        h, w = params["shape"][:2]
+        return {"scale": min(self.min_size / min(h, w), self.max_side / max(h, w))}
 
 
 @dataclass
@@ -63,7 +79,9 @@ def build_detection_transform(
         if image_size is None:
             raise ValueError(f"resize={resize!r} needs image_size")
         h, w = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
-        if resize == "letterbox":
+        if resize == "shortest_edge":
+            ops.append(ShortestEdgeResize(h, w))
+        elif resize == "letterbox":
             ops += [
                 A.LongestMaxSize(max_size_hw=(h, w)),
                 A.PadIfNeeded(min_height=h, min_width=w, position="center",
