@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -14,6 +15,13 @@ from visiontasks.backbones import build_backbone, build_classifier, get_spec, li
 ALL = list_backbones()
 # Large models are checked at a smaller input to keep the suite fast; the contract is size-free.
 SIZE = (97, 131)
+
+
+@functools.lru_cache(maxsize=None)
+def cached_backbone(name: str, in_chans: int) -> nn.Module:
+    """Each backbone is built once per channel count for the contract tests (VGGs take seconds)."""
+    torch.manual_seed(0)
+    return build_backbone(name, in_chans=in_chans).eval()
 
 
 def n_params(m: nn.Module) -> int:
@@ -70,8 +78,7 @@ def test_feature_contract(name: str, in_chans: int) -> None:
 
     The stride is checked exactly: enlarging the input by ``k * max_stride`` pixels enlarges each
     output by ``k * max_stride / stride`` cells (true for any padding scheme)."""
-    torch.manual_seed(0)
-    net = build_backbone(name, in_chans=in_chans).eval()
+    net = cached_backbone(name, in_chans)
     max_stride = max(f.stride for f in net.feature_info)
     h, w = SIZE
     with torch.no_grad():
@@ -88,7 +95,7 @@ def test_feature_contract(name: str, in_chans: int) -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_bf16_autocast(name: str) -> None:
-    net = build_backbone(name).eval()
+    net = cached_backbone(name, 3)
     x = torch.randn(1, 3, *SIZE)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = net(x)

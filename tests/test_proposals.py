@@ -194,3 +194,15 @@ def test_cache_on_two_processes_matches_one(tmp_path):
     assert two.last_computed == 4
     for p in paths:
         np.testing.assert_array_equal(one(p), two(p))
+
+
+def test_split_reuses_entries_of_another_split_with_the_same_settings(tmp_path):
+    paths = _write_images(tmp_path / "img", 3)
+    train = _cache(tmp_path, paths).ensure()
+    val = ProposalCache("val", paths[1:], tmp_path / "cache", processes=1, progress=False, **SMALL).ensure()
+    assert val.last_computed == 0 and val.path != train.path and val.path.exists()
+    for p in paths[1:]:
+        np.testing.assert_array_equal(val(p), train(p))
+    other = ProposalCache("test", paths[1:], tmp_path / "cache", processes=1, progress=False,
+                          **{**SMALL, "max_boxes": 7}).ensure()
+    assert other.last_computed == 2  # other settings: nothing to borrow

@@ -91,7 +91,11 @@ class BaseTask(pl.LightningModule):
         else the trainer's ``default_root_dir``. Checkpoints, metrics, figures and predictions go
         under it."""
         trainer = self.trainer
-        path = Path(trainer.log_dir) if trainer.log_dir else Path(trainer.default_root_dir)
+        # Not ``trainer.log_dir``: that property broadcasts (a collective call), and this method is
+        # called from rank 0 alone, e.g. to save a figure; it would deadlock under DDP.
+        logger = trainer.logger
+        log_dir = getattr(logger, "log_dir", None) if logger is not None else None
+        path = Path(log_dir) if log_dir else Path(trainer.default_root_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

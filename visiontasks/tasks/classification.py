@@ -135,8 +135,9 @@ class ClassificationTask(BaseTask):
         self.log_dict({k: v for k, v in scalars.items() if k != f"{stage}/acc"})
         self.log(f"{stage}/acc", values["acc"], prog_bar=True)
         matrix = self.confusion[stage].compute()
-        self.metrics[stage].reset()
-        self.confusion[stage].reset()
+        with torch.inference_mode(False):  # fresh states must stay usable by a later fit's validation
+            self.metrics[stage].reset()
+            self.confusion[stage].reset()
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self._save_confusion(stage, matrix)
         return {k: float(v) for k, v in scalars.items()}

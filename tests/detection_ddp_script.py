@@ -1,0 +1,58 @@
+"""Run by tests/test_detection_train.py as a subprocess: a 2-process CPU DDP fit, then validate.
+
+``python detection_ddp_script.py MODEL DATA_ROOT OUT_DIR``: fits ``MODEL`` (faster_rcnn | yolov1) for a
+few steps with ``strategy="ddp"`` on 2 CPU processes, validates, and (rank 0) writes the validation
+metrics to ``OUT_DIR/metrics.json`` and the weights to ``OUT_DIR/weights.pt``. The test then validates
+the same weights in one process and compares the mAP. (A DDP Trainer inside pytest would re-run the
+pytest command in its child process; a script is what Lightning's launcher expects.)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from visiontasks.data.detection import DetectionDataModule
+from visiontasks.tasks.detection import DetectionTask
+
+TINY = {
+    "faster_rcnn": dict(anchor_sizes=[16, 32, 64], representation_size=64, rpn_pre_nms_top_n_train=200,
+                        rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50,
+                        rpn_batch_size_per_image=32, box_batch_size_per_image=16, roi_op="pool"),
+    "yolov1": dict(hidden_channels=32, fc_dim=64, grid_size=4),
+}
+
+
+def make(model: str, root: str) -> tuple[DetectionTask, DetectionDataModule]:
+    """The task and data used by both the DDP run and the single-process check."""
+    dm = DetectionDataModule(format="coco", root=root, image_size=64, batch_size=2, eval_batch_size=2,
+                             augment=False)
+    task = DetectionTask(model=model, backbone="resnet18", num_classes=2, model_kwargs=TINY[model])
+    return task, dm
+
+
+def main() -> None:
+    model, root, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    torch.set_num_threads(1)
+    pl.seed_everything(0, workers=True)
+    task, dm = make(model, root)
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, limit_train_batches=2,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=str(out))
+    trainer.fit(task, dm)
+    metrics = trainer.validate(task, dm, verbose=False)[0]
+    if trainer.is_global_zero:
+        torch.save(task.state_dict(), out / "weights.pt")
+        (out / "metrics.json").write_text(json.dumps({
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "world_size": trainer.world_size,
+            "val_images": len(dm.datasets["val"]),
+        }))
+
+
+if __name__ == "__main__":
+    main()
