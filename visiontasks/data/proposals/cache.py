@@ -10,7 +10,9 @@ each image its resolved path, byte size and modification time in ns), all boxes 
 - an image whose size or mtime changed since it was cached (stale entry) is recomputed;
 - a file that cannot be read, or whose header disagrees with its arrays or names other settings,
   is rebuilt with a warning, never used;
-- missing entries are computed with a progress bar on all CPU cores (``multiprocessing``);
+- missing entries are taken from the other splits' files of the same settings when they hold the
+  same image (same path, size, mtime), else computed with a progress bar on all CPU cores
+  (``multiprocessing``);
 - concurrent processes (DDP ranks) serialise on a lock file, so one computes and the others load;
 - files are written to a temporary name and renamed, so a crash never leaves half a file.
 """
@@ -146,9 +148,9 @@ class ProposalCache:
         return self.cache_dir / f"{self.split}-selective_search-{self.settings_hash}.npz"
 
     # -- file I/O ---------------------------------------------------------------------------------
-    def _read(self) -> dict[tuple[str, int, int], np.ndarray]:
+    def _read(self, path: Path | None = None, quiet: bool = False) -> dict[tuple[str, int, int], np.ndarray]:
         """Entries of the file, keyed by (path, size, mtime_ns); {} when there is no usable file."""
-        path = self.path
+        path = path or self.path
         if not path.exists():
             return {}
         try:
@@ -165,6 +167,8 @@ class ProposalCache:
                     or offsets[0] != 0 or offsets[-1] != len(boxes) or np.any(np.diff(offsets) < 0)):
                 raise ValueError("its arrays disagree with its header")
         except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as err:
+            if quiet:
+                return {}
             warnings.warn(
                 f"proposal cache {path} is unusable ({err}); rebuilding it", ProposalCacheWarning, stacklevel=3
             )
@@ -226,18 +230,34 @@ class ProposalCache:
                 bar.close()
         return out  # type: ignore[return-value]
 
+    def _borrow(self, missing: list[tuple[str, int, int]], entries: dict) -> list[tuple[str, int, int]]:
+        """Take entries of images that other splits' caches with the same settings already hold (a
+        val split that repeats train images, as COCO128's does); return what is still missing."""
+        wanted = set(missing)
+        for other in sorted(self.cache_dir.glob(f"*-selective_search-{self.settings_hash}.npz")):
+            if other == self.path or not wanted:
+                continue
+            for key, boxes in self._read(other, quiet=True).items():
+                if key in wanted:
+                    entries[key] = boxes
+                    wanted.discard(key)
+        return [k for k in missing if k in wanted]
+
     def ensure(self) -> "ProposalCache":
         """Load the file, compute missing or stale entries, save, and keep the boxes in memory."""
         with _locked(self.cache_dir / f".{self.path.name}.lock"):
             entries = self._read()
             keys = [_file_key(p) for p in self.image_paths]
             missing = sorted({k for k in keys if k not in entries})
+            changed = bool(missing)
+            if missing:
+                missing = self._borrow(missing, entries)
             self.last_computed = len(missing)
             if missing:
                 for key, boxes in zip(missing, self._compute_many([k[0] for k in missing])):
                     entries[key] = boxes
             wanted = dict.fromkeys(keys)
-            if missing or set(entries) != set(wanted):
+            if changed or set(entries) != set(wanted):
                 # keep exactly this split's current images (stale versions and removed files go)
                 self._write({k: entries[k] for k in wanted})
         self._boxes = {k[0]: entries[k] for k in keys}
