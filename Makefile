@@ -20,11 +20,11 @@ demo: $(STAMP)
 
 ## The whole test suite (learning, bf16 and 2-process DDP runs included).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2
 
 ## Everything but the runs marked slow.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs

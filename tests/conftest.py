@@ -9,7 +9,8 @@ import pytest
 import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist each worker gets one thread: the workers already fill the cores.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 
 def free_port() -> int:

@@ -230,8 +230,11 @@ def test_cli_fit_resume_test_predict(tmp_path: Path, capsys) -> None:
 
 
 def test_print_config_for_every_config(capsys) -> None:
-    """Every YAML in configs/ is valid for LightningCLI (classes import, arguments type-check)."""
-    configs = sorted((ROOT / "configs").rglob("*.yaml"))
+    """Every run config (a YAML with ``model``) in configs/ is valid for LightningCLI: its classes
+    import and its arguments type-check."""
+    import yaml
+
+    configs = [p for p in sorted((ROOT / "configs").rglob("*.yaml")) if "model" in yaml.safe_load(p.read_text())]
     assert len(configs) >= 7
     for cfg in configs:
         with pytest.raises(SystemExit) as exit_info:

@@ -97,7 +97,8 @@ class VisionCLI(LightningCLI):
                     save_last=True,
                 )
             )
-        if not any(isinstance(c, TQDMProgressBar) for c in given):
+        wants_bar = self._get(self.config_init, "trainer.enable_progress_bar", default=None) is not False
+        if wants_bar and not any(isinstance(c, TQDMProgressBar) for c in given):
             extra.append(TQDMProgressBar(refresh_rate=10))
         return super().instantiate_trainer(callbacks=extra, **kwargs)
 

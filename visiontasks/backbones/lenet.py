@@ -53,6 +53,6 @@ register_backbone(
         split=_split,
         first_conv="features.0",
         default_in_chans=1,
-        input_size=32,
+        input_size=28,
     )
 )

@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--num_classes", type=int, default=1000)
     parser.add_argument("--in_chans", type=int, default=None, help="default: the backbone's usual input")
     parser.add_argument("--input_size", type=int, nargs="+", default=None, help="H [W] (default: the paper's)")
-    parser.add_argument("--depth", type=int, default=3, help="nesting depth of the table")
+    parser.add_argument("--depth", type=int, default=4, help="nesting depth of the table")
     parser.add_argument("--backbone_only", action="store_true", help="without the classifier head")
     args = parser.parse_args(argv)
     try:
@@ -41,7 +41,8 @@ def main(argv: list[str]) -> int:
         verbose=0,
     )
     print(stats)
-    print(f"{args.name}: {stats.total_params:,} parameters, {stats.total_mult_adds / 1e9:.3f} G multiply-adds "
-          f"at {in_chans}x{h}x{w}")
+    madds = stats.total_mult_adds
+    madds_text = f"{madds / 1e9:.2f} G" if madds >= 1e8 else f"{madds / 1e6:.3f} M"
+    print(f"{args.name}: {stats.total_params:,} parameters, {madds_text} multiply-adds at {in_chans}x{h}x{w}")
     print("features: " + ", ".join(f"{f.name} ({f.channels} ch, stride {f.stride})" for f in model.backbone.feature_info))
     return 0
