@@ -12,8 +12,10 @@ Differences from the paper, on purpose:
   (448 x 448 as in the paper gives a 14 x 14 map, pooled 2 x 2; smaller inputs give smaller maps,
   which the pooling stretches). As in the paper, the fully connected layers see the whole image.
 * the two head convolutions use BatchNorm (trains from scratch reliably; YOLOv2 added it too);
-* outputs are squashed (sigmoid for the box terms and the confidence, softmax for the class
-  probabilities) so decoded boxes and scores are always valid; the paper's last layer is linear.
+* the last layer is linear as in the paper (``activation="linear"``; decoding clamps the values to
+  [0, 1]); ``activation="sigmoid"`` squashes them instead (sigmoid, softmax for the classes), which
+  divides the gradients by 4 or more and learns markedly slower from scratch;
+* the confidence outputs start at a small ``prior`` (bias initialisation), not at 0.5.
 
 The loss is the paper's sum-squared error (λ_coord = 5, λ_noobj = 0.5, square roots of w and h, of
 the B predictors of a cell holding an object the one with the highest IoU is responsible, the
@@ -25,6 +27,7 @@ object is assigned there.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -35,6 +38,13 @@ from torchvision.ops import batched_nms
 from visiontasks.backbones import Backbone
 
 from .detector import Detector, batch_images, check_targets, register_detector, select_features
+
+
+class _ChannelsLast(nn.Module):
+    """``[N, K, S, S] -> [N, S, S, K]`` (the layout of the fc head's output)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(0, 2, 3, 1)
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
@@ -51,8 +61,14 @@ class YOLOv1(Detector):
         backbone: a registered backbone; its deepest output (or ``feature``) feeds the head.
         num_classes: C, real classes (no background class: "no object" is the confidence).
         grid_size: S; boxes_per_cell: B.
+        head: ``fc`` (the paper's: two conv layers, then fully connected layers over the whole
+            S x S x hidden map) or ``conv`` (a 1 x 1 convolution predicts each cell from its own
+            pooled features, as later fully convolutional YOLOs; learns localisation faster).
         hidden_channels: channels of the two head convolutions (paper: 1024).
         fc_dim: width of the first fully connected layer (paper: 4096); dropout after it (paper 0.5).
+        prior: initial confidence of every predictor (bias initialisation of the last layer).
+        activation: ``linear`` outputs as in the paper (clamped to [0, 1] when decoding) or
+            ``sigmoid`` (box terms and confidence) + ``softmax`` (class probabilities).
         lambda_coord, lambda_noobj: loss weights (paper: 5 and 0.5).
         rescore: confidence target = IoU of the responsible box with its object (paper); else 1.
         score_thresh: minimum class-specific confidence (class prob x confidence) kept at decoding.
@@ -68,6 +84,7 @@ class YOLOv1(Detector):
         grid_size: int = 7,
         boxes_per_cell: int = 2,
         feature: str | None = None,
+        head: str = "fc",
         hidden_channels: int = 1024,
         fc_dim: int = 4096,
         dropout: float = 0.5,
@@ -78,6 +95,8 @@ class YOLOv1(Detector):
         nms_thresh: float = 0.5,
         max_detections: int = 100,
         size_divisible: int = 32,
+        prior: float = 0.05,
+        activation: str = "linear",
     ) -> None:
         super().__init__()
         infos = backbone.feature_info
@@ -91,28 +110,62 @@ class YOLOv1(Detector):
         self.lambda_coord, self.lambda_noobj, self.rescore = lambda_coord, lambda_noobj, rescore
         self.score_thresh, self.nms_thresh, self.max_detections = score_thresh, nms_thresh, max_detections
         self.size_divisible = size_divisible
-        self.head = nn.Sequential(
-            _conv_bn(chosen.channels, hidden_channels),
-            _conv_bn(hidden_channels, hidden_channels),
-            nn.AdaptiveAvgPool2d(grid_size),
-            nn.Flatten(),
-            nn.Linear(hidden_channels * grid_size * grid_size, fc_dim),
-            nn.LeakyReLU(0.1, inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(fc_dim, grid_size * grid_size * (boxes_per_cell * 5 + num_classes)),
-        )
+        if activation not in ("linear", "sigmoid"):
+            raise ValueError(f"activation must be 'linear' (the paper's) or 'sigmoid', got {activation!r}")
+        self.activation = activation
+        out_per_cell = boxes_per_cell * 5 + num_classes
+        if head == "fc":  # the paper's: the fully connected layers see the whole image
+            self.head = nn.Sequential(
+                _conv_bn(chosen.channels, hidden_channels),
+                _conv_bn(hidden_channels, hidden_channels),
+                nn.AdaptiveAvgPool2d(grid_size),
+                nn.Flatten(),
+                nn.Linear(hidden_channels * grid_size * grid_size, fc_dim),
+                nn.LeakyReLU(0.1, inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(fc_dim, grid_size * grid_size * out_per_cell),
+            )
+        elif head == "conv":  # each cell predicted from its own region of the feature map
+            self.head = nn.Sequential(
+                _conv_bn(chosen.channels, hidden_channels),
+                _conv_bn(hidden_channels, hidden_channels),
+                nn.AdaptiveAvgPool2d(grid_size),
+                nn.Dropout(dropout),
+                nn.Conv2d(hidden_channels, out_per_cell, 1),
+                _ChannelsLast(),
+            )
+        else:
+            raise ValueError(f"head must be 'fc' (the paper's) or 'conv', got {head!r}")
+        self._init_confidence(prior)
+
+    def _init_confidence(self, prior: float) -> None:
+        """Start every confidence at ``prior`` (the last layer's bias), not at sigmoid(0) = 0.5: the
+        no-object term then does not dominate the first steps (RetinaNet's prior initialisation)."""
+        last = [m for m in self.head.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+        value = math.log(prior / (1 - prior)) if self.activation == "sigmoid" else prior
+        with torch.no_grad():
+            bias = last.bias.view(-1, self.B * 5 + self.C) if isinstance(last, nn.Linear) else last.bias.view(1, -1)
+            for k in range(self.B):
+                bias[:, k * 5 + 4] = value
 
     # -- raw output -------------------------------------------------------------------------------
     def raw(self, x: Tensor) -> Tensor:
         """``[N, 3, H, W] -> [N, S, S, B*5 + C]`` logits (before sigmoid/softmax)."""
         feats = self.backbone(x)[self.feature_name]
-        return self.head(feats).view(x.shape[0], self.S, self.S, self.B * 5 + self.C)
+        return self.head(feats).reshape(x.shape[0], self.S, self.S, self.B * 5 + self.C)
 
     def activate(self, raw: Tensor) -> tuple[Tensor, Tensor]:
-        """``(boxes [N, S, S, B, 5] (x, y, sqrt w, sqrt h, conf) in [0, 1], class probs [N, S, S, C])``."""
+        """``(boxes [N, S, S, B, 5] (x, y, sqrt w, sqrt h, conf), class probs [N, S, S, C])``.
+
+        ``linear`` (the paper's): the raw outputs, regressed directly by the sum-squared error (the
+        loss sees them unclamped; decoding clamps them to [0, 1]). ``sigmoid``: squashed into
+        (0, 1), class probabilities by softmax.
+        """
         n = raw.shape[0]
-        boxes = torch.sigmoid(raw[..., : self.B * 5]).view(n, self.S, self.S, self.B, 5)
-        probs = torch.softmax(raw[..., self.B * 5 :], dim=-1)
+        boxes = raw[..., : self.B * 5].reshape(n, self.S, self.S, self.B, 5)
+        probs = raw[..., self.B * 5 :]
+        if self.activation == "sigmoid":
+            return torch.sigmoid(boxes), torch.softmax(probs, dim=-1)
         return boxes, probs
 
     def decode_boxes(self, boxes: Tensor) -> Tensor:
@@ -177,7 +230,7 @@ class YOLOv1(Detector):
             boxes, probs = self.activate(raw)
             obj, t_cell, t_xyxy, t_cls = self.encode_targets(targets, height, width, raw.device)
             with torch.no_grad():
-                pred_xyxy = self.decode_boxes(boxes[..., :4])  # [N, S, S, B, 4]
+                pred_xyxy = self.decode_boxes(boxes[..., :4].clamp(0, 1))  # [N, S, S, B, 4]
                 iou = _paired_iou(pred_xyxy, t_xyxy.unsqueeze(3))  # [N, S, S, B]
                 best = iou.argmax(dim=-1, keepdim=True)
                 resp = torch.zeros_like(iou, dtype=torch.bool).scatter_(-1, best, True) & obj.unsqueeze(-1)
@@ -198,6 +251,7 @@ class YOLOv1(Detector):
         clipped to the image, per-class NMS, the best ``max_detections``."""
         with torch.autocast(device_type=raw.device.type, enabled=False):
             boxes, probs = self.activate(raw.float())
+            boxes, probs = boxes.clamp(0, 1), probs.clamp(0, 1)
             xyxy = self.decode_boxes(boxes[..., :4]) * torch.tensor(
                 [width, height, width, height], device=raw.device, dtype=torch.float32
             )

@@ -151,7 +151,7 @@ class ClassificationTask(BaseTask):
         n = len(self.class_names)
         fig, ax = plt.subplots(figsize=(max(4, 0.6 * n + 2), max(4, 0.6 * n + 1.5)))
         self.confusion[stage].plot(val=matrix, ax=ax, labels=self.class_names, add_text=n <= 30)
-        ax.set_title(f"{stage} confusion matrix, epoch {self.current_epoch}")
+        ax.set_title(f"{stage} confusion matrix" + ("" if stage == "test" else f", epoch {self.current_epoch}"))
         folder = self.run_dir() / "confusion_matrix"
         folder.mkdir(exist_ok=True)
         fig.savefig(folder / f"{stage}.png", dpi=100, bbox_inches="tight")  # the latest epoch's
