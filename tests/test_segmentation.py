@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from visiontasks.backbones import build_backbone
+from visiontasks.backbones import FeatureInfo, build_backbone
 from visiontasks.data.segmentation import (
     MaskDecoder,
     MaskError,
@@ -179,6 +179,19 @@ def test_paper_vgg16_head_and_convolutionalised_classifier(vgg16):
     x = torch.randn(2, 4, 3, 3)
     assert torch.allclose(conv(x).flatten(1), lin(x.flatten(1)), atol=1e-5)
     assert not convolutionize_(nn.Conv2d(4, 6, 1), lin)
+
+
+def test_head_loads_a_classifier_into_fc6_fc7():
+    info = [FeatureInfo("s8", 4, 8), FeatureInfo("s16", 4, 16), FeatureInfo("s32", 8, 32)]
+    head = FCNHead(info, 3, "fcn32s", fc_channels=16, fc_kernel_size=7, dropout=0.0).eval()
+    fc6, fc7 = nn.Linear(8 * 7 * 7, 16), nn.Linear(16, 16)
+    assert head.load_classifier([fc6, fc7, nn.Linear(16, 1000)])
+    x = torch.randn(2, 8, 7, 7)  # a 7x7 map: the centre output of fc6 ("same" padding) sees all of it
+    with torch.no_grad():
+        conv_out = head.fc(x)[..., 3, 3]
+        mlp_out = torch.relu(fc7(torch.relu(fc6(x.flatten(1)))))
+    assert torch.allclose(conv_out, mlp_out, atol=1e-5)
+    assert not head.load_classifier([nn.Linear(8 * 3 * 3, 16), fc7])  # does not fit: unchanged
 
 
 # -- masks and readers ------------------------------------------------------------------------------

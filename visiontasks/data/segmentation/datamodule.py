@@ -218,7 +218,13 @@ class SegmentationDataModule(pl.LightningDataModule):
             self._write_synthetic()  # no-op when prepare_data already wrote it
         hp = self.hparams
         make = lambda s, t: SegmentationDataset(s, self.decoder, t, hp.resize_mismatched_masks, hp.in_chans)  # noqa: E731
-        if stage in (None, "fit", "validate") and "train" not in self.datasets:
+        need_val = stage == "validate" and "val" not in self.datasets
+        if need_val:
+            val = self.split_samples(hp.val_split)
+            if val is not None:  # validating alone needs no training files
+                self.datasets["val"] = make(val, self.eval_transform)
+                need_val = False
+        if need_val or (stage in (None, "fit") and "train" not in self.datasets):
             train = self.split_samples(hp.train_split)
             if train is None:
                 raise FileNotFoundError(f"{self.root}: no {hp.train_split!r} split ({self._layout_hint()})")
