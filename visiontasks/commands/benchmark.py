@@ -16,7 +16,9 @@ proposals), then:
 * **inference time per image**: ``timing.infer_images`` validation images, one at a time, in eval mode
   without autograd; for R-CNN and Fast R-CNN the selective-search time on the same images (computed
   afresh, one process, the datamodule's settings) is reported separately from the network time;
-* **mAP50 and mAP** (COCO @[.5:.95]) from ``Trainer.validate`` on the validation split.
+* **mAP50 and mAP** (COCO @[.5:.95]) from ``Trainer.validate`` on the validation split
+  (``validate``, benchmark-wide then per entry, passes Trainer options such as
+  ``limit_val_batches`` to that final validation).
 
 Writes ``<output>/generations.md`` (markdown table), ``generations.png`` (chart) and
 ``generations.json``. ``timing.threads`` sets torch's thread count for the timings.
@@ -144,10 +146,11 @@ def _inference_times(task: Any, dm: Any, images: int) -> tuple[float, float]:
     return mean(net), mean(prop)
 
 
-def _validate(task: Any, dm: Any, trainer_cfg: dict) -> dict[str, float]:
+def _validate(task: Any, dm: Any, trainer_cfg: dict, validate_cfg: dict | None) -> dict[str, float]:
     import lightning.pytorch as pl
 
-    kw = {k: trainer_cfg[k] for k in ("accelerator", "devices", "precision", "limit_val_batches") if k in trainer_cfg}
+    kw = {k: trainer_cfg[k] for k in ("accelerator", "precision") if k in trainer_cfg}
+    kw.update(validate_cfg or {})
     kw["devices"] = 1
     trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, **kw)
@@ -198,7 +201,7 @@ def run_detector(name: str, spec: dict, bench: dict, out_dir: Path) -> dict[str,
         net_ms, prop_ms = _inference_times(task, dm, int(timing.get("infer_images", 20)))
     finally:
         torch.set_num_threads(previous)
-    metrics = _validate(task, dm, trainer_cfg)
+    metrics = _validate(task, dm, trainer_cfg, _merge(bench.get("validate") or {}, spec.get("validate")))
     return {
         "name": name, "model": model_name, "backbone": task.hparams.backbone,
         "params": int(sum(p.numel() for p in task.detector.parameters())),
