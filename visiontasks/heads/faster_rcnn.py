@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -81,7 +82,10 @@ class RoIMaxPool(nn.Module):
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list) -> Tensor:
         feat = features[self.name]
-        return roi_pool(feat, [p.to(feat.dtype) for p in proposals], self.output_size, 1.0 / self.stride)
+        # fp32 like torchvision's autocast wrapper of roi_align (roi_pool has no CPU bf16 kernel)
+        with torch.autocast(device_type=feat.device.type, enabled=False):
+            out = roi_pool(feat.float(), [p.float() for p in proposals], self.output_size, 1.0 / self.stride)
+        return out
 
 
 @register_detector("faster_rcnn")
