@@ -96,7 +96,7 @@ def test_feature_contract(name: str, in_chans: int) -> None:
 @pytest.mark.parametrize("name", ALL)
 def test_bf16_autocast(name: str) -> None:
     net = cached_backbone(name, 3)
-    x = torch.randn(1, 3, *SIZE)
+    x = torch.randn(1, 3, 65, 77)  # odd sides; smaller than SIZE because CPU bf16 convolutions are slow
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = net(x)
     _assert_contract(net, x, out)
