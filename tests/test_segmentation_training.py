@@ -100,6 +100,16 @@ def test_loss_ignores_pixels_and_weights_classes():
         SegmentationTask("fcn8s", "lenet5", num_classes=3)
 
 
+def test_one_cycle_steps_every_batch_other_schedulers_every_epoch():
+    def task(factory):
+        return SegmentationTask("fcn32s", "resnet18", num_classes=3, fc_channels=0, lr_scheduler=factory)
+
+    one_cycle = task(lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.01, total_steps=10))
+    assert one_cycle.configure_optimizers()["lr_scheduler"]["interval"] == "step"
+    cosine = task(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=3))
+    assert cosine.configure_optimizers()["lr_scheduler"]["interval"] == "epoch"
+
+
 def test_class_count_must_match_data(tmp_path):
     dm = tiny_data(tmp_path / "data")
     task = SegmentationTask("fcn32s", "resnet18", num_classes=5, fc_channels=0)
