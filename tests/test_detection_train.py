@@ -43,12 +43,13 @@ def _trainer(root: Path, **kw) -> pl.Trainer:
 
 
 # -- learning ---------------------------------------------------------------------------------------
-OVERFIT = {
-    "faster_rcnn": (dict(anchor_sizes=[16, 32, 48], representation_size=128, roi_op="pool",
+OVERFIT = {  # the shapes configs' layouts (stride-8 features), shrunk
+    "faster_rcnn": (dict(feature="layer2", anchor_sizes=[16, 32, 48], representation_size=128, roi_op="pool",
                          rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=100,
                          rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=50,
-                         rpn_batch_size_per_image=64, box_batch_size_per_image=32), 60, 2e-3),
-    "yolov1": (dict(hidden_channels=64, fc_dim=256, grid_size=4, dropout=0.0), 100, 1e-3),
+                         rpn_batch_size_per_image=64, box_batch_size_per_image=32), 50, 2e-3),
+    "yolov1": (dict(feature="layer2", head="conv", grid_size=8, hidden_channels=64, dropout=0.0,
+                    activation="sigmoid"), 50, 2e-3),
 }
 
 
