@@ -204,7 +204,7 @@ class DetectionTask(BaseTask):
                     "bbox": [round(b[0], 2), round(b[1], 2), round(b[2] - b[0], 2), round(b[3] - b[1], 2)],
                     "score": round(float(s), 5),
                 })
-            image = torch.from_numpy(read_image(path)).permute(2, 0, 1).contiguous()
+            image = torch.from_numpy(read_image(path).copy()).permute(2, 0, 1).contiguous()
             shown = scores >= self.draw_score_thresh
             if shown.any():
                 names = [f"{self.class_names[c]} {s:.2f}" for c, s in zip(labels[shown].tolist(), scores[shown].tolist())]
