@@ -47,9 +47,9 @@ OVERFIT = {  # the shapes configs' layouts (stride-8 features), shrunk
     "faster_rcnn": (dict(feature="layer2", anchor_sizes=[16, 32, 48], representation_size=128, roi_op="pool",
                          rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=100,
                          rpn_pre_nms_top_n_test=200, rpn_post_nms_top_n_test=50,
-                         rpn_batch_size_per_image=64, box_batch_size_per_image=32), 50, 2e-3),
+                         rpn_batch_size_per_image=64, box_batch_size_per_image=32), 45, 3e-3),
     "yolov1": (dict(feature="layer2", head="conv", grid_size=8, hidden_channels=64, dropout=0.0,
-                    activation="sigmoid"), 50, 2e-3),
+                    activation="sigmoid"), 30, 3e-3),
 }
 
 
