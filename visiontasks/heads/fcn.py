@@ -54,12 +54,16 @@ def bilinear_kernel(channels: int, kernel_size: int) -> Tensor:
 
 
 class BilinearUpsample(nn.ConvTranspose2d):
-    """``x [N, C, h, w] -> [N, C, (h+1)*f, (w+1)*f]``: a transposed convolution with kernel ``2f``
+    """``x [N, C, h, w] -> [N, C, (h+3)*f, (w+3)*f]``: a transposed convolution with kernel ``2f``
     and stride ``f``, initialised to bilinear interpolation (the paper's "deconvolution" layer).
 
-    Call :meth:`align` on the output to crop the ``f/2`` border the kernel adds, so that cell ``i``
-    of the input lands at the centre of output pixels ``[i*f, (i+1)*f)``; in the interior the result
-    then equals ``F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)``.
+    The input is first edge-padded by one cell. Without it the kernel's tails fade out over the
+    outer ``f/2`` pixels of the image (the reference implementation hid that fade in its 100-pixel
+    input padding); on small maps, e.g. a 2x2 stride-32 map of a 64-pixel crop, that fade covers
+    most of the image and even a constant score cannot be represented. Call :meth:`align` on the
+    output to crop the padding cell and the ``f/2`` border, so that cell ``i`` lands at the centre
+    of output pixels ``[i*f, (i+1)*f)``: at initialisation the result then equals
+    ``F.interpolate(x, scale_factor=f, mode="bilinear", align_corners=False)`` everywhere.
     """
 
     def __init__(self, channels: int, factor: int, learnable: bool = True) -> None:
@@ -71,13 +75,19 @@ class BilinearUpsample(nn.ConvTranspose2d):
             self.weight.copy_(bilinear_kernel(channels, 2 * factor))
         self.weight.requires_grad_(learnable)
 
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        # autocast runs replicate padding in fp32; keep the input's dtype
+        x = F.pad(x, (1, 1, 1, 1), mode="replicate").to(x.dtype)
+        return super().forward(x, output_size)
+
     def align(self, y: Tensor, size: Sequence[int]) -> Tensor:
-        """Crop ``y`` (this layer's output) to ``size = (H, W)``, skipping the ``f/2`` border.
+        """Crop ``y`` (this layer's output) to ``size = (H, W)``, skipping the padding cell and the
+        ``f/2`` border.
 
         When the output is too small (backbones with unpadded convolutions, e.g. AlexNet, whose
         last rows/columns do not reach the image border), the last row/column is repeated.
         """
-        return crop_or_pad(y, size, self.factor // 2)
+        return crop_or_pad(y, size, self.factor + self.factor // 2)
 
 
 def crop_or_pad(x: Tensor, size: Sequence[int], offset: int = 0) -> Tensor:
