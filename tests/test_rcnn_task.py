@@ -218,3 +218,30 @@ def test_generations_benchmark_writes_table_chart_and_json(tmp_path):
     rows2 = {r["model"]: r for r in json.loads((out / "generations.json").read_text())}
     assert not rows2["fast_rcnn"]["trained_here"] and rows2["fast_rcnn"]["mAP50"] == pytest.approx(rows["fast_rcnn"]["mAP50"])
     assert main(["nonsense"]) == 2
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"outptu": "x"}, "outptu"),                                               # unknown key
+    ({"timing": {"threads": "one"}}, "timing.threads"),                        # wrong type
+    ({"detectors": {"rcnn": {"checkpoint": "x.ckpt"}}}, "required: config"),   # entry without config
+    ({"data": {"class_path": "visiontasks.data.DetectionDataModule", "init_args": {"batchsize": 3}}},
+     "batchsize"),                                                             # data init_args
+    ({"model_overrides": {"num_clases": 4}}, "num_clases"),                    # into the fit config
+    ({"train": {"max_epoch": 1}}, "max_epoch"),                                # Trainer options
+])
+def test_generations_benchmark_rejects_bad_config(tmp_path, capsys, change, key):
+    """A bad benchmark file stops with jsonargparse's error naming the key, before anything runs."""
+    from visiontasks.commands.benchmark import main
+
+    bench = {
+        "output": str(tmp_path / "out"),
+        "data": {"class_path": "visiontasks.data.DetectionDataModule", "init_args": tiny_data(tmp_path / "data")},
+        "detectors": {"rcnn": {"config": str(CONFIGS / "rcnn_resnet18_shapes.yaml")}},
+    }
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(yaml.safe_dump({**bench, **change}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["detectors", "--config", str(cfg)])
+    assert exit_info.value.code == 2
+    assert key in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()

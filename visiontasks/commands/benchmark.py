@@ -1,15 +1,23 @@
 """``visiontasks benchmark detectors --config FILE``: four generations of detectors (R-CNN, Fast R-CNN,
 Faster R-CNN, YOLOv1) on one backbone, one dataset and one metric, in one table and one chart.
 
+Configuration is jsonargparse, as for ``visiontasks fit``: the benchmark file is parsed and validated
+by :func:`benchmark_parser` (``data`` is a ``DetectionDataModule`` class_path/init_args, each entry of
+``detectors`` a :class:`DetectorEntry`, ``timing`` a :class:`Timing`), and every fit config it names
+by :func:`fit_config_parser` (``model``: a ``DetectionTask`` whose optimizer and lr_scheduler are
+instantiated as callables, as LightningCLI does; ``trainer``: Trainer options; the fit config's
+``data`` and ``seed_everything`` are ignored). All fit configs and overrides are validated before the
+first detector runs; an unknown key or a wrong type stops the command with jsonargparse's error.
+
 For each detector named in the benchmark config it builds the ``DetectionTask`` from that detector's
-own fit config (model section: backbone, model_kwargs, optimizer), on the benchmark's single ``data``
-section (the same images for all; the ``proposals`` entry is given only to the detectors that use
-proposals), then:
+own fit config, on the benchmark's single ``data`` section (the same images for all; the
+``proposals`` entry is given only to the detectors that use proposals), then:
 
 * loads the weights of ``checkpoint`` when given (and present), else trains with the fit config's
   ``trainer`` section (``train`` in the benchmark config, then in the detector's entry, override its
   keys, e.g. ``max_epochs``); ``model_overrides`` (benchmark-wide, then per entry) override the
-  model's init_args (e.g. ``num_classes`` for another dataset);
+  model's init_args (e.g. ``num_classes`` for another dataset; a dict such as ``model_kwargs`` is
+  updated key by key);
 * **parameters**: of the detector (backbone parts it does not use are not counted);
 * **training time per epoch**: ``timing.train_batches`` timed training steps (forward, backward,
   optimizer step; after one warm-up step) times the number of batches in an epoch;
@@ -26,17 +34,18 @@ Writes ``<output>/generations.md`` (markdown table), ``generations.png`` (chart)
 
 from __future__ import annotations
 
-import argparse
 import copy
-import importlib
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import yaml
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace
 
+DESCRIPTION = ("Four generations of detectors (R-CNN, Fast R-CNN, Faster R-CNN, YOLOv1) on one backbone, "
+               "one dataset and one metric, in one table and one chart.")
 GENERATIONS = ("rcnn", "fast_rcnn", "faster_rcnn", "yolov1")
 PAPERS = {
     "rcnn": "R-CNN (2014)",
@@ -46,44 +55,115 @@ PAPERS = {
 }
 
 
-def _import(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+@dataclass
+class DetectorEntry:
+    """One detector of the benchmark.
+
+    Args:
+        config: its fit config (``visiontasks fit`` YAML: model, optimizer, trainer).
+        checkpoint: weights to evaluate; trained here when not given or missing.
+        train: Trainer options over the fit config's trainer section (after the benchmark's).
+        validate: Trainer options for the final validation (after the benchmark's).
+        model_overrides: over the model's init_args (after the benchmark's).
+    """
+
+    config: str
+    checkpoint: str | None = None
+    train: dict[str, Any] | None = None
+    validate: dict[str, Any] | None = None
+    model_overrides: dict[str, Any] | None = None
 
 
-def _factory(spec: Any) -> Callable | None:
-    """A LightningCLI-style ``{class_path, init_args}`` optimizer/scheduler spec -> a callable taking
-    the parameters (or the optimizer)."""
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        spec = {"class_path": spec}
-    cls = _import(spec["class_path"])
-    kwargs = dict(spec.get("init_args") or {})
-    return lambda arg: cls(arg, **kwargs)
+@dataclass
+class Timing:
+    """What the timings measure.
+
+    Args:
+        threads: torch threads for the timings (default: unchanged).
+        train_batches: timed training steps (times batches per epoch = seconds per epoch).
+        infer_images: validation images timed one by one.
+    """
+
+    threads: int | None = None
+    train_batches: int = 5
+    infer_images: int = 20
 
 
-def _merge(base: dict, override: dict | None) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (override or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+def benchmark_parser() -> ArgumentParser:
+    """The benchmark file's schema (see configs/detection/generations_*.yaml)."""
+    from visiontasks.data import DetectionDataModule
+
+    parser = ArgumentParser(prog="visiontasks benchmark detectors", description=DESCRIPTION)
+    parser.add_argument("--config", "-c", action=ActionConfigFile,
+                        help="benchmark YAML (see configs/detection/generations_*.yaml)")
+    parser.add_argument("--output", type=str, default="runs/generations",
+                        help="output folder (given after --config, overrides the config's)")
+    parser.add_argument("--title", type=str, default="detector generations", help="table and chart title")
+    parser.add_subclass_arguments(DetectionDataModule, "data", required=True,
+                                  help="the data of every detector (proposals only for those that use them)")
+    parser.add_argument("--detectors", type=dict[str, DetectorEntry], required=True,
+                        help="name -> DetectorEntry (config, checkpoint, train, validate, model_overrides)")
+    parser.add_argument("--train", type=dict[str, Any] | None, default=None,
+                        help="Trainer options over every fit config's trainer section")
+    parser.add_argument("--validate", type=dict[str, Any] | None, default=None,
+                        help="Trainer options for every final validation")
+    parser.add_argument("--model_overrides", type=dict[str, Any] | None, default=None,
+                        help="over every model's init_args")
+    parser.add_argument("--timing", type=Timing, default=Timing())
+    parser.add_argument("--only", type=str, nargs="+", default=None, help="run only these detector entries")
+    return parser
 
 
-def build_task(model_cfg: dict, overrides: dict | None = None) -> Any:
+def fit_config_parser() -> ArgumentParser:
+    """A detector's fit config, the way LightningCLI reads it: ``model`` a ``DetectionTask``
+    (optimizer and lr_scheduler become callables), ``trainer`` Trainer options (not instantiated);
+    ``data`` and ``seed_everything`` accepted and ignored. Raises ``ArgumentError``."""
+    import lightning.pytorch as pl
+
     from visiontasks.tasks import DetectionTask
 
-    args = _merge(dict(model_cfg.get("init_args") or {}), overrides)
-    optimizer = _factory(args.pop("optimizer", None))
-    scheduler = _factory(args.pop("lr_scheduler", None))
-    return DetectionTask(**args, optimizer=optimizer, lr_scheduler=scheduler)
+    parser = ArgumentParser(prog="detector fit config", exit_on_error=False)
+    parser.add_argument("--config", action=ActionConfigFile)
+    parser.add_subclass_arguments(DetectionTask, "model", required=True)
+    parser.add_class_arguments(pl.Trainer, "trainer", instantiate=False)
+    parser.add_argument("--data", type=dict[str, Any] | None, default=None, help="ignored")
+    parser.add_argument("--seed_everything", type=int | bool | None, default=None, help="ignored")
+    return parser
 
 
-def build_datamodule(data_cfg: dict, with_proposals: bool) -> Any:
-    init_args = copy.deepcopy(data_cfg.get("init_args") or {})
+def _override_model(parser: ArgumentParser, cfg: Namespace, overrides: dict[str, Any] | None) -> Namespace:
+    """``overrides`` over the model's init_args, validated; a dict argument (``model_kwargs``) is
+    updated key by key rather than replaced."""
+    if not overrides:
+        return cfg
+    current = cfg.model.init_args
+    merged = {k: {**current[k], **v} if isinstance(v, dict) and isinstance(current.get(k), dict) else v
+              for k, v in overrides.items()}
+    return parser.parse_object({"model": {"init_args": merged}}, namespace=cfg)
+
+
+def fit_config(parser: ArgumentParser, entry: DetectorEntry,
+               bench: Namespace) -> tuple[Namespace, dict[str, Any]]:
+    """``entry``'s fit config with the benchmark's, then the entry's, ``model_overrides`` applied, and
+    their ``train`` options (validated against the Trainer's signature)."""
+    cfg = parser.parse_args(["--config", entry.config])
+    for overrides in (bench.model_overrides, entry.model_overrides):
+        cfg = _override_model(parser, cfg, overrides)
+    train = {**(bench.train or {}), **(entry.train or {})}
+    # Validation only: the options go to the Trainer as written, because jsonargparse reads an int
+    # for a ``float | int`` option as a float (``limit_train_batches: 1``, one batch, would become
+    # 1.0, all batches).
+    parser.parse_object({"trainer": train}, namespace=cfg)
+    return cfg, train
+
+
+def build_datamodule(parser: ArgumentParser, cfg: Namespace, with_proposals: bool) -> Any:
+    """A fresh data module from the parsed benchmark config's ``data``; ``proposals`` dropped unless
+    ``with_proposals``."""
+    cfg = cfg.clone()
     if not with_proposals:
-        init_args.pop("proposals", None)
-    return _import(data_cfg["class_path"])(**init_args)
+        cfg.data.init_args.proposals = None
+    return parser.instantiate(cfg).data
 
 
 def _train_time_per_epoch(task: Any, dm: Any, batches: int) -> tuple[float, int]:
@@ -170,18 +250,14 @@ def _fit(task: Any, dm: Any, trainer_cfg: dict, out_dir: Path, name: str) -> Pat
     return out_dir / name / "checkpoints" / "last.ckpt"
 
 
-def run_detector(name: str, spec: dict, bench: dict, out_dir: Path) -> dict[str, Any]:
+def run_detector(name: str, entry: DetectorEntry, bench: Namespace, task: Any, dm: Any,
+                 trainer_cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Load or train ``task`` on ``dm``, then measure it: one row of the table."""
     import torch
 
-    fit_cfg = yaml.safe_load(Path(spec["config"]).read_text())
-    task = build_task(fit_cfg["model"], _merge(bench.get("model_overrides") or {}, spec.get("model_overrides")))
-    model_name = task.hparams.model
-    needs = task.detector.needs_proposals
-    dm = build_datamodule(bench["data"], with_proposals=needs)
     dm.prepare_data()
     dm.setup("fit")
-    trainer_cfg = _merge(_merge(fit_cfg.get("trainer") or {}, bench.get("train")), spec.get("train"))
-    checkpoint = spec.get("checkpoint")
+    checkpoint = entry.checkpoint
     trained_here = False
     if checkpoint and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -191,19 +267,18 @@ def run_detector(name: str, spec: dict, bench: dict, out_dir: Path) -> dict[str,
             print(f"{name}: checkpoint {checkpoint} not found: training", file=sys.stderr)
         checkpoint = str(_fit(task, dm, trainer_cfg, out_dir, name))
         trained_here = True
-    timing = bench.get("timing") or {}
-    threads = timing.get("threads")
+    timing = bench.timing
     previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
+    if timing.threads:
+        torch.set_num_threads(timing.threads)
     try:
-        train_s, batches = _train_time_per_epoch(task, dm, int(timing.get("train_batches", 5)))
-        net_ms, prop_ms = _inference_times(task, dm, int(timing.get("infer_images", 20)))
+        train_s, batches = _train_time_per_epoch(task, dm, timing.train_batches)
+        net_ms, prop_ms = _inference_times(task, dm, timing.infer_images)
     finally:
         torch.set_num_threads(previous)
-    metrics = _validate(task, dm, trainer_cfg, _merge(bench.get("validate") or {}, spec.get("validate")))
+    metrics = _validate(task, dm, trainer_cfg, {**(bench.validate or {}), **(entry.validate or {})})
     return {
-        "name": name, "model": model_name, "backbone": task.hparams.backbone,
+        "name": name, "model": task.hparams.model, "backbone": task.hparams.backbone,
         "params": int(sum(p.numel() for p in task.detector.parameters())),
         "train_s_per_epoch": train_s, "train_batches_per_epoch": batches,
         "proposal_ms": prop_ms, "network_ms": net_ms, "total_ms": prop_ms + net_ms,
@@ -261,38 +336,51 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _fit_configs(parser: ArgumentParser, fit_parser: ArgumentParser, bench: Namespace,
+                 names: list[str]) -> dict[str, tuple[Namespace, dict[str, Any]]]:
+    """:func:`fit_config` for each entry in ``names``, all validated before anything runs; an entry
+    whose config file is missing is skipped with a message."""
+    out = {}
+    for name in names:
+        entry = bench.detectors[name]
+        if not Path(entry.config).is_file():
+            print(f"{name}: config {entry.config} not found: skipped", file=sys.stderr)
+            continue
+        try:
+            out[name] = fit_config(fit_parser, entry, bench)
+        except ArgumentError as err:
+            parser.error(f"detectors.{name} (fit config {entry.config}): {err}")
+    return out
+
+
 def detectors_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="visiontasks benchmark detectors", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", "-c", required=True, help="benchmark YAML (see configs/detection/generations_*.yaml)")
-    parser.add_argument("--only", nargs="*", default=None, help="run only these detector entries")
-    parser.add_argument("--output", type=Path, default=None, help="output folder (default: the config's output)")
-    args = parser.parse_args(argv)
-    bench = yaml.safe_load(Path(args.config).read_text())
-    out_dir = Path(args.output or bench.get("output") or "runs/generations")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    entries = bench.get("detectors") or {}
-    names = [n for n in entries if args.only is None or n in args.only]
+    parser = benchmark_parser()
+    cfg = parser.parse_args(argv)
+    bench = parser.instantiate(cfg)
+    out_dir = Path(bench.output)
+    names = [n for n in bench.detectors if bench.only is None or n in bench.only]
     if not names:
-        print(f"no detectors to run (config has {list(entries)})", file=sys.stderr)
+        print(f"no detectors to run (config has {list(bench.detectors)})", file=sys.stderr)
         return 2
+    fit_parser = fit_config_parser()
+    fit_cfgs = _fit_configs(parser, fit_parser, bench, names)
+    out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "generations.json"
     done = {r["name"]: r for r in json.loads(json_path.read_text())} if json_path.is_file() else {}
-    for name in names:
-        spec = entries[name]
-        if not Path(spec["config"]).is_file():
-            print(f"{name}: config {spec['config']} not found: skipped", file=sys.stderr)
-            continue
+    for name, (fit_cfg, train) in fit_cfgs.items():
         print(f"== {name}", file=sys.stderr)
         start = time.perf_counter()
-        done[name] = run_detector(name, spec, bench, out_dir)
+        fit = fit_parser.instantiate(fit_cfg)  # the task; the trainer section stays Trainer kwargs
+        dm = build_datamodule(parser, cfg, with_proposals=fit.model.detector.needs_proposals)
+        trainer_cfg = {**fit.trainer.as_dict(), **train}
+        done[name] = run_detector(name, bench.detectors[name], bench, fit.model, dm, trainer_cfg, out_dir)
         done[name]["benchmark_s"] = time.perf_counter() - start
         json_path.write_text(json.dumps(list(done.values()), indent=1))  # after each: resumable
     order = {m: i for i, m in enumerate(GENERATIONS)}
     rows = sorted(done.values(), key=lambda r: order.get(r["model"], len(order)))
     table = markdown_table(rows)
-    title = bench.get("title", "detector generations")
-    (out_dir / "generations.md").write_text(f"# {title}\n\n{table}\n")
-    chart(rows, out_dir / "generations.png", title)
+    (out_dir / "generations.md").write_text(f"# {bench.title}\n\n{table}\n")
+    chart(rows, out_dir / "generations.png", bench.title)
     print(table)
     print(f"wrote {out_dir / 'generations.md'}, {out_dir / 'generations.png'}, {json_path}", file=sys.stderr)
     return 0
