@@ -130,6 +130,13 @@ def test_proposals_command_fills_the_cache_and_reports_recall(tmp_path, capsys):
                                             "init_args": {"root": str(tmp_path / "x")}}}))
     assert main(["--config", str(bad)]) == 2
     assert "no proposals section" in capsys.readouterr().err
+    # the config is validated by jsonargparse: a typo in data's init_args is named, nothing is built
+    typo = yaml.safe_load(cfg.read_text())
+    typo["data"]["init_args"]["batchsize"] = 2
+    bad.write_text(yaml.safe_dump(typo))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(bad)])
+    assert exit_info.value.code == 2 and "batchsize" in capsys.readouterr().err
 
 
 DDP_SCRIPT = r'''

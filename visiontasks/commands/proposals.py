@@ -2,40 +2,67 @@
 split the config's ``data`` section names (the same YAML ``fit`` uses), on all CPU cores with a
 progress bar, then report proposal recall at IoU 0.5 and 0.7 (and the mean best overlap) per split.
 
+The config is read by jsonargparse, as ``visiontasks fit`` reads it: ``data`` is validated as a
+``DetectionDataModule`` class_path/init_args (an unknown key or a wrong type stops with jsonargparse's
+error naming it); the ``model``, ``trainer`` and ``seed_everything`` sections are accepted and ignored.
+
 Training computes missing caches by itself; this command does it ahead of time (e.g. before a DDP
 run) and tells how good the proposals are: recall bounds the recall any R-CNN / Fast R-CNN can reach.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from visiontasks.data.proposals import proposal_recall
 
 
-def _build_datamodule(config: dict[str, Any], processes: int | None) -> Any:
-    data = config.get("data")
-    if not isinstance(data, dict) or "class_path" not in data:
-        raise ValueError("the config has no data section with a class_path")
-    init_args = dict(data.get("init_args") or {})
-    proposals = init_args.get("proposals")
+def build_parser() -> ArgumentParser:
+    """The command line and the schema of the config (the ``data`` section of a fit YAML)."""
+    from visiontasks.data import DetectionDataModule
+
+    parser = ArgumentParser(
+        prog="visiontasks proposals",
+        description="Precompute cached selective-search proposals for the splits of a config's data "
+        "section and report their recall.",
+    )
+    parser.add_argument("--config", "-c", action=ActionConfigFile,
+                        help="the YAML used for fit (its data section)")
+    parser.add_subclass_arguments(DetectionDataModule, "data", required=True,
+                                  help="the data module whose proposal caches are filled")
+    for ignored in ("model", "trainer"):
+        parser.add_argument(f"--{ignored}", type=dict[str, Any] | None, default=None,
+                            help="accepted (a fit config has it) and ignored")
+    parser.add_argument("--seed_everything", type=int | bool | None, default=None, help="ignored")
+    parser.add_argument("--splits", type=str, nargs="+", default=None,
+                        help="splits to process (default: every split the datamodule has: train, val, test)")
+    parser.add_argument("--iou", type=float, nargs="+", default=[0.5, 0.7], help="recall IoU thresholds")
+    parser.add_argument("--top_k", "--top-k", type=int, nargs="+", default=[100, 500],
+                        help="also report recall@0.5 of each image's best-ranked K proposals")
+    parser.add_argument("--processes", type=int | None, default=None,
+                        help="worker processes (default: all CPUs)")
+    parser.add_argument("--no_recall", "--no-recall", action="store_true", help="only fill the caches")
+    parser.add_argument("--json", type=str | None, default=None, help="also write the numbers to this JSON file")
+    return parser
+
+
+def _build_datamodule(parser: ArgumentParser, cfg: Namespace) -> Any:
+    """The data module of ``cfg.data``, with ``cfg.processes`` (when given) as the proposal workers."""
+    proposals = cfg.data.init_args.get("proposals")
     if not proposals:
         raise ValueError(
             "the config's data.init_args has no proposals section; add e.g. "
             "`proposals: {mode: fast, max_boxes: 2000}` (the R-CNN / Fast R-CNN configs have one)"
         )
-    if processes is not None:
-        init_args["proposals"] = {**proposals, "processes": processes}
-    module, _, name = data["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    return cls(**init_args)
+    cfg = cfg.clone()
+    if cfg.processes is not None:
+        cfg.data.init_args.proposals = {**proposals, "processes": cfg.processes}
+    return parser.instantiate_classes(cfg).data
 
 
 def _table(rows: list[dict[str, Any]], thresholds: list[float], top_k: list[int]) -> str:
@@ -51,25 +78,10 @@ def _table(rows: list[dict[str, Any]], thresholds: list[float], top_k: list[int]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="visiontasks proposals",
-        description="Precompute cached selective-search proposals for the splits of a config's data "
-        "section and report their recall.",
-    )
-    parser.add_argument("--config", "-c", required=True, help="the YAML used for fit (its data section)")
-    parser.add_argument("--splits", nargs="*", default=None,
-                        help="splits to process (default: every split the datamodule has: train, val, test)")
-    parser.add_argument("--iou", type=float, nargs="*", default=[0.5, 0.7], help="recall IoU thresholds")
-    parser.add_argument("--top-k", type=int, nargs="*", default=[100, 500],
-                        help="also report recall@0.5 of each image's best-ranked K proposals")
-    parser.add_argument("--processes", type=int, default=None, help="worker processes (default: all CPUs)")
-    parser.add_argument("--no-recall", action="store_true", help="only fill the caches")
-    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
+    parser = build_parser()
     args = parser.parse_args(argv)
-
     try:
-        config = yaml.safe_load(Path(args.config).read_text())
-        dm = _build_datamodule(config, args.processes)
+        dm = _build_datamodule(parser, args)
         dm.prepare_data()
         for stage in ("fit", "test"):
             try:
@@ -102,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print(_table(rows, args.iou, args.top_k))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=1))
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=1))
     return 0
 
 
