@@ -112,6 +112,15 @@ def test_bilinear_kernel_and_upsample_match_interpolation():
         ref = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
         assert y.shape == ref.shape
         assert torch.allclose(y, ref, atol=1e-5)  # borders included (edge-padded input)
+    # fixed (depthwise) and learnable (full, diagonal at init) layers compute the same thing
+    x = torch.randn(2, 4, 5, 7)
+    fixed, learned = BilinearUpsample(4, 8, learnable=False), BilinearUpsample(4, 8)
+    assert fixed.groups == 4 and fixed.weight.shape == (4, 1, 16, 16) and learned.groups == 1
+    assert torch.allclose(fixed.align(fixed(x), (40, 56)), learned.align(learned(x), (40, 56)), atol=1e-5)
+    # a checkpoint holding the full diagonal kernel of a fixed layer (as written before it became
+    # depthwise) still loads
+    fixed.load_state_dict({"weight": bilinear_kernel(4, 16)})
+    assert torch.allclose(fixed.align(fixed(x), (40, 56)), learned.align(learned(x), (40, 56)), atol=1e-5)
     # a constant map stays constant (no fading towards the image border), even from 2x2 cells
     up = BilinearUpsample(2, 32)
     assert torch.allclose(up.align(up(torch.full((1, 2, 2, 2), 3.0)), (64, 64)), torch.tensor(3.0))
@@ -122,7 +131,10 @@ def test_fcn_upsampling_initialised_bilinear_and_skips_zero():
     head = FCNHead(body.feature_info, 5, "fcn8s", fc_channels=16, fc_kernel_size=3)
     assert set(head.in_features.items()) == {(32, "layer4"), (16, "layer3"), (8, "layer2")}
     for up in [*head.up2.values(), head.up_final]:
-        assert torch.equal(up.weight, bilinear_kernel(5, up.kernel_size[0]))
+        dense = bilinear_kernel(5, up.kernel_size[0])
+        if up.groups > 1:  # the fixed one is depthwise: the diagonal of the dense kernel
+            dense = dense[torch.arange(5), torch.arange(5)].unsqueeze(1)
+        assert torch.equal(up.weight, dense)
     assert head.up_final.factor == 8 and not head.up_final.weight.requires_grad  # fixed, as in the paper
     assert all(u.weight.requires_grad for u in head.up2.values())
     for conv in head.score_skip.values():
