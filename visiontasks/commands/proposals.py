@@ -62,7 +62,7 @@ def _build_datamodule(parser: ArgumentParser, cfg: Namespace) -> Any:
     cfg = cfg.clone()
     if cfg.processes is not None:
         cfg.data.init_args.proposals = {**proposals, "processes": cfg.processes}
-    return parser.instantiate_classes(cfg).data
+    return parser.instantiate(cfg).data
 
 
 def _table(rows: list[dict[str, Any]], thresholds: list[float], top_k: list[int]) -> str:
