@@ -167,6 +167,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> VisionCLI:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in EXTRA_COMMANDS:
         try:
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"visiontasks {argv[0]}: not available ({err})", file=sys.stderr)
             return 2
         return int(module.main(argv[1:]) or 0)
-    build_cli(argv)
+    # from the console script LightningCLI reads sys.argv itself (given both, it warns on every run)
+    build_cli(None if from_command_line else argv)
     return 0
 
 
