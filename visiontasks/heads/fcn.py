@@ -53,6 +53,13 @@ def bilinear_kernel(channels: int, kernel_size: int) -> Tensor:
     return weight
 
 
+def _diagonal(kernel: Tensor) -> Tensor:
+    """``[C, C, k, k]`` -> ``[C, 1, k, k]``: the per-channel filters of a diagonal kernel (the weight
+    of the equivalent depthwise transposed convolution)."""
+    idx = torch.arange(kernel.shape[0])
+    return kernel[idx, idx].unsqueeze(1)
+
+
 class BilinearUpsample(nn.ConvTranspose2d):
     """``x [N, C, h, w] -> [N, C, (h+3)*f, (w+3)*f]``: a transposed convolution with kernel ``2f``
     and stride ``f``, initialised to bilinear interpolation (the paper's "deconvolution" layer).
@@ -81,9 +88,7 @@ class BilinearUpsample(nn.ConvTranspose2d):
         self.factor = factor
         with torch.no_grad():
             kernel = bilinear_kernel(channels, 2 * factor)
-            if groups > 1:
-                kernel = kernel[torch.arange(channels), torch.arange(channels)].unsqueeze(1)
-            self.weight.copy_(kernel)
+            self.weight.copy_(_diagonal(kernel) if groups > 1 else kernel)
         self.weight.requires_grad_(learnable)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -93,7 +98,7 @@ class BilinearUpsample(nn.ConvTranspose2d):
         w = state_dict.get(key)
         c = self.out_channels
         if self.groups == c > 1 and w is not None and w.shape == (c, c, *self.kernel_size):
-            state_dict[key] = w[torch.arange(c), torch.arange(c)].unsqueeze(1)
+            state_dict[key] = _diagonal(w)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:

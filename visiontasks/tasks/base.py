@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
@@ -76,7 +76,9 @@ class BaseTask(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
+        # per-batch schedulers (their total_steps / cycle lengths count batches) step every batch
+        interval = "step" if isinstance(scheduler, (OneCycleLR, CyclicLR)) else "epoch"
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
         if isinstance(scheduler, ReduceLROnPlateau):
             if scheduler.mode != self.monitor_mode:
                 raise ValueError(

@@ -23,7 +23,6 @@ from visiontasks.metrics.segmentation import SegmentationMetrics, format_iou_tab
 
 from .base import BaseTask
 
-PER_BATCH_SCHEDULERS = (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CyclicLR)
 PALETTE = voc_colormap(256)  # class colours of mask PNGs and overlays (VOC's; class 0 black)
 
 
@@ -127,14 +126,6 @@ class SegmentationTask(BaseTask):
                 raise ValueError(
                     f"model.{attr}={getattr(self, attr)} but data.{attr}={theirs}; make them agree in the config"
                 )
-
-    def configure_optimizers(self) -> Any:
-        """The base configuration, with per-batch schedulers (``OneCycleLR``, ``CyclicLR``: their
-        ``total_steps`` / cycle lengths count batches) stepped every batch instead of every epoch."""
-        config = super().configure_optimizers()
-        if isinstance(config, dict) and isinstance(config["lr_scheduler"]["scheduler"], PER_BATCH_SCHEDULERS):
-            config["lr_scheduler"]["interval"] = "step"
-        return config
 
     # -- steps ----------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
