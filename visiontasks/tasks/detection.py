@@ -15,9 +15,9 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchvision.utils import draw_bounding_boxes
 
 from visiontasks.backbones import build_backbone
-from visiontasks.data.detection.transforms import boxes_to_original
 from visiontasks.data.io import read_image
 from visiontasks.heads.detector import build_detector
+from visiontasks.ops import boxes_to_original
 
 from .base import BaseTask
 

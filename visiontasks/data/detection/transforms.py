@@ -22,8 +22,11 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+
 from albumentations.augmentations.geometric.resize import MaxSizeTransform
 from albumentations.pytorch import ToTensorV2
+
+from visiontasks.ops.geometry import boxes_to_original  # noqa: F401  (re-exported: data.detection API)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -161,19 +164,3 @@ def apply_detection_transform(
     if proposals is not None:
         target["proposals"] = torch.from_numpy(tb[(tk == KIND_PROPOSAL) & big].copy())
     return img.float(), target
-
-
-def boxes_to_original(boxes: torch.Tensor, image_box: torch.Tensor, orig_size: Sequence[int]) -> torch.Tensor:
-    """Map boxes from transformed-image pixels back to the file's pixels.
-
-    ``image_box`` is where the file lies in the transformed image (``target["image_box"]``),
-    ``orig_size`` its (H, W). Valid for the evaluation pipelines (resize / letterbox, no flips).
-    """
-    h0, w0 = float(orig_size[0]), float(orig_size[1])
-    ib = image_box.to(boxes.dtype)
-    sx = (ib[2] - ib[0]) / w0
-    sy = (ib[3] - ib[1]) / h0
-    out = boxes.clone()
-    out[:, 0::2] = ((boxes[:, 0::2] - ib[0]) / sx).clamp(0, w0)
-    out[:, 1::2] = ((boxes[:, 1::2] - ib[1]) / sy).clamp(0, h0)
-    return out

@@ -1,0 +1,9 @@
+"""Geometry shared by data, heads and outputs: mapping boxes and masks between the pixels a model
+saw and the pixels of the image file, clipping, IoU helpers, detection post-processing.
+
+Nothing here imports Lightning or ``visiontasks.data``; boxes are float ``[K, 4]`` xyxy in pixels.
+"""
+
+from .geometry import boxes_to_original, clip_boxes, mask_to_original
+
+__all__ = ["boxes_to_original", "clip_boxes", "mask_to_original"]

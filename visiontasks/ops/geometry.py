@@ -1,0 +1,49 @@
+"""Boxes and masks between transformed-image pixels and original-image (file) pixels."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def clip_boxes(boxes: Tensor, size: Sequence[int]) -> Tensor:
+    """Boxes ``[K, 4]`` xyxy clipped to an image of ``size`` = (H, W) pixels (a new tensor)."""
+    h, w = float(size[0]), float(size[1])
+    out = boxes.clone()
+    out[:, 0::2] = out[:, 0::2].clamp(0, w)
+    out[:, 1::2] = out[:, 1::2].clamp(0, h)
+    return out
+
+
+def boxes_to_original(boxes: Tensor, image_box: Tensor, orig_size: Sequence[int]) -> Tensor:
+    """Map boxes ``[K, 4]`` xyxy from transformed-image pixels back to the file's pixels.
+
+    ``image_box`` ``[4]`` is where the whole file lies in the transformed image (xyxy; for a
+    letterbox the padded frame is outside it), ``orig_size`` the file's (H, W). The inverse of any
+    resize/letterbox; valid for evaluation pipelines (no flips or crops). Result clipped to the file.
+    """
+    h0, w0 = float(orig_size[0]), float(orig_size[1])
+    ib = image_box.to(boxes.dtype)
+    sx = (ib[2] - ib[0]) / w0
+    sy = (ib[3] - ib[1]) / h0
+    out = boxes.clone()
+    out[:, 0::2] = ((boxes[:, 0::2] - ib[0]) / sx).clamp(0, w0)
+    out[:, 1::2] = ((boxes[:, 1::2] - ib[1]) / sy).clamp(0, h0)
+    return out
+
+
+def mask_to_original(mask: Tensor, size: Sequence[int], orig_size: Sequence[int] | None = None) -> Tensor:
+    """A class-index mask ``[H_pad, W_pad]`` of a padded batch cropped to the image's own ``size``
+    (H, W) and, when ``orig_size`` differs, resized to it with nearest-neighbour (class indices are
+    never blended). Returns ``[H0, W0]`` with the input's dtype."""
+    h, w = int(size[0]), int(size[1])
+    mask = mask[:h, :w]
+    if orig_size is None or (int(orig_size[0]), int(orig_size[1])) == (h, w):
+        return mask
+    resized = F.interpolate(mask[None, None].float(), size=(int(orig_size[0]), int(orig_size[1])), mode="nearest")
+    return resized[0, 0].to(mask.dtype)
+
+
