@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
@@ -15,11 +15,42 @@ class ImageReadError(ValueError):
     """An image file that cannot be decoded (truncated, not an image, unreadable)."""
 
 
-def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
-    """Decode ``path`` to ``uint8 [H, W, channels]`` (channels 1 or 3).
+# EXIF orientations 5-8 turn the image by 90 degrees: width and height swap.
+_TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+_EXIF_ORIENTATION = 0x0112
 
-    Grayscale, RGBA (alpha dropped) and palette images are converted; a corrupt file raises
-    :class:`ImageReadError` naming the file.
+
+def _to_uint8(img: Image.Image, path: Path) -> Image.Image:
+    """An 8-bit image from any PIL mode. 16-bit and 32-bit integer images are scaled by the range
+    of their type (65535 -> 255), never clipped; float images by [0, 1] when they lie in it, else
+    by their own min..max (with a warning, since the true range is unknown)."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.asarray(img).astype(np.float64)
+        if mode == "I" and (arr.min() < 0 or arr.max() > 65535):
+            lo, hi = float(arr.min()), float(arr.max())
+            warnings.warn(f"{path}: 32-bit image with values {lo:g}..{hi:g}; scaled by its own range", stacklevel=3)
+            arr = (arr - lo) / max(hi - lo, 1e-12) * 255.0
+        else:  # 16-bit data (PNG/TIFF "I;16" or widened to "I"): the type's range is 0..65535
+            arr = arr / 257.0
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    if mode == "F":
+        arr = np.asarray(img).astype(np.float64)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        if lo < 0 or hi > 1:
+            warnings.warn(f"{path}: float image with values {lo:g}..{hi:g}; scaled by its own range", stacklevel=3)
+            arr = (arr - lo) / max(hi - lo, 1e-12)
+        return Image.fromarray(np.rint(np.nan_to_num(arr) * 255.0).astype(np.uint8), "L")
+    return img
+
+
+def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
+    """Decode ``path`` to ``uint8 [H, W, channels]`` (channels 1 or 3), turned upright by its EXIF
+    orientation (as torchvision's ``decode_image(apply_exif_orientation=True)`` and labelling tools
+    show it).
+
+    Grayscale, RGBA (alpha dropped), palette, 16-bit (scaled by 65535 -> 255, not clipped) and float
+    images are converted; a corrupt file raises :class:`ImageReadError` naming the file.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
@@ -27,13 +58,29 @@ def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()  # decode fully now: a truncated file fails here, not later
-            img = img.convert("L" if channels == 1 else "RGB")
+            img = ImageOps.exif_transpose(img)
+            img = _to_uint8(img, path).convert("L" if channels == 1 else "RGB")
             arr = np.asarray(img)
     except FileNotFoundError:
         raise ImageReadError(f"image file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"cannot read image {path}: {err}") from None
     return arr[..., None] if channels == 1 else arr
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of the image as :func:`read_image` returns it (EXIF orientation applied),
+    read from the header only."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except FileNotFoundError:
+        raise ImageReadError(f"image file {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"cannot read image {path}: {err}") from None
+    return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
 
 
 def check_images(paths: list[Path], skip_bad: bool, what: str = "dataset") -> tuple[list[int], list[Path]]:

@@ -100,16 +100,8 @@ def warn_dropped(split: DetectionSplit, example: str | None) -> None:
 
 
 def image_size_of(path: Path) -> tuple[int, int]:
-    """(H, W) from the file header (no full decode)."""
-    from PIL import Image
+    """(H, W) from the file header (no full decode), EXIF orientation applied like ``read_image``."""
+    from visiontasks.data.io import image_size
 
-    from visiontasks.data.io import ImageReadError
-
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except FileNotFoundError:
-        raise ImageReadError(f"image file {path} does not exist") from None
-    except Exception as err:  # noqa: BLE001 - any decoder failure is the file's fault
-        raise ImageReadError(f"cannot read image {path}: {err}") from None
+    w, h = image_size(path)
     return int(h), int(w)

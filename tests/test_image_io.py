@@ -1,0 +1,52 @@
+"""Reading images as they come from the wild: 16-bit files and EXIF orientation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from visiontasks.data.detection.common import image_size_of
+from visiontasks.data.io import read_image
+
+
+def test_16bit_grey_png_is_scaled_by_the_type_range_not_clipped(tmp_path: Path) -> None:
+    values = np.array([[0, 257, 32896], [65000, 65278, 65535]], np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode.startswith("I")  # really stored as 16 bits
+    grey = read_image(path, channels=1)[..., 0]
+    np.testing.assert_array_equal(grey, np.rint(values / 257.0).astype(np.uint8))
+    assert grey[1].tolist() == [253, 254, 255]  # near-white stays graded (was 255, 255, 255)
+    rgb = read_image(path, channels=3)
+    assert rgb.shape == (2, 3, 3) and (rgb[..., 0] == grey).all()
+
+
+def test_16bit_tiff(tmp_path: Path) -> None:
+    values = np.linspace(60000, 65535, 12, dtype=np.uint16).reshape(3, 4)
+    path = tmp_path / "deep.tif"
+    Image.fromarray(values).save(path)
+    out = read_image(path, channels=1)[..., 0]
+    np.testing.assert_array_equal(out, np.rint(values / 257.0).astype(np.uint8))
+    assert len(np.unique(out)) > 1
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_exif_orientation_is_applied(tmp_path: Path, orientation: int) -> None:
+    stored = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high as stored in the file
+    stored[:5, :10] = 255  # a white patch in the stored top-left corner
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.jpg"
+    img.save(path, exif=exif, quality=100)
+    out = read_image(path)
+    turned = orientation in (6, 8)
+    assert out.shape[:2] == ((40, 20) if turned else (20, 40))
+    h, w = out.shape[:2]
+    assert image_size_of(path) == (h, w)  # header size agrees with the decoded, turned image
+    # where the stored top-left patch ends up: 1 none, 3 rotate 180, 6 rotate 90 cw, 8 rotate 90 ccw
+    corner = {1: (0, 0), 3: (h - 1, w - 1), 6: (0, w - 1), 8: (h - 1, 0)}[orientation]
+    assert out[corner].mean() > 200
