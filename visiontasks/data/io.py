@@ -75,7 +75,10 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             w, h = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            try:  # PNG keeps EXIF after the image data: a truncated file fails here, but its size
+                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)  # is known; decoding reports it
+            except (OSError, SyntaxError, ValueError):
+                orientation = 1
     except FileNotFoundError:
         raise ImageReadError(f"image file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
