@@ -23,6 +23,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from visiontasks.errors import MissingFileError, find_user_error, user_message
 from visiontasks.tasks.base import BaseTask
 
 EXTRA_COMMANDS = {
@@ -127,7 +128,10 @@ def _resolve_checkpoint(folder: Path, which: str) -> tuple[str, str]:
         key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit() else -1,
     )
     if not runs:
-        raise FileNotFoundError(f"--ckpt_path {which}: no run with checkpoints/last.ckpt under {folder}")
+        raise MissingFileError(
+            f"--ckpt_path {which}: no run with checkpoints/last.ckpt under {folder}; train first "
+            "(visiontasks fit) or give a checkpoint file"
+        )
     last = runs[-1] / "checkpoints" / "last.ckpt"
     if which == "last":
         return runs[-1].name, str(last)
@@ -166,10 +170,50 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> VisionCLI:
     )
 
 
+# One line per subcommand for ``visiontasks --help`` (LightningCLI's own help lists only its four).
+COMMAND_HELP = {
+    "fit": "train a model from a YAML config (--config FILE; --ckpt_path last resumes)",
+    "validate": "score a checkpoint on the validation split (--ckpt_path best|last|FILE)",
+    "test": "score a checkpoint on the test split and write its tables and figures",
+    "predict": "run a checkpoint on the predict split and write predictions",
+    "demo": "train LeNet-5 on scikit-learn's digits, test it, print where the run is",
+    "summary": "a backbone's per-layer table: output shapes, parameters, multiply-adds",
+    "proposals": "precompute selective-search proposals of a detection config and report recall",
+    "benchmark": "time and score the detector generations (benchmark detectors --config FILE)",
+}
+
+
+def overview() -> str:
+    """The text of ``visiontasks --help``."""
+    width = max(len(name) for name in COMMAND_HELP)
+    lines = ["usage: visiontasks COMMAND [options]   (visiontasks COMMAND --help for its options)", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in COMMAND_HELP.items()]
+    lines += ["", "Mistakes in data or config print one line and exit with status 2; set VISIONTASKS_DEBUG=1",
+              "to see the Python traceback."]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``visiontasks`` command. A :class:`~visiontasks.errors.UserInputError` (bad data, bad
+    config value, unknown name) is printed as one line with exit status 2."""
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in EXTRA_COMMANDS:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(overview())
+        return 0 if argv else 2
+    try:
+        return _run(argv, from_command_line)
+    except Exception as err:
+        mistake = find_user_error(err)
+        if mistake is None or os.environ.get("VISIONTASKS_DEBUG", "") not in ("", "0"):
+            raise  # a bug: keep its traceback
+        print(f"visiontasks {argv[0]}: error: {user_message(mistake)}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str], from_command_line: bool) -> int:
+    if argv[0] in EXTRA_COMMANDS:
         try:
             module = importlib.import_module(EXTRA_COMMANDS[argv[0]])
         except ModuleNotFoundError as err:

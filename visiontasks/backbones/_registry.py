@@ -17,6 +17,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from visiontasks.errors import MissingFileError, unknown_name
+
 from ._base import Backbone, ImageClassifier, adapt_input_conv
 
 Stage = tuple[str, nn.Module, int, int]
@@ -65,14 +67,12 @@ def get_spec(name: str) -> BackboneSpec:
     try:
         return _REGISTRY[_ALIASES.get(name, name)]
     except KeyError:
-        raise ValueError(
-            f"unknown backbone {name!r}; available: {', '.join(list_backbones())}"
-        ) from None
+        raise unknown_name("backbone", name, list_backbones()) from None
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
+        raise MissingFileError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file name

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from visiontasks.errors import InvalidInputError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InvalidInputError):
     """An image file that cannot be decoded (truncated, not an image, unreadable)."""
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from visiontasks.errors import InvalidInputError
 
-class DatasetFormatError(ValueError):
+
+class DatasetFormatError(InvalidInputError):
     """A dataset file that breaks its format's rules (the message names the file, and line/entry)."""
 
 

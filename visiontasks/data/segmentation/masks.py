@@ -18,10 +18,12 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from visiontasks.errors import InvalidInputError
+
 IGNORE_WORDS = ("ignore", "void")
 
 
-class MaskError(ValueError):
+class MaskError(InvalidInputError):
     """A mask file that cannot be turned into class indices (wrong values, wrong kind, unreadable)."""
 
 

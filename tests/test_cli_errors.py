@@ -1,0 +1,81 @@
+"""A person's mistakes reach them as one line and exit status 2; bugs keep their traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from visiontasks.cli import COMMAND_HELP, main
+from visiontasks.errors import UnknownNameError, find_user_error, unknown_name, user_message
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = str(ROOT / "configs/classification/lenet5_digits.yaml")
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fit", "validate", "test", "predict", "demo", "summary", "proposals", "benchmark"):
+        assert f"  {name} " in out
+    assert set(COMMAND_HELP) >= {"demo", "summary", "proposals", "benchmark"}
+
+
+def test_did_you_mean() -> None:
+    err = unknown_name("backbone", "resnet19", ["resnet18", "vgg16", "lenet5"])
+    assert isinstance(err, UnknownNameError) and isinstance(err, ValueError)
+    assert "did you mean 'resnet18'?" in str(err) and "available: lenet5, resnet18, vgg16" in str(err)
+    assert "did you mean" not in str(unknown_name("backbone", "zzz", ["resnet18"]))
+
+
+def test_worker_traceback_is_cut_to_the_message() -> None:
+    from visiontasks.data.io import ImageReadError
+
+    wrapped = ImageReadError("Caught ImageReadError in DataLoader worker process 0.\nOriginal Traceback (most "
+                             "recent call last):\n  File \"x.py\", line 1\nvisiontasks.data.io.ImageReadError: "
+                             "cannot read image a.png: truncated\n")
+    assert user_message(wrapped) == "cannot read image a.png: truncated"
+
+
+def test_error_wrapped_by_jsonargparse_is_found() -> None:
+    try:
+        try:
+            raise unknown_name("backbone", "resnet19", ["resnet18"])
+        except ValueError as inner:
+            raise ValueError("Does not validate against any of the Union subtypes") from inner
+    except ValueError as outer:
+        assert isinstance(find_user_error(outer), UnknownNameError)
+    assert find_user_error(RuntimeError("a bug")) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model.init_args.backbone", "resnet19"], "unknown backbone 'resnet19'; did you mean 'resnet18'"),
+        (["--ckpt_path", "last", "--run_name", "never_trained"], "--ckpt_path last: no run with checkpoints/last.ckpt"),
+    ],
+    ids=["unknown-backbone", "no-run-to-resume"],
+)
+def test_config_mistakes_print_one_line(args: list[str], expected: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["fit", "--config", DIGITS, "--trainer.default_root_dir", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1
+
+
+def test_console_script_exit_status_and_debug_switch(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("VISIONTASKS_DEBUG", None)
+    cmd = [sys.executable, "-m", "visiontasks.cli", "summary", "resnet19"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and "did you mean 'resnet18'" in proc.stderr and "Traceback" not in proc.stderr
+    cmd = [sys.executable, "-m", "visiontasks.cli", "fit", "--config", DIGITS, "--model.init_args.backbone",
+           "resnet19", "--trainer.default_root_dir", str(tmp_path)]
+    proc = subprocess.run(cmd, env={**env, "VISIONTASKS_DEBUG": "1"}, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "UnknownNameError" in proc.stderr
