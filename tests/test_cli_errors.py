@@ -79,3 +79,40 @@ def test_console_script_exit_status_and_debug_switch(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, env={**env, "VISIONTASKS_DEBUG": "1"}, capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "UnknownNameError" in proc.stderr
+
+
+def _tiny_classification_checkpoint(root: Path) -> Path:
+    code = main(["fit", "--config", DIGITS, "--trainer.default_root_dir", str(root), "--trainer.max_epochs", "1",
+                 "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
+                 "--trainer.enable_progress_bar", "false"])
+    assert code == 0
+    return root / "lenet5_digits/version_0/checkpoints/last.ckpt"
+
+
+def test_wrong_checkpoints_are_refused_before_anything_runs(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    ckpt = _tiny_classification_checkpoint(tmp_path / "runs")
+    capsys.readouterr()
+    not_ckpt = tmp_path / "notes.ckpt"
+    not_ckpt.write_text("hello")
+    plain = tmp_path / "weights.pth"
+    torch.save({"conv.weight": torch.zeros(2)}, plain)
+    detection = str(ROOT / "configs/detection/yolov1_resnet18_shapes.yaml")
+    cases = [
+        (["test", "--config", DIGITS, "--ckpt_path", str(not_ckpt)], f"{not_ckpt} is not a Lightning checkpoint"),
+        (["test", "--config", DIGITS, "--ckpt_path", str(plain)], "is not a Lightning checkpoint (it holds a plain state_dict)"),
+        (["test", "--config", DIGITS, "--ckpt_path", str(tmp_path / "missing.ckpt")], "missing.ckpt does not exist"),
+        (["test", "--config", detection, "--ckpt_path", str(ckpt)],
+         "was written by ClassificationTask, but the config's model is DetectionTask"),
+    ]
+    for args, expected in cases:
+        code = main([*args, "--trainer.default_root_dir", str(tmp_path / "runs")])
+        err = capsys.readouterr().err
+        assert code == 2, args
+        assert expected in err and "Traceback" not in err, err
+    # the right checkpoint still works
+    code = main(["validate", "--config", DIGITS, "--ckpt_path", str(ckpt), "--trainer.limit_val_batches", "2",
+                 "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false"])
+    assert code == 0

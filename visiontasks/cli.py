@@ -23,6 +23,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from visiontasks.checkpoints import check_checkpoint_for
 from visiontasks.errors import MissingFileError, find_user_error, user_message
 from visiontasks.tasks.base import BaseTask
 
@@ -44,6 +45,16 @@ class VisionCLI(LightningCLI):
             default=None,
             help="Run folder name under trainer.default_root_dir (default: the config file's stem).",
         )
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI's hook (private, stable since 2.1) re-reads the model's hyper-parameters from
+        # an explicit --ckpt_path: check first that the file is a checkpoint of the configured task
+        # class, or a non-checkpoint dies inside torch and another task's class silently replaces ours.
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt and ckpt not in ("last", "best", "hpc"):
+            check_checkpoint_for(ckpt, str(self.config[sub].model.class_path))
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
