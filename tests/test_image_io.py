@@ -50,3 +50,22 @@ def test_exif_orientation_is_applied(tmp_path: Path, orientation: int) -> None:
     # where the stored top-left patch ends up: 1 none, 3 rotate 180, 6 rotate 90 cw, 8 rotate 90 ccw
     corner = {1: (0, 0), 3: (h - 1, w - 1), 6: (0, w - 1), 8: (h - 1, 0)}[orientation]
     assert out[corner].mean() > 200
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [("0 nan 0.5 0.2 0.2", "NaN or infinite coordinate"), ("0 0.5 -0.1 0.2 0.2", "negative coordinate -0.1"),
+     ("0 0.5 0.5 1.5 0.2", "coordinate 1.5 > 1"), ("0 0.1 0.1 0.5 0.2 640 0.9", "coordinate 640 > 1")],
+    ids=["nan", "negative", "above-one", "polygon-in-pixels"],
+)
+def test_yolo_coordinates_outside_unit_range_are_named(tmp_path: Path, line: str, expected: str) -> None:
+    from visiontasks.data.detection import read_yolo
+    from visiontasks.data.detection.common import DatasetFormatError
+
+    (tmp_path / "images/train").mkdir(parents=True)
+    (tmp_path / "labels/train").mkdir(parents=True)
+    Image.new("RGB", (20, 10)).save(tmp_path / "images/train/a.png")
+    (tmp_path / "labels/train/a.txt").write_text("0 0.5 0.5 0.2 0.2\n" + line + "\n")
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nnames: [thing]\n")
+    with pytest.raises(DatasetFormatError, match=rf"a\.txt, line 2: {expected}"):
+        read_yolo(tmp_path / "data.yaml", "train")

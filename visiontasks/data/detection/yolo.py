@@ -104,6 +104,19 @@ def _list_images(root: Path, entry: str, where: str) -> tuple[list[Path], list[P
     raise FileNotFoundError(f"{where}: split entry {entry!r} -> {p} is neither a folder nor a .txt list")
 
 
+def _bad_normalised(coords: list[float]) -> str:
+    """What is wrong with YOLO's normalised coordinates (``""`` when nothing): NaN/inf, negative, or
+    above 1 (beyond float rounding)."""
+    arr = np.asarray(coords, np.float64)
+    if not np.isfinite(arr).all():
+        return "NaN or infinite coordinate"
+    if (arr < -1e-6).any():
+        return f"negative coordinate {arr.min():g}"
+    if (arr > 1 + 1e-6).any():
+        return f"coordinate {arr.max():g} > 1"
+    return ""
+
+
 def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     h, w = size
     boxes, labels = [], []
@@ -122,6 +135,12 @@ def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tu
                 f"(0..{num_classes - 1}) of the dataset YAML"
             )
         coords = values[1:]
+        bad = _bad_normalised(coords)
+        if bad:
+            raise DatasetFormatError(
+                f"{path}, line {n}: {bad} in {line.strip()!r}; YOLO coordinates are fractions of the image "
+                "width/height in [0, 1]: fix the label (pixel values must be divided by the image size)"
+            )
         if len(coords) == 4:
             cx, cy, bw, bh = coords
             box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
