@@ -13,15 +13,15 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from ..base import VisionDataModule
 from ..io import check_images, list_image_files
 from .dataset import ClassificationDataset, FileSource, ImageSource
 from .sources import CLASSIFICATION_SOURCES, SourceOptions
 from .transforms import Augment, classification_transforms, default_mean_std
 
-class ClassificationDataModule(pl.LightningDataModule):
+class ClassificationDataModule(VisionDataModule):
     """Datamodule for every classification source.
 
     Args:
@@ -94,10 +94,6 @@ class ClassificationDataModule(pl.LightningDataModule):
             self._class_names = self.reader.class_names()
         return self._class_names
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
     def setup(self, stage: str | None = None) -> None:
         if self._splits:
             return
@@ -109,9 +105,12 @@ class ClassificationDataModule(pl.LightningDataModule):
     def _transform(self, train: bool):  # noqa: ANN202
         return classification_transforms(self.image_size, train, self.augment, self.mean, self.std, self.in_chans)
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def loader(self, stage: str) -> DataLoader:
+        if stage == "predict" and self.predict_root is not None:
+            return self._predict_folder_loader()
         self.setup()
-        src, idx = self._splits[split]
+        train = stage == "train"
+        src, idx = self._splits["test" if stage == "predict" else stage]
         ds = ClassificationDataset(src, idx, self._transform(train), self.in_chans)
         return DataLoader(
             ds,
@@ -122,18 +121,9 @@ class ClassificationDataModule(pl.LightningDataModule):
             drop_last=train and len(ds) > self.batch_size,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        if self.predict_root is None:
-            return self._loader("test", train=False)
+    def _predict_folder_loader(self) -> DataLoader:
+        """Every image under ``predict_root`` (any layout), label -1."""
+        assert self.predict_root is not None
         if not self.predict_root.is_dir():
             raise FileNotFoundError(f"predict_root {self.predict_root} does not exist")
         files = list_image_files(self.predict_root, recursive=True)

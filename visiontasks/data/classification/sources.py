@@ -20,6 +20,8 @@ from .dataset import ArraySource, FileSource, ImageSource
 from .synthetic import synthetic_class_names, write_synthetic_image_folder
 
 Splits = dict[str, tuple[ImageSource, list[int]]]
+CLASSIFICATION_SOURCES: Registry["ClassificationSource"] = Registry("classification source")
+register_source = CLASSIFICATION_SOURCES.register
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -104,10 +106,6 @@ class ClassificationSource(ABC):
     @abstractmethod
     def splits(self) -> Splits:
         """``{"train", "val", "test"}: (source, indices)``."""
-
-
-CLASSIFICATION_SOURCES: Registry[ClassificationSource] = Registry("classification source")
-register_source = CLASSIFICATION_SOURCES.register
 
 
 @register_source("digits")

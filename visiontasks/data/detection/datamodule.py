@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from visiontasks.data.base import VisionDataModule
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
 from visiontasks.data.synthetic import STAMP
 
@@ -22,7 +22,7 @@ from .transforms import AugmentConfig, build_detection_transform
 STAGES = ("train", "val", "test", "predict")
 
 
-class DetectionDataModule(pl.LightningDataModule):
+class DetectionDataModule(VisionDataModule):
     """Detection data in one of the registered formats, as ``(list of images, list of targets)`` batches.
 
     Args:
@@ -146,10 +146,6 @@ class DetectionDataModule(pl.LightningDataModule):
         """The dataset's id of each class (COCO category ids; the label itself for VOC and YOLO)."""
         return self._classes()[1]
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
     # -- reading ----------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Generate the synthetic dataset (once, on one process per node)."""
@@ -227,7 +223,7 @@ class DetectionDataModule(pl.LightningDataModule):
         return cache
 
     # -- loaders ----------------------------------------------------------------------------------
-    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+    def loader(self, stage: str) -> DataLoader:
         if stage not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(stage, stage))
         if stage not in self.datasets:
@@ -235,7 +231,7 @@ class DetectionDataModule(pl.LightningDataModule):
         return DataLoader(
             self.datasets[stage],
             batch_size=self.batch_size if stage == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            shuffle=stage == "train",
             num_workers=self.num_workers,
             collate_fn=detection_collate,
             pin_memory=self.pin_memory,
@@ -243,15 +239,3 @@ class DetectionDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             drop_last=False,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
+from ..base import VisionDataModule
 from ..io import IMAGENET_MEAN, IMAGENET_STD, list_image_files
 from .dataset import SegmentationDataset, pad_collate
 from .masks import MaskDecoder
@@ -16,13 +16,13 @@ from .readers import SEGMENTATION_READERS, ReaderOptions, SegmentationSample
 from .transforms import segmentation_eval_transforms, segmentation_train_transforms
 
 
-class SegmentationDataModule(pl.LightningDataModule):
+class SegmentationDataModule(VisionDataModule):
     """Image + mask data for semantic segmentation.
 
     Batches are ``{"image": float [N, C, H, W], "mask": int64 [N, H, W], "id": [paths],
-    "size": [(H, W)], "orig_size": [(H, W) of each file]}``; masks hold ``0..num_classes-1`` or ``ignore_index``. Evaluation batches are
-    padded to the largest image (masks with ``ignore_index``), training batches are cropped to
-    ``crop_size``.
+    "size": [(H, W)], "orig_size": [(H, W) of each file]}``; masks hold ``0..num_classes-1`` or
+    ``ignore_index``. Evaluation batches are padded to the largest image (masks with
+    ``ignore_index``), training batches are cropped to ``crop_size``.
 
     Args:
         root: the dataset folder. ``folder``: ``root/<image_dir>/<split>/`` and
@@ -118,7 +118,6 @@ class SegmentationDataModule(pl.LightningDataModule):
         options = ReaderOptions(image_dir, mask_dir, mask_suffix, skip_missing_masks, synthetic)
         self.reader = reader_class(self.root, options)
         self.class_names, remap = self._classes(class_names, num_classes, remap, ignore_ids)
-        self.num_classes = len(self.class_names)
         self.decoder = MaskDecoder(
             self.num_classes, ignore_index, mask_mode, class_colors, ignore_colors, remap, unmapped
         )
@@ -218,27 +217,17 @@ class SegmentationDataModule(pl.LightningDataModule):
             self.datasets["predict"] = make(samples, self.eval_transform)
 
     # -- loaders ---------------------------------------------------------------------------------------
-    def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
-        if name not in self.datasets:
-            self.setup({"train": "fit", "val": "fit"}.get(name, name))
+    def loader(self, stage: str) -> DataLoader:
+        if stage not in self.datasets:
+            self.setup({"train": "fit", "val": "fit"}.get(stage, stage))
+        shuffle = stage == "train"
+        batch_size = self.batch_size if shuffle else self.eval_batch_size
         return DataLoader(
-            self.datasets[name],
+            self.datasets[stage],
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=pad_collate(self.ignore_index),
             persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(self.datasets[name]) > batch_size,
+            drop_last=shuffle and len(self.datasets[stage]) > batch_size,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", False, self.eval_batch_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import cv2
@@ -14,6 +15,7 @@ from .masks import MaskDecoder, MaskError
 from .readers import SegmentationSample
 
 
+@dataclass(eq=False, repr=False)
 class SegmentationDataset(Dataset):
     """Reads pairs, decodes masks, checks sizes, applies an albumentations transform.
 
@@ -25,19 +27,14 @@ class SegmentationDataset(Dataset):
     ``resize_mismatched_masks`` (then the mask is resized with nearest-neighbour).
     """
 
-    def __init__(
-        self,
-        samples: Sequence[SegmentationSample],
-        decoder: MaskDecoder,
-        transform: Callable[..., dict[str, Any]],
-        resize_mismatched_masks: bool = False,
-        in_chans: int = 3,
-    ) -> None:
-        self.samples = list(samples)
-        self.decoder = decoder
-        self.transform = transform
-        self.resize_mismatched_masks = resize_mismatched_masks
-        self.in_chans = in_chans
+    samples: Sequence[SegmentationSample]
+    decoder: MaskDecoder
+    transform: Callable[..., dict[str, Any]]
+    resize_mismatched_masks: bool = False
+    in_chans: int = 3
+
+    def __post_init__(self) -> None:
+        self.samples = list(self.samples)
 
     def __len__(self) -> int:
         return len(self.samples)
