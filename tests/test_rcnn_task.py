@@ -103,7 +103,8 @@ def test_configs_parse_and_build():
     for name in ("rcnn_resnet18_shapes.yaml", "fast_rcnn_resnet18_shapes.yaml"):
         cfg = yaml.safe_load((CONFIGS / name).read_text())
         args = cfg["model"]["init_args"]
-        task = DetectionTask(model=args["model"], backbone=args["backbone"], num_classes=args["num_classes"],
+        num_classes = DetectionDataModule(**cfg["data"]["init_args"]).num_classes  # the CLI links it
+        task = DetectionTask(model=args["model"], backbone=args["backbone"], num_classes=num_classes,
                              model_kwargs=args["model_kwargs"])
         assert task.detector.needs_proposals
         assert cfg["data"]["init_args"]["proposals"]["mode"] == "fast"

@@ -394,5 +394,5 @@ def test_synthetic_writer_writes_real_files_and_reuses_them(tmp_path):
     assert len(list((root / "images" / "train").glob("*.png"))) == 4  # settings changed: rewritten
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("user data")
-    with pytest.raises(FileExistsError, match="not a synthetic set"):
+    with pytest.raises(FileExistsError, match="not a synthetic dataset"):
         write_synthetic_segmentation(tmp_path / "other", counts=(1, 1, 1))

@@ -45,6 +45,8 @@ class VisionCLI(LightningCLI):
             default=None,
             help="Run folder name under trainer.default_root_dir (default: the config file's stem).",
         )
+        # the data knows its classes: the model's num_classes is taken from the datamodule
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI's hook (private, stable since 2.1) re-reads the model's hyper-parameters from

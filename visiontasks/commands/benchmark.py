@@ -16,8 +16,8 @@ own fit config, on the benchmark's single ``data`` section (the same images for 
 * loads the weights of ``checkpoint`` when given (and present), else trains with the fit config's
   ``trainer`` section (``train`` in the benchmark config, then in the detector's entry, override its
   keys, e.g. ``max_epochs``); ``model_overrides`` (benchmark-wide, then per entry) override the
-  model's init_args (e.g. ``num_classes`` for another dataset; a dict such as ``model_kwargs`` is
-  updated key by key);
+  model's init_args (``num_classes`` is the data's unless overridden; a dict such as ``model_kwargs``
+  is updated key by key);
 * **parameters**: of the detector (backbone parts it does not use are not counted);
 * **training time per epoch**: ``timing.train_batches`` timed training steps (forward, backward,
   optimizer step; after one warm-up step) times the number of batches in an epoch;
@@ -142,12 +142,14 @@ def _override_model(parser: ArgumentParser, cfg: Namespace, overrides: dict[str,
     return parser.parse_object({"model": {"init_args": merged}}, namespace=cfg)
 
 
-def fit_config(parser: ArgumentParser, entry: DetectorEntry,
-               bench: Namespace) -> tuple[Namespace, dict[str, Any]]:
-    """``entry``'s fit config with the benchmark's, then the entry's, ``model_overrides`` applied, and
-    their ``train`` options (validated against the Trainer's signature)."""
+def fit_config(parser: ArgumentParser, entry: DetectorEntry, bench: Namespace,
+               num_classes: int | None = None) -> tuple[Namespace, dict[str, Any]]:
+    """``entry``'s fit config with ``num_classes`` (the data's, as ``visiontasks fit`` links it), then
+    the benchmark's, then the entry's ``model_overrides`` applied, and their ``train`` options
+    (validated against the Trainer's signature)."""
     cfg = parser.parse_args(["--config", entry.config])
-    for overrides in (bench.model_overrides, entry.model_overrides):
+    data_classes = {"num_classes": num_classes} if num_classes is not None else None
+    for overrides in (data_classes, bench.model_overrides, entry.model_overrides):
         cfg = _override_model(parser, cfg, overrides)
     train = {**(bench.train or {}), **(entry.train or {})}
     # Validation only: the options go to the Trainer as written, because jsonargparse reads an int
@@ -337,7 +339,7 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 def _fit_configs(parser: ArgumentParser, fit_parser: ArgumentParser, bench: Namespace,
-                 names: list[str]) -> dict[str, tuple[Namespace, dict[str, Any]]]:
+                 names: list[str], num_classes: int | None = None) -> dict[str, tuple[Namespace, dict[str, Any]]]:
     """:func:`fit_config` for each entry in ``names``, all validated before anything runs; an entry
     whose config file is missing is skipped with a message."""
     out = {}
@@ -347,7 +349,7 @@ def _fit_configs(parser: ArgumentParser, fit_parser: ArgumentParser, bench: Name
             print(f"{name}: config {entry.config} not found: skipped", file=sys.stderr)
             continue
         try:
-            out[name] = fit_config(fit_parser, entry, bench)
+            out[name] = fit_config(fit_parser, entry, bench, num_classes)
         except ArgumentError as err:
             parser.error(f"detectors.{name} (fit config {entry.config}): {err}")
     return out
@@ -363,7 +365,9 @@ def detectors_main(argv: list[str]) -> int:
         print(f"no detectors to run (config has {list(bench.detectors)})", file=sys.stderr)
         return 2
     fit_parser = fit_config_parser()
-    fit_cfgs = _fit_configs(parser, fit_parser, bench, names)
+    # the data states the class count (read from its class table only), as in `visiontasks fit`
+    num_classes = build_datamodule(parser, cfg, with_proposals=False).num_classes
+    fit_cfgs = _fit_configs(parser, fit_parser, bench, names, num_classes)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "generations.json"
     done = {r["name"]: r for r in json.loads(json_path.read_text())} if json_path.is_file() else {}

@@ -1,4 +1,5 @@
-"""Reading image files with errors that name the file (never a traceback from deep inside PIL)."""
+"""Image files: listing them, reading them with errors that name the file (never a traceback from
+deep inside PIL), and the normalisation statistics every transform defaults to."""
 
 from __future__ import annotations
 
@@ -11,6 +12,21 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from visiontasks.errors import InvalidInputError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+# ImageNet statistics of 0..1 RGB pixels: the default normalisation of every task's transforms
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def list_image_files(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """The image files (by extension, case-insensitive) in ``folder``, sorted; with ``recursive``
+    also those in its sub-folders. Folders named like images (``x.png/``) are not files and are
+    left out. A missing folder gives an empty list (callers say what was expected there)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 class ImageReadError(InvalidInputError):

@@ -1,36 +1,43 @@
-"""Detection data: COCO JSON, Pascal VOC XML and YOLO txt readers, one target format, synthetic shapes.
+"""Detection data: COCO JSON, Pascal VOC XML and YOLO txt readers (registered by name in
+``DETECTION_READERS``), one target format, synthetic shapes.
 
 Targets everywhere: ``boxes`` float32 [K, 4] xyxy in pixels of the (transformed) image, ``labels``
 int64 [K] with 0 = the first real class (no background index), plus ``image_id``, ``orig_size``,
 ``size``, ``path``, ``image_box`` and, when configured, ``proposals``.
 """
 
-from .coco import read_coco, write_coco
+from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD
+
+from .reader import DETECTION_READERS, DetectionReader, register_reader
+from .coco import CocoReader, read_coco, write_coco
 from .common import DatasetFormatError, DetectionRecord, DetectionSplit, clean_boxes, safe_join
 from .datamodule import DetectionDataModule
 from .dataset import DetectionDataset, detection_collate
 from .synthetic import synthetic_class_names, write_synthetic_detection
 from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     AugmentConfig,
     apply_detection_transform,
     boxes_to_original,
     build_detection_transform,
 )
-from .voc import VOC_CLASSES, read_voc, write_voc_xml
-from .yolo import label_path_for, load_yolo_yaml, read_yolo, write_yolo_labels
+from .voc import VOC_CLASSES, VocReader, read_voc, write_voc_xml
+from .yolo import YoloReader, label_path_for, load_yolo_yaml, read_yolo, write_yolo_labels
 
 __all__ = [
+    "DETECTION_READERS",
     "AugmentConfig",
+    "CocoReader",
     "DatasetFormatError",
     "DetectionDataModule",
     "DetectionDataset",
+    "DetectionReader",
     "DetectionRecord",
     "DetectionSplit",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "VOC_CLASSES",
+    "VocReader",
+    "YoloReader",
     "apply_detection_transform",
     "boxes_to_original",
     "build_detection_transform",
@@ -41,6 +48,7 @@ __all__ = [
     "read_coco",
     "read_voc",
     "read_yolo",
+    "register_reader",
     "safe_join",
     "synthetic_class_names",
     "write_coco",

@@ -13,14 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .common import (
-    DatasetFormatError,
-    DetectionRecord,
-    DetectionSplit,
-    clean_boxes,
-    safe_join,
-    warn_dropped,
-)
+from .common import DatasetFormatError, DetectionRecord, DetectionSplit, safe_join
+from .reader import DetectionReader, register_reader
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -39,29 +33,35 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def _categories(data: dict[str, Any], where: str) -> tuple[list[str], list[int]]:
+    """``(names, category ids)`` sorted by id: label ``k`` is the k-th category."""
+    cats = sorted(data["categories"], key=lambda c: int(c["id"]))
+    if not cats:
+        raise DatasetFormatError(f"{where}: the 'categories' list is empty")
+    return [str(c.get("name", c["id"])) for c in cats], [int(c["id"]) for c in cats]
+
+
 def read_coco(
     annotation_file: str | Path,
     image_dir: str | Path,
     root: str | Path,
     name: str | None = None,
     check_files: bool = True,
+    data: dict[str, Any] | None = None,
 ) -> DetectionSplit:
     """Read one COCO split.
 
     ``image_dir`` (relative to ``root`` or absolute inside it) holds the files named by each image's
     ``file_name``; a ``file_name`` leading outside ``root`` is refused, and one naming a missing file
-    is an error naming both the JSON and the image.
+    is an error naming both the JSON and the image. ``data``: the file's content when already loaded.
     """
     annotation_file = Path(annotation_file)
-    data = _load(annotation_file)
+    data = data if data is not None else _load(annotation_file)
     where = str(annotation_file)
     image_root = safe_join(root, image_dir, where)
 
-    cats = sorted(data["categories"], key=lambda c: int(c["id"]))
-    cat_to_label = {int(c["id"]): i for i, c in enumerate(cats)}
-    names = [str(c.get("name", c["id"])) for c in cats]
-    if not cats:
-        raise DatasetFormatError(f"{where}: the 'categories' list is empty")
+    names, ids = _categories(data, where)
+    cat_to_label = {cid: i for i, cid in enumerate(ids)}
 
     records: dict[int, DetectionRecord] = {}
     boxes: dict[int, list[list[float]]] = {}
@@ -108,15 +108,10 @@ def read_coco(
         labels[image_id].append(cat_to_label[cat])
 
     split = DetectionSplit(name or f"COCO {annotation_file.name}", [], names, sorted(cat_to_label))
-    first_bad = None
     for image_id, rec in records.items():
-        b, lab, dropped = clean_boxes(np.array(boxes[image_id], np.float32), labels[image_id], rec.size)
-        if dropped and first_bad is None:
-            first_bad = f"{annotation_file.name}, image id {image_id}"
-        split.dropped_boxes += dropped
-        rec.boxes, rec.labels = b, lab
-        split.records.append(rec)
-    warn_dropped(split, first_bad)
+        rec.boxes, rec.labels = np.array(boxes[image_id], np.float32), np.array(labels[image_id], np.int64)
+        split.add(rec, f"{annotation_file.name}, image id {image_id}")
+    split.warn_dropped()
     return split
 
 
@@ -145,3 +140,48 @@ def write_coco(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"images": images, "annotations": anns, "categories": cats}, f)
+
+
+@register_reader("coco")
+class CocoReader(DetectionReader):
+    """COCO JSON splits. A split spec is a name ``S`` meaning
+    ``{annotations: annotations/instances_S.json, images: images/S}``, or such a dict. The class table
+    is the ``categories`` of the first split's file (kept, so that split is not parsed twice)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: dict[Path, dict[str, Any]] = {}
+
+    def _files(self, spec: Any, stage: str = "split") -> tuple[Path, str]:
+        if isinstance(spec, str):
+            spec = {"annotations": f"annotations/instances_{spec}.json", "images": f"images/{spec}"}
+        if not isinstance(spec, dict) or set(spec) != {"annotations", "images"}:
+            keys = sorted(spec) if isinstance(spec, dict) else spec
+            raise ValueError(f"COCO split {stage}: expected keys annotations and images, got {keys}")
+        return safe_join(self.root, spec["annotations"], f"{stage} split"), spec["images"]
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        if path not in self._loaded:
+            self._loaded[path] = _load(path)
+        return self._loaded[path]
+
+    def class_table(self) -> tuple[list[str], list[int]]:
+        for stage, spec in self.splits.items():
+            if spec is not None and not (isinstance(spec, dict) and set(spec) == {"images"}):
+                path, _ = self._files(spec, stage)
+                return _categories(self._load(path), str(path))
+        names = self.given_names or []
+        return names, list(range(len(names)))
+
+    def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
+        path, images = self._files(spec, name)
+        return read_coco(path, images, self.root, name=name, data=self._loaded.pop(path, None))
+
+    @staticmethod
+    def written_category_ids(num_classes: int) -> list[int]:
+        return list(range(1, num_classes + 1))  # COCO's ids start at 1
+
+    @classmethod
+    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str]) -> None:
+        for split, records in splits.items():
+            write_coco(root / f"annotations/instances_{split}.json", records, class_names, root / "images" / split)

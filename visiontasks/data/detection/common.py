@@ -47,10 +47,24 @@ class DetectionSplit:
     category_ids: list[int]
     dropped_boxes: int = 0
     notes: list[str] = field(default_factory=list)
+    first_dropped: str | None = None  # where the first dropped box was (for the warning)
 
     @property
     def num_boxes(self) -> int:
         return int(sum(len(r.labels) for r in self.records))
+
+    def add(self, record: DetectionRecord, where: str) -> None:
+        """Append ``record`` after :func:`clean_boxes` (clip to its size, drop degenerate boxes),
+        counting what was dropped; ``where`` names the annotation (file, entry) for the warning."""
+        record.boxes, record.labels, dropped = clean_boxes(record.boxes, record.labels, record.size)
+        if dropped and self.first_dropped is None:
+            self.first_dropped = where
+        self.dropped_boxes += dropped
+        self.records.append(record)
+
+    def warn_dropped(self) -> None:
+        """One warning with the count of degenerate boxes dropped while reading (if any)."""
+        warn_dropped(self, self.first_dropped, stacklevel=4)
 
 
 def safe_join(root: str | Path, rel: str | Path, where: str) -> Path:
@@ -90,14 +104,14 @@ def clean_boxes(
     return boxes[valid], labels[valid], int((~valid).sum())
 
 
-def warn_dropped(split: DetectionSplit, example: str | None) -> None:
+def warn_dropped(split: DetectionSplit, example: str | None, stacklevel: int = 3) -> None:
     """One warning per split with the count of degenerate boxes dropped while reading."""
     if split.dropped_boxes:
         hint = f" (first in {example})" if example else ""
         warnings.warn(
             f"{split.name}: dropped {split.dropped_boxes} degenerate box(es) with x2 <= x1, "
             f"y2 <= y1 or zero area after clipping to the image{hint}",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

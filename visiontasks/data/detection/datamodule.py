@@ -1,32 +1,32 @@
-"""``DetectionDataModule``: COCO JSON, Pascal VOC XML or YOLO txt data for every detector."""
+"""``DetectionDataModule``: detection data of any registered format (COCO JSON, Pascal VOC XML, YOLO
+txt, ...) for every detector; the format's reader comes from :data:`DETECTION_READERS`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
 
-import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
-from visiontasks.data.io import IMAGE_EXTENSIONS, check_images
+from visiontasks.data.base import VisionDataModule
+from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
+from visiontasks.data.synthetic import STAMP
 
-from .coco import read_coco
+from . import coco, voc, yolo  # noqa: F401  (register the readers)
 from .common import DetectionRecord, DetectionSplit, safe_join
 from .dataset import DetectionDataset, detection_collate, worker_init_fn
-from .synthetic import write_synthetic_detection
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, build_detection_transform
-from .voc import VOC_CLASSES, read_voc
-from .yolo import find_yaml, load_yolo_yaml, read_yolo
+from .reader import DETECTION_READERS
+from .synthetic import synthetic_class_names, write_synthetic_detection
+from .transforms import AugmentConfig, build_detection_transform
 
-FORMATS = ("coco", "voc", "yolo")
 STAGES = ("train", "val", "test", "predict")
 
 
-class DetectionDataModule(pl.LightningDataModule):
-    """Detection data in one of three formats, as ``(list of images, list of targets)`` batches.
+class DetectionDataModule(VisionDataModule):
+    """Detection data in one of the registered formats, as ``(list of images, list of targets)`` batches.
 
     Args:
-        format: ``"coco"``, ``"voc"`` or ``"yolo"``.
+        format: the reader's name in :data:`DETECTION_READERS`: ``"coco"``, ``"voc"`` or ``"yolo"``.
         root: the dataset root: COCO/VOC folder; for YOLO the dataset YAML or its folder.
         train, val, test, predict: the split read for each stage (``None``: not available; ``predict``
             defaults to ``test``, then ``val``). COCO: a name ``S`` meaning
@@ -90,12 +90,12 @@ class DetectionDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        reader_class = DETECTION_READERS.get(format)  # an unknown format lists the available ones
         self.save_hyperparameters()
         self.format = format
         self.root = Path(root)
         self.split_specs = {"train": train, "val": val, "test": test, "predict": predict}
+        self.reader = reader_class(self.root, self.split_specs, class_names, keep_difficult)
         self.image_size = image_size
         self.resize = resize
         self.augment = AugmentConfig(hflip=hflip, scale=tuple(scale), translate=translate,
@@ -112,40 +112,39 @@ class DetectionDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.seed = seed
         self._given_names = list(class_names) if class_names else None
-        self.class_names: list[str] = []
-        self.category_ids: list[int] = []
+        self._class_table: tuple[list[str], list[int]] | None = None
         self.splits: dict[str, DetectionSplit] = {}
         self.datasets: dict[str, DetectionDataset] = {}
-        self._init_class_names()
 
     # -- classes ----------------------------------------------------------------------------------
-    def _init_class_names(self) -> None:
-        """Class names known without reading annotations: synthetic, VOC, given, or a YOLO YAML."""
-        if self.synthetic is not None:
-            from .synthetic import synthetic_class_names
-
-            names = synthetic_class_names(int(self.synthetic.get("num_classes", 3)))
-            self._set_names(names, list(range(1, len(names) + 1)) if self.format == "coco"
-                            else list(range(len(names))))
-        elif self.format == "voc":
-            names = self._given_names or list(VOC_CLASSES)
-            self._set_names(names, list(range(len(names))))
-        elif self.format == "yolo" and self.root.exists():
-            _, _, names = load_yolo_yaml(find_yaml(self.root))
-            self._set_names(names, list(range(len(names))))
-        elif self._given_names:
-            self._set_names(self._given_names, list(range(len(self._given_names))))
-
-    def _set_names(self, names: list[str], category_ids: list[int]) -> None:
-        if self._given_names and self.format != "voc" and list(names) != self._given_names:
-            raise ValueError(
-                f"class_names {self._given_names[:5]}... do not match the dataset's {list(names)[:5]}..."
-            )
-        self.class_names, self.category_ids = list(names), list(category_ids)
+    def _classes(self) -> tuple[list[str], list[int]]:
+        """``(names, dataset ids)``, found once without reading annotations: the synthetic settings,
+        the given ``class_names`` (checked against each split when it is read), or the reader's class
+        table (VOC: its 20 classes; COCO: the first split's categories; YOLO: the YAML's names)."""
+        if self._class_table is None:
+            if self.synthetic is not None:
+                names = synthetic_class_names(int(self.synthetic.get("num_classes", 3)))
+                ids = self.reader.written_category_ids(len(names))
+            elif self._given_names:
+                names, ids = self._given_names, list(range(len(self._given_names)))
+            else:
+                names, ids = self.reader.class_table()
+            if self._given_names and list(names) != self._given_names:
+                raise ValueError(
+                    f"class_names {self._given_names[:5]}... do not match the dataset's {list(names)[:5]}..."
+                )
+            self._class_table = (list(names), list(ids))
+        return self._class_table
 
     @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def class_names(self) -> list[str]:
+        """The class names; label ``k`` is ``class_names[k]``."""
+        return self._classes()[0]
+
+    @property
+    def category_ids(self) -> list[int]:
+        """The dataset's id of each class (COCO category ids; the label itself for VOC and YOLO)."""
+        return self._classes()[1]
 
     # -- reading ----------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -167,39 +166,26 @@ class DetectionDataModule(pl.LightningDataModule):
         name = f"{self.format} {stage} ({self.root})"
         if isinstance(spec, dict) and set(spec) == {"images"}:
             return self._read_folder(spec["images"], name)
-        if self.format == "coco":
-            if isinstance(spec, str):
-                spec = {"annotations": f"annotations/instances_{spec}.json", "images": f"images/{spec}"}
-            if set(spec) != {"annotations", "images"}:
-                raise ValueError(f"COCO split {stage}: expected keys annotations and images, got {sorted(spec)}")
-            ann = safe_join(self.root, spec["annotations"], f"{stage} split")
-            split = read_coco(ann, spec["images"], self.root, name=name)
-        elif self.format == "voc":
-            split = read_voc(self.root, str(spec), self.class_names or None, self.keep_difficult, name=name)
-        else:
-            split = read_yolo(self.root, str(spec), name=name)
-        if self.class_names and split.class_names != self.class_names:
+        split = self.reader.samples(spec, name, self.class_names)
+        if split.class_names != self.class_names:
             raise ValueError(
                 f"{name}: class names {split.class_names[:5]}... differ from {self.class_names[:5]}..."
             )
-        if not self.class_names:
-            self._set_names(split.class_names, split.category_ids)
-        elif self.format == "coco":
-            self.category_ids = split.category_ids
+        self._class_table = (self.class_names, list(split.category_ids))
         return split
 
     def _read_folder(self, folder: str, name: str) -> DetectionSplit:
         import numpy as np
 
         path = safe_join(self.root, folder, f"{name} images")
-        files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        files = list_image_files(path, recursive=True)
         if not files:
             raise FileNotFoundError(f"{name}: no images in {path}")
         records = [DetectionRecord(f, i, np.zeros((0, 4), np.float32), np.zeros(0, np.int64)) for i, f in enumerate(files)]
         return DetectionSplit(name, records, self.class_names, self.category_ids)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.synthetic is not None and not (self.root / "synthetic.json").is_file():
+        if self.synthetic is not None and not (self.root / STAMP).is_file():
             self._write_synthetic()  # setup() called without prepare_data()
         required = {"fit": ("train",), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
         wanted = {"fit": ("train", "val")}.get(stage or "", required.get(stage or "", STAGES))
@@ -230,19 +216,14 @@ class DetectionDataModule(pl.LightningDataModule):
         from visiontasks.data.proposals import ProposalCache
 
         kwargs = dict(self.proposals)
-        cache_dir = kwargs.pop("cache_dir", None) or (self._dataset_root() / "proposals")
+        cache_dir = kwargs.pop("cache_dir", None) or (self.reader.data_root / "proposals")
         cache = ProposalCache(split=stage, image_paths=[r.path for r in split.records],
                               cache_dir=cache_dir, **kwargs)
         cache.ensure()
         return cache
 
-    def _dataset_root(self) -> Path:
-        if self.format == "yolo":
-            return load_yolo_yaml(find_yaml(self.root))[1]
-        return self.root
-
     # -- loaders ----------------------------------------------------------------------------------
-    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+    def loader(self, stage: str) -> DataLoader:
         if stage not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(stage, stage))
         if stage not in self.datasets:
@@ -250,7 +231,7 @@ class DetectionDataModule(pl.LightningDataModule):
         return DataLoader(
             self.datasets[stage],
             batch_size=self.batch_size if stage == "train" else self.eval_batch_size,
-            shuffle=shuffle,
+            shuffle=stage == "train",
             num_workers=self.num_workers,
             collate_fn=detection_collate,
             pin_memory=self.pin_memory,
@@ -258,15 +239,3 @@ class DetectionDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             drop_last=False,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", shuffle=False)

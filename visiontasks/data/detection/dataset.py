@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +19,7 @@ from .transforms import apply_detection_transform
 ProposalSource = Callable[[Path], np.ndarray]
 
 
+@dataclass(eq=False, repr=False)
 class DetectionDataset(Dataset):
     """``dataset[i] -> (image float32 [3, H, W], target)``.
 
@@ -28,17 +30,10 @@ class DetectionDataset(Dataset):
     when a ``proposal_source`` is set (``source(path) -> [P, 4]`` xyxy pixels of the file).
     """
 
-    def __init__(
-        self,
-        records: list[DetectionRecord],
-        transform: A.Compose,
-        proposal_source: ProposalSource | None = None,
-        min_box_size: float = 1.0,
-    ) -> None:
-        self.records = records
-        self.transform = transform
-        self.proposal_source = proposal_source
-        self.min_box_size = min_box_size
+    records: list[DetectionRecord]
+    transform: A.Compose
+    proposal_source: ProposalSource | None = None
+    min_box_size: float = 1.0
 
     def __len__(self) -> int:
         return len(self.records)

@@ -26,10 +26,9 @@ import torch
 from albumentations.augmentations.geometric.resize import MaxSizeTransform
 from albumentations.pytorch import ToTensorV2
 
+from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD
 from visiontasks.ops.geometry import boxes_to_original  # noqa: F401  (re-exported: data.detection API)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE_MODES = ("letterbox", "stretch", "shortest_edge", "none")
 
 KIND_GT, KIND_PROPOSAL, KIND_FRAME = 0, 1, 2

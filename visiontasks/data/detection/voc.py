@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .common import (
-    DatasetFormatError,
-    DetectionRecord,
-    DetectionSplit,
-    clean_boxes,
-    image_size_of,
-    safe_join,
-    warn_dropped,
-)
+from .common import DatasetFormatError, DetectionRecord, DetectionSplit, image_size_of, safe_join
+from .reader import DetectionReader, register_reader
 
 VOC_CLASSES = [
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -59,7 +53,6 @@ def read_voc(
         raise FileNotFoundError(f"VOC split list {list_file} does not exist")
     ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
     split_ = DetectionSplit(name or f"VOC {split}", [], class_names, list(range(len(class_names))))
-    first_bad = None
     for n, image_id in enumerate(ids):
         xml_path = safe_join(root, f"Annotations/{image_id}.xml", f"{list_file} (id {image_id!r})")
         if not xml_path.is_file():
@@ -104,12 +97,8 @@ def read_voc(
                 raise DatasetFormatError(f"{where}: object {cls!r}: bad coordinate ({err})") from None
             boxes.append([x1 - 1, y1 - 1, x2, y2])
             labels.append(index[cls])
-        b, lab, dropped = clean_boxes(np.array(boxes, np.float32), labels, size)
-        if dropped and first_bad is None:
-            first_bad = where
-        split_.dropped_boxes += dropped
-        split_.records.append(DetectionRecord(img_path, n, b, lab, size))
-    warn_dropped(split_, first_bad)
+        split_.add(DetectionRecord(img_path, n, np.array(boxes, np.float32), np.array(labels, np.int64), size), where)
+    split_.warn_dropped()
     return split_
 
 
@@ -135,3 +124,29 @@ def write_voc_xml(path: str | Path, rec: DetectionRecord, class_names: list[str]
     ET.indent(ann)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(ann).write(path, encoding="utf-8")
+
+
+@register_reader("voc")
+class VocReader(DetectionReader):
+    """Pascal VOC XML. A split spec is an ``ImageSets/Main`` list name (``trainval``) or a ``.txt``
+    path in the root. The class list comes from the config (default: the 20 VOC classes)."""
+
+    def class_table(self) -> tuple[list[str], list[int]]:
+        names = self.given_names or list(VOC_CLASSES)
+        return names, list(range(len(names)))
+
+    def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
+        return read_voc(self.root, str(spec), class_names, self.keep_difficult, name=name)
+
+    @staticmethod
+    def image_file(split: str, index: int) -> str:
+        return f"JPEGImages/{split}_{index:06d}.png"
+
+    @classmethod
+    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str]) -> None:
+        sets = root / "ImageSets" / "Main"
+        sets.mkdir(parents=True, exist_ok=True)
+        for split, records in splits.items():
+            for rec in records:
+                write_voc_xml(root / "Annotations" / f"{rec.path.stem}.xml", rec, class_names)
+            (sets / f"{split}.txt").write_text("\n".join(r.path.stem for r in records) + "\n")

@@ -20,17 +20,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from visiontasks.data.io import IMAGE_EXTENSIONS
+from visiontasks.data.io import list_image_files
 
-from .common import (
-    DatasetFormatError,
-    DetectionRecord,
-    DetectionSplit,
-    clean_boxes,
-    image_size_of,
-    safe_join,
-    warn_dropped,
-)
+from .common import DatasetFormatError, DetectionRecord, DetectionSplit, image_size_of, safe_join
+from .reader import DetectionReader, register_reader
 
 
 def find_yaml(root: str | Path) -> Path:
@@ -90,8 +83,7 @@ def _list_images(root: Path, entry: str, where: str) -> tuple[list[Path], list[P
     """Images named by one split entry, and the image folders it covers (for orphan labels)."""
     p = safe_join(root, entry, where)
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-        return files, [p]
+        return list_image_files(p, recursive=True), [p]
     if p.is_file() and p.suffix == ".txt":
         files = []
         for n, line in enumerate(p.read_text().splitlines(), 1):
@@ -170,7 +162,6 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None) -> Det
         images += files
         folders += dirs
     out = DetectionSplit(name or f"YOLO {split}", [], names, list(range(len(names))))
-    first_bad = None
     for i, img in enumerate(images):
         if not img.is_file():
             raise DatasetFormatError(f"{yaml_file} ({split}): lists image {img}, which does not exist")
@@ -180,11 +171,7 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None) -> Det
             boxes, labels = _parse_label_file(lbl, len(names), size)
         else:  # no label file: a background image, as the format defines it
             boxes, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-        boxes, labels, dropped = clean_boxes(boxes, labels, size)
-        if dropped and first_bad is None:
-            first_bad = str(lbl)
-        out.dropped_boxes += dropped
-        out.records.append(DetectionRecord(img, i, boxes, labels, size))
+        out.add(DetectionRecord(img, i, boxes, labels, size), str(lbl))
     # label files whose image is missing are ignored by the format; say how many there are
     wanted = {label_path_for(r.path) for r in out.records}
     orphans = []
@@ -197,7 +184,7 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None) -> Det
                f"(e.g. {orphans[0]})")
         out.notes.append(msg)
         warnings.warn(msg, stacklevel=2)
-    warn_dropped(out, first_bad)
+    out.warn_dropped()
     return out
 
 
@@ -212,3 +199,28 @@ def write_yolo_labels(path: str | Path, rec: DetectionRecord) -> None:
                      f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
+@register_reader("yolo")
+class YoloReader(DetectionReader):
+    """YOLO txt labels with their dataset YAML (``root``: the YAML or its folder). A split spec is a
+    key of the YAML (``train``, ``val``, ``test``); the class table is the YAML's ``names``."""
+
+    @property
+    def data_root(self) -> Path:
+        return load_yolo_yaml(self.root)[1]
+
+    def class_table(self) -> tuple[list[str], list[int]]:
+        names = load_yolo_yaml(self.root)[2]
+        return names, list(range(len(names)))
+
+    def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
+        return read_yolo(self.root, str(spec), name=name)
+
+    @classmethod
+    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str]) -> None:
+        for split, records in splits.items():
+            for rec in records:
+                write_yolo_labels(root / "labels" / split / f"{rec.path.stem}.txt", rec)
+        data = {"path": ".", **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(class_names))}
+        (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))

@@ -5,34 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
+from ..base import VisionDataModule
+from ..io import IMAGENET_MEAN, IMAGENET_STD, list_image_files
+from .dataset import SegmentationDataset, pad_collate
 from .masks import MaskDecoder
-from .readers import (
-    VOC_CLASSES,
-    SegmentationDataset,
-    SegmentationSample,
-    _images_in,
-    list_folder_pairs,
-    list_voc_pairs,
-    pad_collate,
-    read_dataset_yaml,
-)
-from .synthetic import synthetic_class_names, write_synthetic_segmentation
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, segmentation_eval_transforms, segmentation_train_transforms
-
-Format = Literal["folder", "voc", "dataset_yaml", "synthetic"]
+from .readers import SEGMENTATION_READERS, ReaderOptions, SegmentationSample
+from .transforms import segmentation_eval_transforms, segmentation_train_transforms
 
 
-class SegmentationDataModule(pl.LightningDataModule):
+class SegmentationDataModule(VisionDataModule):
     """Image + mask data for semantic segmentation.
 
     Batches are ``{"image": float [N, C, H, W], "mask": int64 [N, H, W], "id": [paths],
-    "size": [(H, W)]}``; masks hold ``0..num_classes-1`` or ``ignore_index``. Evaluation batches are
-    padded to the largest image (masks with ``ignore_index``), training batches are cropped to
-    ``crop_size``.
+    "size": [(H, W)], "orig_size": [(H, W) of each file]}``; masks hold ``0..num_classes-1`` or
+    ``ignore_index``. Evaluation batches are padded to the largest image (masks with
+    ``ignore_index``), training batches are cropped to ``crop_size``.
 
     Args:
         root: the dataset folder. ``folder``: ``root/<image_dir>/<split>/`` and
@@ -40,7 +30,8 @@ class SegmentationDataModule(pl.LightningDataModule):
             ``voc``: the ``VOC20xx`` folder; ``dataset_yaml``: the YAML file or its folder
             (``<split>: {images, masks}`` + ``classes: {id: name}``, e.g. COCO128-segmentation);
             ``synthetic``: where the generated shapes set is written (folder layout).
-        format: ``folder``, ``voc``, ``dataset_yaml`` or ``synthetic``.
+        format: the reader's name in ``SEGMENTATION_READERS``: ``folder``, ``voc``,
+            ``dataset_yaml`` or ``synthetic``.
         class_names / num_classes: the classes (``folder`` needs one of them; VOC, YAML and
             synthetic sets bring their own names).
         ignore_index: label for pixels left out of loss and metrics (VOC's border value 255).
@@ -69,7 +60,7 @@ class SegmentationDataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str = "data/shapes_segmentation",
-        format: Format = "folder",
+        format: str = "folder",
         class_names: list[str] | None = None,
         num_classes: int | None = None,
         ignore_index: int = 255,
@@ -109,8 +100,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         super().__init__()
         # num_classes is the model's hyper-parameter too (Lightning refuses differing duplicates)
         self.save_hyperparameters(ignore=["num_classes"])
-        if format not in ("folder", "voc", "dataset_yaml", "synthetic"):
-            raise ValueError(f"unknown format {format!r}; choose folder, voc, dataset_yaml or synthetic")
+        reader_class = SEGMENTATION_READERS.get(format)  # an unknown format lists the available ones
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.root = Path(root)
@@ -121,9 +111,13 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.in_chans = in_chans
-        self._yaml: dict[str, Any] | None = None
+        synthetic = {
+            "counts": synthetic_counts, "image_size": synthetic_size, "num_shapes": synthetic_shapes,
+            "max_objects": synthetic_max_objects, "size_range": synthetic_size_range, "seed": seed,
+        }  # fmt: skip
+        options = ReaderOptions(image_dir, mask_dir, mask_suffix, skip_missing_masks, synthetic)
+        self.reader = reader_class(self.root, options)
         self.class_names, remap = self._classes(class_names, num_classes, remap, ignore_ids)
-        self.num_classes = len(self.class_names)
         self.decoder = MaskDecoder(
             self.num_classes, ignore_index, mask_mode, class_colors, ignore_colors, remap, unmapped
         )
@@ -141,32 +135,26 @@ class SegmentationDataModule(pl.LightningDataModule):
         remap: dict[int, int | str] | None,
         ignore_ids: list[int] | None,
     ) -> tuple[list[str], dict[int, int | str] | None]:
-        hp = self.hparams
         ignore_ids = list(ignore_ids or [])
         user_remap = remap is not None
-        if self.format == "synthetic":
-            names = synthetic_class_names(hp.synthetic_shapes)
-        elif self.format == "voc":
-            names = list(VOC_CLASSES)
-        elif self.format == "dataset_yaml":
-            self._yaml = read_dataset_yaml(self.root)
-            kept = {k: v for k, v in sorted(self._yaml["classes"].items()) if k not in ignore_ids}
-            names = list(kept.values())
-            if remap is None:  # sparse ids -> 0..K-1 in sorted order
-                remap = {raw: i for i, raw in enumerate(kept)}
-        elif class_names is not None:
-            names = list(class_names)
-        elif num_classes is not None:
-            names = [str(i) for i in range(num_classes)]
+        names, default_remap = self.reader.class_table(ignore_ids)
+        if names is None:  # the layout has no class table: the config gives the classes
+            if class_names is not None:
+                names = list(class_names)
+            elif num_classes is not None:
+                names = [str(i) for i in range(num_classes)]
+            else:
+                raise ValueError(f"format {self.format!r} needs class_names (or num_classes) in the data config")
         else:
-            raise ValueError("format 'folder' needs class_names (or num_classes) in the data config")
-        if class_names is not None and self.format != "folder":
-            if len(class_names) != len(names) and not user_remap:
-                raise ValueError(
-                    f"class_names has {len(class_names)} names but the {self.format} data has "
-                    f"{len(names)} classes; give a remap table when merging or dropping classes"
-                )
-            names = list(class_names)  # the user's names win (e.g. after merging classes with remap)
+            if remap is None:
+                remap = default_remap
+            if class_names is not None:
+                if len(class_names) != len(names) and not user_remap:
+                    raise ValueError(
+                        f"class_names has {len(class_names)} names but the {self.format} data has "
+                        f"{len(names)} classes; give a remap table when merging or dropping classes"
+                    )
+                names = list(class_names)  # the user's names win (e.g. after merging classes with remap)
         if num_classes is not None and num_classes != len(names):
             raise ValueError(f"num_classes={num_classes} but the classes are {len(names)}: {names[:10]}")
         if ignore_ids:
@@ -177,45 +165,15 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     # -- files ----------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Write the synthetic set once (rank 0 of each node under DDP)."""
-        if self.format == "synthetic":
-            self._write_synthetic()
-
-    def _write_synthetic(self) -> None:
-        hp = self.hparams
-        write_synthetic_segmentation(
-            self.root,
-            hp.synthetic_counts,
-            hp.synthetic_size,
-            hp.synthetic_shapes,
-            hp.synthetic_max_objects,
-            hp.synthetic_size_range,
-            seed=self.seed,
-        )
+        """Make the files exist (a synthetic set is written once: rank 0 of each node under DDP)."""
+        self.reader.prepare()
 
     def split_samples(self, split: str | None) -> list[SegmentationSample] | None:
         """The pairs of ``split``, or ``None`` when the dataset has no such split."""
-        if split is None:
-            return None
-        skip = self.hparams.skip_missing_masks
-        if self.format in ("folder", "synthetic"):
-            images = self.root / self.hparams.image_dir / split
-            if not images.is_dir():
-                return None
-            return list_folder_pairs(images, self.root / self.hparams.mask_dir / split, self.hparams.mask_suffix, skip)
-        if self.format == "voc":
-            if not (self.root / "ImageSets" / "Segmentation" / f"{split}.txt").is_file():
-                return None
-            return list_voc_pairs(self.root, split, skip)
-        assert self._yaml is not None
-        if split not in self._yaml["splits"]:
-            return None
-        image_dir, mask_dir = self._yaml["splits"][split]
-        return list_folder_pairs(image_dir, mask_dir, self.hparams.mask_suffix, skip)
+        return None if split is None else self.reader.samples(split)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.format == "synthetic":
-            self._write_synthetic()  # no-op when prepare_data already wrote it
+        self.reader.prepare()  # no-op when prepare_data already did it
         hp = self.hparams
         make = lambda s, t: SegmentationDataset(s, self.decoder, t, hp.resize_mismatched_masks, hp.in_chans)  # noqa: E731
         need_val = stage == "validate" and "val" not in self.datasets
@@ -227,7 +185,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         if need_val or (stage in (None, "fit") and "train" not in self.datasets):
             train = self.split_samples(hp.train_split)
             if train is None:
-                raise FileNotFoundError(f"{self.root}: no {hp.train_split!r} split ({self._layout_hint()})")
+                raise FileNotFoundError(f"{self.root}: no {hp.train_split!r} split ({self.reader.layout_hint()})")
             val = self.split_samples(hp.val_split)
             if val is None and hp.val_fraction > 0:
                 order = np.random.default_rng(self.seed).permutation(len(train))
@@ -247,7 +205,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             self.datasets["test"] = make(test, self.eval_transform)
         if stage in (None, "predict") and "predict" not in self.datasets:
             if hp.predict_root is not None:
-                images = _images_in(Path(hp.predict_root))
+                images = list_image_files(hp.predict_root, recursive=True)
                 if not images:
                     raise FileNotFoundError(f"predict_root {hp.predict_root} holds no images")
                 samples = [SegmentationSample(p, None) for p in images]
@@ -258,36 +216,18 @@ class SegmentationDataModule(pl.LightningDataModule):
                     raise FileNotFoundError(f"{self.root}: nothing to predict on; set predict_root")
             self.datasets["predict"] = make(samples, self.eval_transform)
 
-    def _layout_hint(self) -> str:
-        if self.format in ("folder", "synthetic"):
-            return f"expected {self.hparams.image_dir}/<split>/ and {self.hparams.mask_dir}/<split>/ under it"
-        if self.format == "voc":
-            have = sorted(p.stem for p in (self.root / "ImageSets" / "Segmentation").glob("*.txt"))
-            return f"expected ImageSets/Segmentation/<split>.txt; splits found: {', '.join(have) or 'none'}"
-        return f"splits in the YAML: {sorted(self._yaml['splits']) if self._yaml else []}"
-
     # -- loaders ---------------------------------------------------------------------------------------
-    def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
-        if name not in self.datasets:
-            self.setup({"train": "fit", "val": "fit"}.get(name, name))
+    def loader(self, stage: str) -> DataLoader:
+        if stage not in self.datasets:
+            self.setup({"train": "fit", "val": "fit"}.get(stage, stage))
+        shuffle = stage == "train"
+        batch_size = self.batch_size if shuffle else self.eval_batch_size
         return DataLoader(
-            self.datasets[name],
+            self.datasets[stage],
             batch_size=batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             collate_fn=pad_collate(self.ignore_index),
             persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(self.datasets[name]) > batch_size,
+            drop_last=shuffle and len(self.datasets[stage]) > batch_size,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", False, self.eval_batch_size)

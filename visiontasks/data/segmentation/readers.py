@@ -1,28 +1,28 @@
-"""Finding (image, mask) pairs on disk and reading them into aligned arrays.
+"""Finding (image, mask) pairs on disk: one reader class per layout, registered by name.
 
-Layouts:
-- folders: ``<images>/<name>.<ext>`` with ``<masks>/<name><mask_suffix>`` (sub-folders mirrored);
-- Pascal VOC: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png``, ids listed in
+Layouts (the ``format`` names of :data:`SEGMENTATION_READERS`):
+- ``folder``: ``<images>/<name>.<ext>`` with ``<masks>/<name><mask_suffix>`` (sub-folders mirrored);
+- ``voc`` (Pascal VOC): ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png``, ids listed in
   ``ImageSets/Segmentation/<split>.txt``;
-- a dataset YAML (COCO128-segmentation style): ``<split>: {images: DIR, masks: DIR}`` relative to
-  the YAML's folder, and ``classes: {id: name}`` with possibly sparse ids.
+- ``dataset_yaml`` (COCO128-segmentation style): ``<split>: {images: DIR, masks: DIR}`` relative to
+  the YAML's folder, and ``classes: {id: name}`` with possibly sparse ids;
+- ``synthetic``: the ``folder`` layout, generated first by :func:`write_synthetic_segmentation`.
 """
 
 from __future__ import annotations
 
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Iterable
 
-import cv2
-import numpy as np
-import torch
 import yaml
-from torch.utils.data import Dataset
 
-from ..io import IMAGE_EXTENSIONS, read_image
-from .masks import MaskDecoder, MaskError
+from ..io import IMAGE_EXTENSIONS, list_image_files
+from ..registry import Registry
+from .masks import MaskError
+from .synthetic import synthetic_class_names, write_synthetic_segmentation
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -39,18 +39,22 @@ class SegmentationSample:
     mask: Path | None
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def _missing(missing: list[tuple[Path, Path]], total: int, where: str, skip: bool) -> None:
+def _pair_up(pairs: Iterable[tuple[Path, Path]], where: str, skip: bool) -> list[SegmentationSample]:
+    """The (image, mask) pairs whose mask exists; missing masks raise a :class:`MaskError` naming the
+    first images and the masks looked for, or (``skip``) leave those images out with one warning."""
+    pairs = list(pairs)
+    found = [mask.is_file() for _, mask in pairs]
+    samples = [SegmentationSample(img, mask) for (img, mask), ok in zip(pairs, found) if ok]
+    missing = [pair for pair, ok in zip(pairs, found) if not ok]
+    total = len(pairs)
     if not missing:
-        return
+        return samples
     shown = "; ".join(f"{img} -> {mask}" for img, mask in missing[:3])
     msg = f"{where}: {len(missing)} of {total} images have no mask (image -> expected mask: {shown})"
     if not skip:
         raise MaskError(msg + "; add the masks, or set skip_missing_masks: true to leave those images out")
     warnings.warn(msg + "; those images are skipped", stacklevel=3)
+    return samples
 
 
 def list_folder_pairs(
@@ -69,18 +73,11 @@ def list_folder_pairs(
         raise FileNotFoundError(f"image folder {image_dir} does not exist")
     if not mask_dir.is_dir():
         raise FileNotFoundError(f"mask folder {mask_dir} does not exist (images are in {image_dir})")
-    images = _images_in(image_dir)
+    images = list_image_files(image_dir, recursive=True)
     if not images:
         raise FileNotFoundError(f"no images in {image_dir} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
-    samples, missing = [], []
-    for img in images:
-        mask = mask_dir / img.relative_to(image_dir).with_suffix(mask_suffix)
-        if mask.is_file():
-            samples.append(SegmentationSample(img, mask))
-        else:
-            missing.append((img, mask))
-    _missing(missing, len(images), str(image_dir), skip_missing_masks)
-    return samples
+    pairs = [(img, mask_dir / img.relative_to(image_dir).with_suffix(mask_suffix)) for img in images]
+    return _pair_up(pairs, str(image_dir), skip_missing_masks)
 
 
 def list_voc_pairs(root: str | Path, split: str, skip_missing_masks: bool = False) -> list[SegmentationSample]:
@@ -95,18 +92,12 @@ def list_voc_pairs(root: str | Path, split: str, skip_missing_masks: bool = Fals
             + (f"; splits found: {', '.join(have)}" if have else f"; is {root} a VOC20xx folder?")
         )
     ids = [line.split()[0] for line in lst.read_text().splitlines() if line.strip()]
-    samples, missing = [], []
     for i in ids:
         img = root / "JPEGImages" / f"{i}.jpg"
         if not img.is_file():
             raise FileNotFoundError(f"{lst} lists {i} but image {img} does not exist")
-        mask = root / "SegmentationClass" / f"{i}.png"
-        if mask.is_file():
-            samples.append(SegmentationSample(img, mask))
-        else:
-            missing.append((img, mask))
-    _missing(missing, len(ids), str(lst), skip_missing_masks)
-    return samples
+    pairs = [(root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png") for i in ids]
+    return _pair_up(pairs, str(lst), skip_missing_masks)
 
 
 def read_dataset_yaml(path: str | Path) -> dict[str, Any]:
@@ -139,90 +130,122 @@ def read_dataset_yaml(path: str | Path) -> dict[str, Any]:
     return {"splits": splits, "classes": {int(k): str(v) for k, v in classes.items()}, "path": path}
 
 
-class SegmentationDataset(Dataset):
-    """Reads pairs, decodes masks, checks sizes, applies an albumentations transform.
+# -- readers ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReaderOptions:
+    """What the readers may need besides the root (each reads the options of its layout).
 
-    Item: ``{"image": float32 [C, H, W], "mask": int64 [H, W] (absent without a mask file),
-    "id": str (image path), "size": (H, W) of the transformed image}``.
-
-    A mask whose size differs from its image raises a :class:`MaskError` naming both files, unless
-    ``resize_mismatched_masks`` (then the mask is resized with nearest-neighbour).
+    ``image_dir`` / ``mask_dir`` / ``mask_suffix``: the folder layout; ``skip_missing_masks``: leave
+    out images without a mask (one warning) instead of raising; ``synthetic``: the keyword arguments
+    of :func:`write_synthetic_segmentation` (``counts``, ``image_size``, ``num_shapes``, ...).
     """
 
-    def __init__(
-        self,
-        samples: Sequence[SegmentationSample],
-        decoder: MaskDecoder,
-        transform: Callable[..., dict[str, Any]],
-        resize_mismatched_masks: bool = False,
-        in_chans: int = 3,
-    ) -> None:
-        self.samples = list(samples)
-        self.decoder = decoder
-        self.transform = transform
-        self.resize_mismatched_masks = resize_mismatched_masks
-        self.in_chans = in_chans
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The raw pair: ``uint8 [H, W, C]`` and ``int64 [H, W]`` class indices (or ``None``)."""
-        s = self.samples[i]
-        image = read_image(s.image, self.in_chans)
-        if s.mask is None:
-            return image, None
-        mask = self.decoder.read(s.mask)
-        if mask.shape != image.shape[:2]:
-            if not self.resize_mismatched_masks:
-                raise MaskError(
-                    f"mask {s.mask} is {mask.shape[1]}x{mask.shape[0]} (WxH) but image {s.image} is "
-                    f"{image.shape[1]}x{image.shape[0]}; fix the files or set "
-                    "resize_mismatched_masks: true to resize such masks with nearest-neighbour"
-                )
-            mask = cv2.resize(
-                mask.astype(np.int32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST
-            ).astype(np.int64)
-        return image, mask
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        image, mask = self.load(i)
-        if mask is None:
-            out = self.transform(image=image)
-        else:
-            # albumentations resizes masks with nearest-neighbour; int32 keeps cv2 happy
-            out = self.transform(image=image, mask=mask.astype(np.int32))
-        img = torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1))).float()
-        item: dict[str, Any] = {"image": img, "id": str(self.samples[i].image), "size": tuple(img.shape[-2:])}
-        if mask is not None:
-            item["mask"] = torch.from_numpy(np.ascontiguousarray(out["mask"])).long()
-        return item
+    image_dir: str = "images"
+    mask_dir: str = "masks"
+    mask_suffix: str = ".png"
+    skip_missing_masks: bool = False
+    synthetic: dict[str, Any] | None = None
 
 
-def pad_collate(ignore_index: int = 255) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-    """A collate function padding images (with 0, the normalised mean) and masks (with
-    ``ignore_index``) at the bottom/right to the largest size in the batch; ``size`` keeps each
-    image's own size so predictions can be cropped back. Written here because torch's default
-    collate needs equal sizes and evaluation runs at each image's own resolution."""
+class SegmentationReader(ABC):
+    """Finds the (image, mask) pairs of one layout under ``root``."""
 
-    def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-        h = max(it["image"].shape[-2] for it in items)
-        w = max(it["image"].shape[-1] for it in items)
-        images = torch.zeros(len(items), items[0]["image"].shape[0], h, w)
-        batch: dict[str, Any] = {"id": [it["id"] for it in items], "size": [it["size"] for it in items]}
-        has_mask = ["mask" in it for it in items]
-        if any(has_mask) and not all(has_mask):
-            raise ValueError("a batch mixes images with and without masks")
-        masks = torch.full((len(items), h, w), ignore_index, dtype=torch.long) if all(has_mask) else None
-        for k, it in enumerate(items):
-            ih, iw = it["image"].shape[-2:]
-            images[k, :, :ih, :iw] = it["image"]
-            if masks is not None:
-                masks[k, :ih, :iw] = it["mask"]
-        batch["image"] = images
-        if masks is not None:
-            batch["mask"] = masks
-        return batch
+    name: str  # set by register_reader
 
-    return collate
+    def __init__(self, root: str | Path, options: ReaderOptions | None = None) -> None:
+        self.root = Path(root)
+        self.options = options or ReaderOptions()
 
+    def class_table(self, ignore_ids: list[int]) -> tuple[list[str] | None, dict[int, int | str] | None]:
+        """``(class names, default remap raw id -> class)`` known from the layout alone; ``None``
+        names: the layout has no class table (the config must give the classes)."""
+        return None, None
+
+    def prepare(self) -> None:
+        """Make the files exist (a generated set writes itself here); reading needs nothing."""
+
+    @abstractmethod
+    def samples(self, split: str) -> list[SegmentationSample] | None:
+        """The pairs of ``split``, or ``None`` when the data has no such split."""
+
+    @abstractmethod
+    def layout_hint(self) -> str:
+        """What the layout expects under the root (for an error about a missing split)."""
+
+
+SEGMENTATION_READERS: Registry[SegmentationReader] = Registry("segmentation format")
+register_reader = SEGMENTATION_READERS.register
+
+
+@register_reader("folder")
+class FolderReader(SegmentationReader):
+    """``root/<image_dir>/<split>/`` with masks in ``root/<mask_dir>/<split>/``."""
+
+    def samples(self, split: str) -> list[SegmentationSample] | None:
+        o = self.options
+        images = self.root / o.image_dir / split
+        if not images.is_dir():
+            return None
+        return list_folder_pairs(images, self.root / o.mask_dir / split, o.mask_suffix, o.skip_missing_masks)
+
+    def layout_hint(self) -> str:
+        return f"expected {self.options.image_dir}/<split>/ and {self.options.mask_dir}/<split>/ under it"
+
+
+@register_reader("synthetic")
+class SyntheticReader(FolderReader):
+    """The folder layout of a generated shapes set (written by :meth:`prepare`, reused when its
+    settings match); class 0 is the background, then the shape kinds."""
+
+    def class_table(self, ignore_ids: list[int]) -> tuple[list[str] | None, dict[int, int | str] | None]:
+        return synthetic_class_names(int((self.options.synthetic or {}).get("num_shapes", 6))), None
+
+    def prepare(self) -> None:
+        write_synthetic_segmentation(self.root, **(self.options.synthetic or {}))
+
+
+@register_reader("voc")
+class VocReader(SegmentationReader):
+    """Pascal VOC segmentation under the ``VOC20xx`` folder; its 21 classes."""
+
+    def class_table(self, ignore_ids: list[int]) -> tuple[list[str] | None, dict[int, int | str] | None]:
+        return list(VOC_CLASSES), None
+
+    def samples(self, split: str) -> list[SegmentationSample] | None:
+        if not (self.root / "ImageSets" / "Segmentation" / f"{split}.txt").is_file():
+            return None
+        return list_voc_pairs(self.root, split, self.options.skip_missing_masks)
+
+    def layout_hint(self) -> str:
+        have = sorted(p.stem for p in (self.root / "ImageSets" / "Segmentation").glob("*.txt"))
+        return f"expected ImageSets/Segmentation/<split>.txt; splits found: {', '.join(have) or 'none'}"
+
+
+@register_reader("dataset_yaml")
+class DatasetYamlReader(SegmentationReader):
+    """A COCO128-segmentation style YAML (``root``: the file or its folder), read once. Its classes
+    are the YAML's ids less ``ignore_ids``, numbered 0.. in sorted order."""
+
+    def __init__(self, root: str | Path, options: ReaderOptions | None = None) -> None:
+        super().__init__(root, options)
+        self._yaml: dict[str, Any] | None = None
+
+    @property
+    def yaml(self) -> dict[str, Any]:
+        if self._yaml is None:
+            self._yaml = read_dataset_yaml(self.root)
+        return self._yaml
+
+    def class_table(self, ignore_ids: list[int]) -> tuple[list[str] | None, dict[int, int | str] | None]:
+        kept = {k: v for k, v in sorted(self.yaml["classes"].items()) if k not in ignore_ids}
+        return list(kept.values()), {raw: i for i, raw in enumerate(kept)}  # sparse ids -> 0..K-1
+
+    def samples(self, split: str) -> list[SegmentationSample] | None:
+        if split not in self.yaml["splits"]:
+            return None
+        image_dir, mask_dir = self.yaml["splits"][split]
+        o = self.options
+        return list_folder_pairs(image_dir, mask_dir, o.mask_suffix, o.skip_missing_masks)
+
+    def layout_hint(self) -> str:
+        return f"splits in the YAML: {sorted(self.yaml['splits'])}"

@@ -9,10 +9,6 @@ settings; an existing set with the same settings is reused, so the real folder r
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -20,9 +16,9 @@ import numpy as np
 from PIL import Image
 
 from ..shapes import SHAPE_NAMES, render_scene
+from ..synthetic import STAMP, build_synthetic  # noqa: F401  (STAMP: this module's earlier API)
 from .masks import save_index_mask
 
-STAMP = "synthetic.json"
 SPLITS = ("train", "val", "test")
 
 
@@ -61,25 +57,12 @@ def write_synthetic_segmentation(
         "seed": int(seed),
         "class_names": synthetic_class_names(num_shapes),
     }
-    stamp = root / STAMP
-    if stamp.is_file():
-        try:
-            if json.loads(stamp.read_text()) == settings:
-                return root
-        except (OSError, json.JSONDecodeError):
-            pass
-    elif root.exists() and any(root.iterdir()):
-        raise FileExistsError(
-            f"{root} exists and is not a synthetic set written by visiontasks ({STAMP} missing); "
-            "choose another root for the synthetic data"
-        )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
+
+    def write(folder: Path) -> None:
         for split_index, (split, n) in enumerate(zip(SPLITS, counts)):
             rng = np.random.default_rng([seed, split_index])
-            (tmp / "images" / split).mkdir(parents=True)
-            (tmp / "masks" / split).mkdir(parents=True)
+            (folder / "images" / split).mkdir(parents=True)
+            (folder / "masks" / split).mkdir(parents=True)
             for i in range(int(n)):
                 image, instances = render_scene(
                     rng, h, w, num_shapes, max_objects=max_objects, size_range=tuple(size_range)
@@ -87,15 +70,7 @@ def write_synthetic_segmentation(
                 mask = np.zeros((h, w), dtype=np.uint8)
                 for inst in instances:
                     mask[inst.mask] = inst.label + 1
-                Image.fromarray(image).save(tmp / "images" / split / f"{i:05d}.png")
-                save_index_mask(tmp / "masks" / split / f"{i:05d}.png", mask)
-        (tmp / STAMP).write_text(json.dumps(settings, indent=1))
-        if root.exists():
-            old = root.with_name(f".{root.name}-old-{os.getpid()}")
-            os.replace(root, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return root
+                Image.fromarray(image).save(folder / "images" / split / f"{i:05d}.png")
+                save_index_mask(folder / "masks" / split / f"{i:05d}.png", mask)
+
+    return build_synthetic(root, settings, write)

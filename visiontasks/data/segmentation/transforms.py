@@ -11,8 +11,7 @@ from typing import Sequence
 import albumentations as A
 import cv2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..io import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:

@@ -7,10 +7,9 @@ from typing import Literal, Sequence
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
-Augment = Literal["none", "light", "standard"]
+from ..io import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+Augment = Literal["none", "light", "standard"]
 
 
 def default_mean_std(in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -1,0 +1,143 @@
+"""``ClassificationDataModule``: every classification source (ImageFolder, torchvision
+MNIST/FashionMNIST/CIFAR-10 from a local root, scikit-learn's bundled digits, synthetic shapes); the
+source object comes from :data:`CLASSIFICATION_SOURCES` by name.
+
+Every sample is ``{"image": float32 [in_chans, H, W], "label": int64, "id": str}`` (``id``: the file
+path, or ``"<source>:<index>"``). Images of any mode (grey, RGB, RGBA, palette) are converted to
+``in_chans`` (1 or 3) before the albumentations pipeline.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch.utils.data import DataLoader
+
+from ..base import VisionDataModule
+from ..io import check_images, list_image_files
+from .dataset import ClassificationDataset, FileSource, ImageSource
+from .sources import CLASSIFICATION_SOURCES, SourceOptions
+from .transforms import Augment, classification_transforms, default_mean_std
+
+class ClassificationDataModule(VisionDataModule):
+    """Datamodule for every classification source.
+
+    Args:
+        source: ``imagefolder`` (``root/train/<class>/*``, optional ``root/val``, ``root/test``),
+            ``mnist`` / ``fashionmnist`` / ``cifar10`` (torchvision, read from ``root``; fetched only
+            when ``download: true``), ``digits`` (scikit-learn's bundled 8x8 digits, offline) or
+            ``synthetic`` (shapes written once as an ImageFolder under ``root``).
+        root: dataset folder (default ``data/<source>``).
+        image_size: side (or ``[H, W]``) images are resized to.
+        in_chans: 1 or 3; images are converted to it. Must equal the model's ``in_chans``.
+        val_fraction / test_fraction: seeded, stratified splits for sources without them.
+        augment: train preset (``none``, ``light``, ``standard``); eval is resize + normalise.
+        mean / std: normalisation (default ImageNet for 3 channels, 0.5/0.5 for 1).
+        skip_bad_images: skip unreadable files in an ImageFolder with a warning and a count
+            (default: a clear error naming the file).
+        predict_root: a folder of images (any layout) for ``predict``; default: the test split.
+    """
+
+    def __init__(
+        self,
+        source: str = "imagefolder",
+        root: str | None = None,
+        image_size: int | tuple[int, int] = 32,
+        in_chans: int = 3,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        augment: Augment = "light",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        download: bool = False,
+        skip_bad_images: bool = False,
+        predict_root: str | None = None,
+        synthetic_classes: int = 4,
+        synthetic_per_class: int = 60,
+    ) -> None:
+        super().__init__()
+        if in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+        source_class = CLASSIFICATION_SOURCES.get(source)  # an unknown name lists the available ones
+        self.source = source
+        self.root = Path(root) if root else Path("data") / source
+        self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.in_chans = in_chans
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.augment = augment
+        default_mean, default_std = default_mean_std(in_chans)
+        self.mean = tuple(mean) if mean is not None else default_mean
+        self.std = tuple(std) if std is not None else default_std
+        if len(self.mean) != in_chans or len(self.std) != in_chans:
+            raise ValueError(f"mean and std need {in_chans} value(s) each, got {self.mean} and {self.std}")
+        self.download, self.skip_bad_images = download, skip_bad_images
+        self.predict_root = Path(predict_root) if predict_root else None
+        self.synthetic_classes, self.synthetic_per_class = synthetic_classes, synthetic_per_class
+        options = SourceOptions(
+            self.root, seed, val_fraction, test_fraction, download, skip_bad_images, max(self.image_size),
+            synthetic_classes, synthetic_per_class,
+        )
+        self.reader = source_class(options)
+        self._class_names: list[str] | None = None
+        self._splits: dict[str, tuple[ImageSource, list[int]]] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names (label ``k`` is the k-th), read once without reading the images."""
+        if self._class_names is None:
+            self._class_names = self.reader.class_names()
+        return self._class_names
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits:
+            return
+        self._splits = self.reader.splits()
+        if len(self._splits["val"][1]) == 0:
+            raise ValueError(f"{self.source}: the validation split is empty; raise val_fraction or add data")
+
+    # -- loaders ------------------------------------------------------------------------------
+    def _transform(self, train: bool):  # noqa: ANN202
+        return classification_transforms(self.image_size, train, self.augment, self.mean, self.std, self.in_chans)
+
+    def loader(self, stage: str) -> DataLoader:
+        if stage == "predict" and self.predict_root is not None:
+            return self._predict_folder_loader()
+        self.setup()
+        train = stage == "train"
+        src, idx = self._splits["test" if stage == "predict" else stage]
+        ds = ClassificationDataset(src, idx, self._transform(train), self.in_chans)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=train and len(ds) > self.batch_size,
+        )
+
+    def _predict_folder_loader(self) -> DataLoader:
+        """Every image under ``predict_root`` (any layout), label -1."""
+        assert self.predict_root is not None
+        if not self.predict_root.is_dir():
+            raise FileNotFoundError(f"predict_root {self.predict_root} does not exist")
+        files = list_image_files(self.predict_root, recursive=True)
+        if not files:
+            raise ValueError(f"predict_root {self.predict_root} holds no images")
+        if self.skip_bad_images:
+            good, _ = check_images(files, skip_bad=True, what=str(self.predict_root))
+            files = [files[i] for i in good]
+        ds = ClassificationDataset(FileSource(files, [-1] * len(files)), range(len(files)), self._transform(False), self.in_chans)
+        return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"class_names": self.class_names}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("class_names") and self.class_names and state["class_names"] != self.class_names:
+            warnings.warn(f"checkpoint classes {state['class_names']} differ from the data's {self.class_names}")

@@ -1,0 +1,69 @@
+"""Where classification images come from (in memory or files) and the dataset over them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from ..io import read_image
+
+
+class ImageSource(Protocol):
+    """Indexed images with labels: ``load(i, channels) -> (uint8 [H, W, channels], label, id)``."""
+
+    def __len__(self) -> int: ...
+
+    def load(self, i: int, channels: int) -> tuple[np.ndarray, int, str]: ...
+
+
+class ArraySource:
+    """Images held in memory: ``images uint8 [N, H, W]`` or ``[N, H, W, C]`` with ``labels [N]``."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, prefix: str) -> None:
+        self.images, self.labels, self.prefix = images, labels.astype(np.int64), prefix
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, i: int, channels: int) -> tuple[np.ndarray, int, str]:
+        img = self.images[i]
+        if img.ndim == 2:
+            img = img[..., None]
+        if img.shape[-1] == 1 and channels == 3:
+            img = np.repeat(img, 3, axis=-1)
+        elif img.shape[-1] == 3 and channels == 1:
+            img = np.round(img @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
+        return np.ascontiguousarray(img), int(self.labels[i]), f"{self.prefix}:{i}"
+
+
+class FileSource:
+    """Image files with labels; decoded on access (errors name the file)."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int]) -> None:
+        self.paths, self.labels = list(paths), list(labels)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, i: int, channels: int) -> tuple[np.ndarray, int, str]:
+        return read_image(self.paths[i], channels), int(self.labels[i]), str(self.paths[i])
+
+
+class ClassificationDataset(Dataset):
+    """``source`` restricted to ``indices``, through ``transform``.
+
+    Item: ``{"image": float32 [channels, H, W], "label": int64, "id": str}``.
+    """
+
+    def __init__(self, source: ImageSource, indices: Sequence[int], transform: Callable, channels: int) -> None:
+        self.source, self.indices, self.transform, self.channels = source, list(indices), transform, channels
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        image, label, key = self.source.load(self.indices[i], self.channels)
+        return {"image": self.transform(image=image)["image"], "label": label, "id": key}

@@ -1,0 +1,75 @@
+"""The interface of a detection format's reader, and the registry the datamodule looks formats up in.
+
+A format is one class (e.g. in ``coco.py``) decorated with ``@register_reader("name")``: it knows its
+class table (read cheaply, without the annotations), reads the records of a split, and writes
+records in its layout (used by the synthetic writer, so that the same reader runs on generated data).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from visiontasks.data.registry import Registry
+
+from .common import DetectionRecord, DetectionSplit
+
+DETECTION_READERS: Registry["DetectionReader"] = Registry("detection format")
+register_reader = DETECTION_READERS.register
+
+
+class DetectionReader(ABC):
+    """Reads one detection format under ``root``.
+
+    Args:
+        root: the dataset root (for YOLO the dataset YAML or its folder).
+        splits: ``stage -> split spec`` as the datamodule was given them (``train``, ``val``, ...); the
+            class table may come from the first of them (COCO).
+        class_names: the names the user gave (VOC: the class list; others: checked by the datamodule).
+        keep_difficult: keep objects marked difficult (VOC).
+    """
+
+    name: str  # set by register_reader
+
+    def __init__(
+        self,
+        root: str | Path,
+        splits: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
+        keep_difficult: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.splits = dict(splits or {})
+        self.given_names = list(class_names) if class_names else None
+        self.keep_difficult = keep_difficult
+
+    @property
+    def data_root(self) -> Path:
+        """The folder the data lives in (where proposal caches go by default)."""
+        return self.root
+
+    @abstractmethod
+    def class_table(self) -> tuple[list[str], list[int]]:
+        """``(class names, dataset id per class)`` from the class table only (no annotations read)."""
+
+    @abstractmethod
+    def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
+        """The records of the split ``spec`` (a split name or the format's dict), named ``name``;
+        ``class_names`` are the datamodule's (the labels of a format without its own class table)."""
+
+    # -- writing (synthetic sets are written in the real layouts) ------------------------------------
+    @staticmethod
+    def image_file(split: str, index: int) -> str:
+        """Where image ``index`` of ``split`` goes, relative to the root."""
+        return f"images/{split}/{index:06d}.png"
+
+    @staticmethod
+    def written_category_ids(num_classes: int) -> list[int]:
+        """The dataset ids :meth:`write` gives the classes."""
+        return list(range(num_classes))
+
+    @classmethod
+    @abstractmethod
+    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str]) -> None:
+        """Write the annotations of ``splits`` (records whose images are already under ``root``)."""
