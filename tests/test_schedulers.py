@@ -118,14 +118,15 @@ def test_bad_settings_say_what_to_do() -> None:
 
 def test_state_dict_resume_continues_the_step_schedule() -> None:
     n, cut = 20, 7
-    whole = curve(BudgetScheduler(optimizer(), schedule="cosine", warmup=3, min_lr_ratio=0.05, max_steps=n), n)
-    first = BudgetScheduler(optimizer(), schedule="cosine", warmup=3, min_lr_ratio=0.05, max_steps=n)
+    settings = dict(schedule="cosine", warmup=3, min_lr_ratio=0.05, max_steps=n)
+    whole = curve(BudgetScheduler(optimizer(), **settings), n)
+    first = BudgetScheduler(optimizer(), **settings)
     head = curve(first, cut)
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
     opt = optimizer()
-    second = BudgetScheduler(opt, schedule="cosine", warmup=3, min_lr_ratio=0.05, max_steps=n)
+    second = BudgetScheduler(opt, **settings)
     second.load_state_dict(torch.load(buffer, weights_only=False))
     opt.param_groups[0]["lr"] = head[-1]  # as the optimizer's own state_dict restores it
     assert head + curve(second, n - cut)[1:] == pytest.approx(whole)
@@ -168,7 +169,8 @@ class Tiny(BaseTask):
 
     def train_dataloader(self):  # 8 batches per epoch
         g = torch.Generator().manual_seed(0)
-        return DataLoader(TensorDataset(torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)), batch_size=8)
+        x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
+        return DataLoader(TensorDataset(x, y), batch_size=8)
 
     def val_dataloader(self):
         return DataLoader(TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))), batch_size=8)
@@ -238,7 +240,7 @@ class Tick(pl.Callback):
         self.clock.now += self.val_s
 
 
-def test_max_time_run_anneals_to_zero_at_the_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_max_time_run_anneals_to_zero_at_the_deadline(tmp_path: Path, monkeypatch) -> None:
     clock = FakeTime()
     monkeypatch.setattr(timer_module, "time", clock)
     model = Tiny(partial(BudgetScheduler))
@@ -266,6 +268,8 @@ def test_time_spent_in_validation_counts(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.slow
 def test_cli_fit_ends_at_the_floor(tmp_path: Path) -> None:
+    """The demo config with the scheduler from a small YAML: after the 20-step budget the rate is at
+    the floor. (No validation, so that last.ckpt is written at the end of training.)"""
     scheduler = tmp_path / "budget.yaml"
     scheduler.write_text(
         "class_path: visiontasks.schedulers.BudgetScheduler\n"
@@ -274,11 +278,12 @@ def test_cli_fit_ends_at_the_floor(tmp_path: Path) -> None:
     args = [
         "fit", "--config", str(DEMO), "--trainer.default_root_dir", str(tmp_path),
         "--model.init_args.lr_scheduler", str(scheduler), "--trainer.max_steps", "20",
-        "--trainer.limit_train_batches", "5", "--trainer.limit_val_batches", "2",
-        "--trainer.log_every_n_steps", "5", "--trainer.enable_progress_bar", "false",
-    ]  # 4 epochs of 5 batches: last.ckpt is written after the 20th step
+        "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "0",
+        "--trainer.enable_progress_bar", "false",
+    ]
     assert cli_main(args) == 0
-    ckpt = torch.load(tmp_path / "lenet5_digits" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
+    last = tmp_path / "lenet5_digits" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=False)
     assert ckpt["global_step"] == 20
     state = ckpt["lr_schedulers"][0]
     assert state["last_epoch"] == 20 and state["base_lrs"] == [0.003]
