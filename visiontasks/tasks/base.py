@@ -18,6 +18,8 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
 
+from visiontasks.schedulers import BudgetScheduler, trainer_budget
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
 
@@ -76,8 +78,10 @@ class BaseTask(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
+        if isinstance(scheduler, BudgetScheduler) and self._trainer is not None:
+            scheduler.set_budget(**trainer_budget(self.trainer))  # the run's steps and max_time
         # per-batch schedulers (their total_steps / cycle lengths count batches) step every batch
-        interval = "step" if isinstance(scheduler, (OneCycleLR, CyclicLR)) else "epoch"
+        interval = "step" if isinstance(scheduler, (OneCycleLR, CyclicLR, BudgetScheduler)) else "epoch"
         config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
         if isinstance(scheduler, ReduceLROnPlateau):
             if scheduler.mode != self.monitor_mode:
