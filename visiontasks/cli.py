@@ -23,6 +23,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from visiontasks.outputs import BestAndLastCheckpoint
 from visiontasks.tasks.base import BaseTask
 
 EXTRA_COMMANDS = {
@@ -89,12 +90,9 @@ class VisionCLI(LightningCLI):
         given = self._get(self.config_init, "trainer.callbacks", default=None) or []
         if not any(isinstance(c, ModelCheckpoint) for c in given):
             extra.append(
-                ModelCheckpoint(
+                BestAndLastCheckpoint(
                     monitor=model.monitor if isinstance(model, BaseTask) else None,
                     mode=model.monitor_mode if isinstance(model, BaseTask) else "min",
-                    filename="best-epoch{epoch}-step{step}",
-                    auto_insert_metric_name=False,
-                    save_last=True,
                 )
             )
         wants_bar = self._get(self.config_init, "trainer.enable_progress_bar", default=None) is not False
