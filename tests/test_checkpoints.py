@@ -28,7 +28,8 @@ from visiontasks.cli import main as cli_main
 from visiontasks.outputs import BestAndLastCheckpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-BATCHES = 5  # training batches per epoch in every run here
+BATCHES = 3  # training batches per epoch in every run here
+EPOCHS = 3  # of the uninterrupted run
 
 
 @dataclass
@@ -87,25 +88,32 @@ def _optimizer_steps(ckpt: dict[str, Any]) -> int:
     return int(next(iter(ckpt["optimizer_states"][0]["state"].values()))["step"])
 
 
-def test_last_is_the_final_epoch_when_the_metric_stops_improving(task: Task, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def uninterrupted(task: Task, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root of a plain ``EPOCHS``-epoch fit of ``task`` (the issue's reproduction)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    assert cli_main(task.fit(root, "--trainer.max_epochs", str(EPOCHS))) == 0
+    return root
+
+
+def test_last_is_the_final_epoch_when_the_metric_stops_improving(task: Task, uninterrupted: Path) -> None:
     """The issue's reproduction: 3 epochs, nothing improves after the first -> last.ckpt at epoch 2."""
-    assert cli_main(task.fit(tmp_path, "--trainer.max_epochs", "3")) == 0
-    folder = task.ckpt_dir(tmp_path)
+    folder = task.ckpt_dir(uninterrupted)
     last = _load(folder / "last.ckpt")
-    assert (last["epoch"], last["global_step"]) == (2, 3 * BATCHES)
-    assert _optimizer_steps(last) == 3 * BATCHES
+    assert (last["epoch"], last["global_step"]) == (EPOCHS - 1, EPOCHS * BATCHES)
+    assert _optimizer_steps(last) == EPOCHS * BATCHES
     assert not list(folder.glob("*.part")) and not list(folder.glob("last-v*.ckpt"))
     best = Path(_state(last)["best_model_path"])
     assert best.parent == folder and best.name.startswith("best-epoch") and best.is_file()
     if task.name == "lenet5_digits":  # no batch norm: the weights and so the metric stay put
         assert best.name == f"best-epoch0-step{BATCHES}.ckpt"
     # --ckpt_path last / best (validate, test, predict, resume) find these two files
-    assert _resolve_checkpoint(tmp_path / task.name, "last") == ("version_0", str(folder / "last.ckpt"))
-    assert _resolve_checkpoint(tmp_path / task.name, "best") == ("version_0", str(best))
+    assert _resolve_checkpoint(uninterrupted / task.name, "last") == ("version_0", str(folder / "last.ckpt"))
+    assert _resolve_checkpoint(uninterrupted / task.name, "best") == ("version_0", str(best))
 
 
 def test_last_is_where_max_time_stopped_mid_epoch(task: Task, tmp_path: Path, monkeypatch) -> None:
-    """Lightning's Timer stops the run 2 batches into its second epoch (a fake clock decides when)."""
+    """Lightning's Timer stops the run 2 batches into its second epoch (a fake clock says when)."""
     stop = BATCHES + 2
     check = Timer._check_time_remaining
 
@@ -121,23 +129,49 @@ def test_last_is_where_max_time_stopped_mid_epoch(task: Task, tmp_path: Path, mo
 
 
 def test_last_is_the_final_epoch_between_validations(task: Task, tmp_path: Path) -> None:
-    """Validation every 3rd epoch of 5: best is the epoch-2 model, last the epoch-4 one."""
-    args = task.fit(tmp_path, "--trainer.max_epochs", "5", "--trainer.check_val_every_n_epoch", "3")
+    """Validation every 3rd epoch of 4: best is the epoch-2 model, last the epoch-3 one."""
+    args = task.fit(tmp_path, "--trainer.max_epochs", "4", "--trainer.check_val_every_n_epoch", "3")
     if task.name == "lenet5_digits":  # its ReduceLROnPlateau needs val/acc after every epoch
         args += ["--model.init_args.lr_scheduler", "null"]
     assert cli_main(args) == 0
     folder = task.ckpt_dir(tmp_path)
     last = _load(folder / "last.ckpt")
-    assert (last["epoch"], last["global_step"]) == (4, 5 * BATCHES)
+    assert (last["epoch"], last["global_step"]) == (3, 4 * BATCHES)
     assert Path(_state(last)["best_model_path"]).name == f"best-epoch2-step{3 * BATCHES}.ckpt"
     assert sorted(p.name for p in folder.glob("*.ckpt")) == [f"best-epoch2-step{3 * BATCHES}.ckpt", "last.ckpt"]
 
 
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_ctrl_c_writes_last_and_a_crash_keeps_the_last_epoch(error: type, tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C two batches into the second epoch saves that point; a crash there keeps last.ckpt at the
+    end of the first epoch (the failing step may have left the weights broken)."""
+    task = _classification(tmp_path)
+    stop = BATCHES + 2
+    batch_end = BestAndLastCheckpoint.on_train_batch_end
+
+    def interrupt(self, trainer, *args) -> None:
+        batch_end(self, trainer, *args)
+        if trainer.global_step == stop:
+            raise error("stop here")
+
+    monkeypatch.setattr(BestAndLastCheckpoint, "on_train_batch_end", interrupt)
+    # Lightning turns Ctrl-C into exit status 1 after its on_exception hooks; other errors propagate
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C while it shuts down
+    try:
+        with pytest.raises(SystemExit if error is KeyboardInterrupt else error):
+            cli_main(task.fit(tmp_path, "--trainer.max_epochs", "5"))
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    last = _load(task.ckpt_dir(tmp_path) / "last.ckpt")
+    expected = (1, stop) if error is KeyboardInterrupt else (0, BATCHES)
+    assert (last["epoch"], last["global_step"]) == expected
+
+
 @pytest.mark.slow
 def test_sigkilled_fit_resumes_from_last_and_matches_an_uninterrupted_run(
-    task: Task, tmp_path: Path, monkeypatch
+    task: Task, uninterrupted: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    killed_root, whole_root = tmp_path / "killed", tmp_path / "whole"
+    killed_root = tmp_path / "killed"
     last_path = task.ckpt_dir(killed_root) / "last.ckpt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
@@ -146,12 +180,12 @@ def test_sigkilled_fit_resumes_from_last_and_matches_an_uninterrupted_run(
                              env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
-        while True:  # kill once at least 2 epochs are complete (last.ckpt is replaced atomically)
+        while True:  # kill once an epoch is complete (last.ckpt is replaced atomically: always readable)
             assert child.poll() is None, (tmp_path / "child.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the child never completed 2 epochs"
-            if last_path.is_file() and _load(last_path)["epoch"] >= 1:
+            assert time.monotonic() < deadline, "the child never completed an epoch"
+            if last_path.is_file():
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()
@@ -160,7 +194,7 @@ def test_sigkilled_fit_resumes_from_last_and_matches_an_uninterrupted_run(
     killed = _load(last_path)
     n = killed["epoch"] + 1  # completed epochs
     assert killed["global_step"] == n * BATCHES
-    total = n + 2
+    assert n < EPOCHS, f"killed after {n} epochs, too late to compare with the {EPOCHS}-epoch run"
 
     seen: list[tuple[int, int]] = []
     start = BestAndLastCheckpoint.on_train_start
@@ -170,16 +204,14 @@ def test_sigkilled_fit_resumes_from_last_and_matches_an_uninterrupted_run(
         seen.append((trainer.current_epoch, trainer.global_step))
 
     monkeypatch.setattr(BestAndLastCheckpoint, "on_train_start", record)
-    assert cli_main(task.fit(killed_root, "--trainer.max_epochs", str(total), "--ckpt_path", "last")) == 0
+    assert cli_main(task.fit(killed_root, "--trainer.max_epochs", str(EPOCHS), "--ckpt_path", "last")) == 0
     assert seen == [(n, n * BATCHES)]  # resumed at the next epoch with the killed run's step count
     assert not (killed_root / task.name / "version_1").exists()  # same run folder, earlier metrics kept
     assert list((killed_root / task.name / "version_0").glob("metrics.part*.csv"))
 
-    assert cli_main(task.fit(whole_root, "--trainer.max_epochs", str(total))) == 0
-    resumed, whole = _load(last_path), _load(task.ckpt_dir(whole_root) / "last.ckpt")
-    assert (resumed["epoch"], resumed["global_step"]) == (whole["epoch"], whole["global_step"]) == (
-        total - 1, total * BATCHES)
-    assert _optimizer_steps(resumed) == _optimizer_steps(whole) == total * BATCHES
+    resumed, whole = _load(last_path), _load(task.ckpt_dir(uninterrupted) / "last.ckpt")
+    assert (resumed["epoch"], resumed["global_step"]) == (whole["epoch"], whole["global_step"])
+    assert _optimizer_steps(resumed) == _optimizer_steps(whole) == EPOCHS * BATCHES
     # scheduler state as if never interrupted (ReduceLROnPlateau included: same epochs seen, same lr)
     assert resumed["lr_schedulers"] == whole["lr_schedulers"]
     assert [g["lr"] for g in resumed["optimizer_states"][0]["param_groups"]] == [
