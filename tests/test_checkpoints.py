@@ -122,7 +122,8 @@ def test_last_is_where_max_time_stopped_mid_epoch(task: Task, tmp_path: Path, mo
         check(self, trainer)
 
     monkeypatch.setattr(Timer, "_check_time_remaining", clock)
-    assert cli_main(task.fit(tmp_path, "--trainer.max_epochs", "10", "--trainer.max_time", "00:01:00:00")) == 0
+    args = task.fit(tmp_path, "--trainer.max_epochs", "10", "--trainer.max_time", "00:01:00:00")
+    assert cli_main(args) == 0
     last = _load(task.ckpt_dir(tmp_path) / "last.ckpt")
     assert (last["epoch"], last["global_step"]) == (1, stop)
     assert _optimizer_steps(last) == stop
@@ -137,12 +138,14 @@ def test_last_is_the_final_epoch_between_validations(task: Task, tmp_path: Path)
     folder = task.ckpt_dir(tmp_path)
     last = _load(folder / "last.ckpt")
     assert (last["epoch"], last["global_step"]) == (3, 4 * BATCHES)
-    assert Path(_state(last)["best_model_path"]).name == f"best-epoch2-step{3 * BATCHES}.ckpt"
-    assert sorted(p.name for p in folder.glob("*.ckpt")) == [f"best-epoch2-step{3 * BATCHES}.ckpt", "last.ckpt"]
+    best = f"best-epoch2-step{3 * BATCHES}.ckpt"
+    assert Path(_state(last)["best_model_path"]).name == best
+    assert sorted(p.name for p in folder.glob("*.ckpt")) == [best, "last.ckpt"]
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
-def test_ctrl_c_writes_last_and_a_crash_keeps_the_last_epoch(error: type, tmp_path: Path, monkeypatch) -> None:
+def test_ctrl_c_writes_last_and_a_crash_keeps_the_last_epoch(error: type, tmp_path: Path,
+                                                             monkeypatch) -> None:
     """Ctrl-C two batches into the second epoch saves that point; a crash there keeps last.ckpt at the
     end of the first epoch (the failing step may have left the weights broken)."""
     task = _classification(tmp_path)
@@ -176,8 +179,8 @@ def test_sigkilled_fit_resumes_from_last_and_matches_an_uninterrupted_run(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
     log = (tmp_path / "child.log").open("w")
-    child = subprocess.Popen([sys.executable, "-m", "visiontasks.cli", *task.fit(killed_root, "--trainer.max_epochs", "1000")],
-                             env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "visiontasks.cli", *task.fit(killed_root, "--trainer.max_epochs", "1000")]
+    child = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 300
         while True:  # kill once an epoch is complete (last.ckpt is replaced atomically: always readable)

@@ -74,7 +74,9 @@ class BestAndLastCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write_last(trainer)  # no-op when the last epoch end already wrote this step
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
         # Ctrl-C and SIGTERM stop a healthy run: keep its progress. Any other exception may come from
         # a broken step (NaN weights, a half-applied update), so the last good last.ckpt is kept.
         # Under DDP the other ranks may not reach the write's collective calls: no write there.
