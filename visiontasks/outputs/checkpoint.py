@@ -14,6 +14,10 @@ only right after it wrote a top-k checkpoint, so a run whose metric stopped impr
 Writes go to ``<name>.part`` in the same folder and are moved over the file with ``os.replace``,
 so a killed run never leaves half a checkpoint. Under DDP every rank runs the same hooks, rank 0
 writes, and the folder is the one rank 0 chose (Lightning broadcasts it in ``setup``).
+
+Resuming from ``last.ckpt`` restores epoch, global step, optimizer and schedulers through Lightning;
+the one step Lightning would lose (``ReduceLROnPlateau``'s step after the saved epoch) is carried in
+this callback's state and made when the resumed fit starts.
 """
 
 from __future__ import annotations
