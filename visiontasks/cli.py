@@ -25,6 +25,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from visiontasks.checkpoints import check_checkpoint_for
 from visiontasks.errors import MissingFileError, find_user_error, user_message
+from visiontasks.outputs import BestAndLastCheckpoint
 from visiontasks.tasks.base import BaseTask
 
 EXTRA_COMMANDS = {
@@ -101,20 +102,19 @@ class VisionCLI(LightningCLI):
         model = self.model
         extra = list(kwargs.pop("callbacks", []) or [])
         given = self._get(self.config_init, "trainer.callbacks", default=None) or []
+        given = list(given) if isinstance(given, (list, tuple)) else [given]
         if not any(isinstance(c, ModelCheckpoint) for c in given):
             extra.append(
-                ModelCheckpoint(
+                BestAndLastCheckpoint(
                     monitor=model.monitor if isinstance(model, BaseTask) else None,
                     mode=model.monitor_mode if isinstance(model, BaseTask) else "min",
-                    filename="best-epoch{epoch}-step{step}",
-                    auto_insert_metric_name=False,
-                    save_last=True,
                 )
             )
         wants_bar = self._get(self.config_init, "trainer.enable_progress_bar", default=None) is not False
         if wants_bar and not any(isinstance(c, TQDMProgressBar) for c in given):
             extra.append(TQDMProgressBar(refresh_rate=10))
-        return super().instantiate_trainer(callbacks=extra, **kwargs)
+        # the config's own trainer.callbacks first: passing `callbacks` replaces that key entirely
+        return super().instantiate_trainer(callbacks=[*given, *extra], **kwargs)
 
 
 _VERSION_ENV = "VISIONTASKS_RUN_VERSION"

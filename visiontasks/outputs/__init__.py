@@ -1,0 +1,1 @@
+from visiontasks.outputs.checkpoint import BestAndLastCheckpoint  # noqa: F401
