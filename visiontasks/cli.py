@@ -104,7 +104,8 @@ class VisionCLI(LightningCLI):
             extra.append(TQDMProgressBar(refresh_rate=10))
         # the task's output files (predictions, figures, tables), unless the config lists that type
         extra += [c for c in default_callbacks(model) if not any(isinstance(g, type(c)) for g in given)]
-        return super().instantiate_trainer(callbacks=extra, **kwargs)
+        # `callbacks=` replaces the config's list in Lightning's instantiate_trainer: pass both
+        return super().instantiate_trainer(callbacks=[*given, *extra], **kwargs)
 
 
 _VERSION_ENV = "VISIONTASKS_RUN_VERSION"
