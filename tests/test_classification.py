@@ -186,6 +186,8 @@ def test_ddp_two_cpu_processes_train_and_match_single_process(tmp_path: Path, po
     assert result["world_size"] == 2
     assert result["ddp_val_acc"] > 0.85  # a trained model
     assert result["val_size"] % 2 == 0  # no padded duplicates: the two numbers must agree exactly
+    rows = json.loads((tmp_path / "predictions" / "predictions.json").read_text())
+    assert len(rows) == len({r["id"] for r in rows}) == result["predict_size"]  # both ranks, once each
     task = ClassificationTask.load_from_checkpoint(tmp_path / "ddp.ckpt", map_location="cpu")
     dm = ClassificationDataModule("digits", image_size=28, in_chans=1, batch_size=32, augment="none")
     single = quiet_trainer(tmp_path).validate(task, datamodule=dm, verbose=False)[0]["val/acc"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from visiontasks.tasks.detection import make_map_metric, map_results_to_log
+from visiontasks.metrics.detection import make_map_metric, map_results_to_log
 
 
 def _fixed_data(seed: int = 0, images: int = 12, classes: int = 3):

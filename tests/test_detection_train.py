@@ -19,7 +19,9 @@ from torchvision.ops import box_iou
 
 from visiontasks.data.detection import DetectionDataModule, detection_collate, write_synthetic_detection
 from visiontasks.heads.detector import DETECTORS, Detector
-from visiontasks.tasks.detection import DetectionTask, make_map_metric
+from visiontasks.metrics.detection import make_map_metric
+from visiontasks.outputs import CocoResultsWriter, DetectionDrawingWriter
+from visiontasks.tasks.detection import DetectionTask
 
 HERE = Path(__file__).parent
 CONFIGS = HERE.parent / "configs" / "detection"
@@ -129,9 +131,10 @@ def test_ddp_two_processes_map_equals_single_process(model: str, shapes: Path, t
 # -- task plumbing ----------------------------------------------------------------------------------
 def test_predict_writes_coco_results_and_pngs(shapes: Path, tmp_path: Path) -> None:
     task, dm = make("yolov1", str(shapes))
-    task.draw_score_thresh = 0.0  # draw everything the untrained model finds
     task.detector.score_thresh = -1.0  # keep every candidate box of the untrained model
-    out = _trainer(tmp_path).predict(task, dm)
+    # draw everything the untrained model finds
+    writers = [CocoResultsWriter(), DetectionDrawingWriter(draw_score_thresh=0.0)]
+    out = _trainer(tmp_path, callbacks=writers).predict(task, dm)
     pred_dir = tmp_path / "predictions"
     results = json.loads((pred_dir / "results.json").read_text())
     pngs = sorted(pred_dir.glob("*.png"))

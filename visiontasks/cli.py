@@ -3,7 +3,8 @@
 ``visiontasks fit|validate|test|predict --config FILE``: LightningCLI in subclass mode (any
 :class:`~visiontasks.tasks.BaseTask` as ``model``, any LightningDataModule as ``data``), with run
 folders under ``runs/``, a CSV logger (and TensorBoard when installed), checkpoints on the task's
-monitored metric plus ``last.ckpt`` (``--ckpt_path last`` resumes), and a progress bar.
+monitored metric plus ``last.ckpt`` (``--ckpt_path last`` resumes), a progress bar, and the task's
+output callbacks (``visiontasks.outputs.default_callbacks``: predictions, figures, tables).
 
 Other subcommands are plain modules ``visiontasks.commands.<name>`` with ``main(argv) -> int``:
 ``summary`` (per-layer table of a backbone), ``proposals`` and ``benchmark`` (detection).
@@ -25,7 +26,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from visiontasks.checkpoints import check_checkpoint_for
 from visiontasks.errors import MissingFileError, find_user_error, user_message
-from visiontasks.outputs import BestAndLastCheckpoint
+from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
 from visiontasks.tasks.base import BaseTask
 
 EXTRA_COMMANDS = {
@@ -113,7 +114,9 @@ class VisionCLI(LightningCLI):
         wants_bar = self._get(self.config_init, "trainer.enable_progress_bar", default=None) is not False
         if wants_bar and not any(isinstance(c, TQDMProgressBar) for c in given):
             extra.append(TQDMProgressBar(refresh_rate=10))
-        # the config's own trainer.callbacks first: passing `callbacks` replaces that key entirely
+        # the task's output files (predictions, figures, tables), unless the config lists that type
+        extra += [c for c in default_callbacks(model) if not any(isinstance(g, type(c)) for g in given)]
+        # `callbacks=` replaces the config's list in Lightning's instantiate_trainer: pass both
         return super().instantiate_trainer(callbacks=[*given, *extra], **kwargs)
 
 

@@ -1,4 +1,4 @@
-"""Fit LeNet-5 on digits with 2 CPU processes (DDP) and validate it under DDP.
+"""Fit LeNet-5 on digits with 2 CPU processes (DDP), validate it and predict the test split under DDP.
 
 Run as a script (Lightning's DDP launcher re-runs the command line in the second process, so it
 must not be pytest's). Usage: ddp_classification.py OUT_DIR. Rank 0 writes OUT_DIR/result.json.
@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 
 from visiontasks.data import ClassificationDataModule
+from visiontasks.outputs import ClassificationPredictionWriter
 from visiontasks.tasks import ClassificationTask
 
 warnings.filterwarnings("ignore")
@@ -30,14 +31,17 @@ def main(out: Path) -> None:
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_epochs=3, default_root_dir=str(out),
         logger=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[ClassificationPredictionWriter(out / "predictions")],
     )
     trainer.fit(task, datamodule=dm)
     ddp_val = trainer.validate(task, datamodule=dm, verbose=False)[0]["val/acc"]
     trainer.save_checkpoint(out / "ddp.ckpt")  # collective: every rank calls it, rank 0 writes
+    trainer.predict(task, datamodule=dm, return_predictions=False)  # rank 0 writes all ranks' rows
     if trainer.is_global_zero:
         # The single-process comparison runs in the test's own process: a second Trainer here would
         # inherit this process group's environment.
-        result = {"world_size": trainer.world_size, "ddp_val_acc": ddp_val, "val_size": len(dm._splits["val"][1])}
+        result = {"world_size": trainer.world_size, "ddp_val_acc": ddp_val, "val_size": len(dm._splits["val"][1]),
+                  "predict_size": len(dm.predict_dataloader().dataset)}
         (out / "result.json").write_text(json.dumps(result))
 
 

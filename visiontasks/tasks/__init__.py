@@ -2,7 +2,7 @@
 
 from .base import BaseTask
 from .classification import ClassificationTask
-from .segmentation import SegmentationTask  # noqa: F401
+from .detection import DetectionTask
+from .segmentation import SegmentationTask
 
-__all__ = ["BaseTask", "ClassificationTask"]
-from .detection import DetectionTask  # noqa: F401
+__all__ = ["BaseTask", "ClassificationTask", "DetectionTask", "SegmentationTask"]

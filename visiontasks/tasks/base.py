@@ -1,22 +1,21 @@
-"""The template LightningModule every task subclasses (after torchgeo's ``BaseTask``).
+"""The template LightningModule every task subclasses (torchgeo's ``BaseTask`` idea, carried further).
 
-It owns what all tasks share: optimizer and scheduler from the config (LightningCLI dependency
-injection: ``optimizer`` / ``lr_scheduler`` are callables taking the parameters / the optimizer),
-the metric monitored by checkpointing and plateau schedulers, and hyper-parameter saving. Subclasses
-build their model in ``configure_model`` and implement the steps; they know nothing of a backbone's
-internals beyond its ``feature_info``.
+It owns hyper-parameters, model building (:meth:`build_model`), one metric collection per evaluation
+stage, the training/validation/test steps, epoch-end compute/log/reset, the optimizer and scheduler
+from the config, class names from the data. A subclass says only what differs (the hooks below and
+``predict_step``, which returns tensors/dicts). Files are written by ``visiontasks.outputs`` callbacks.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import lightning.pytorch as pl
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
+from torchmetrics import Metric, MetricCollection
 
 from visiontasks.schedulers import BudgetScheduler, trainer_budget
 
@@ -30,29 +29,97 @@ def default_optimizer(params: Iterable[nn.Parameter]) -> Optimizer:
 
 
 class BaseTask(pl.LightningModule):
-    """Shared plumbing. ``monitor`` names a logged metric (e.g. ``"val/acc"``), ``monitor_mode`` is
-    ``"max"`` or ``"min"``; both feed checkpointing and ``ReduceLROnPlateau``."""
+    """``monitor`` (a logged metric, e.g. ``"val/acc"``) and ``monitor_mode`` (``"max"``/``"min"``) feed
+    checkpointing and ``ReduceLROnPlateau``; ``checked_with_data`` names settings that must equal the
+    datamodule's. Subclasses call ``super().__init__`` first: it saves their arguments as
+    ``self.hparams``, from which :meth:`build_model` reads."""
 
     monitor: str = "val/loss"
     monitor_mode: str = "min"
+    checked_with_data: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ("val", "test")
 
     def __init__(
-        self,
-        num_classes: int,
-        optimizer: OptimizerFactory | None = None,
-        lr_scheduler: SchedulerFactory | None = None,
+        self, num_classes: int, optimizer: OptimizerFactory | None = None, lr_scheduler: SchedulerFactory | None = None
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])  # also the subclass's arguments
         self.num_classes = num_classes
         self.class_names: list[str] = [str(i) for i in range(num_classes)]
         self.optimizer_factory = optimizer or default_optimizer
         self.scheduler_factory = lr_scheduler
+        self.build_model()
+        self.metrics = nn.ModuleDict({stage: self.build_metrics() for stage in self.stages})
+        self.stage_results: dict[str, Any] = {}  # stage -> the last epoch's ``compute()`` output
+        self.stage_logged: dict[str, dict[str, float]] = {}  # stage -> the values logged for it
 
-    # -- classes: carried from the datamodule, checked, and saved in checkpoints ------------------
+    # -- what a subclass says (then the shared steps) --------------------------------------------
+    def build_model(self) -> None:
+        """Create the network(s) as attributes, from ``self.hparams``."""
+        raise NotImplementedError
+
+    def build_metrics(self) -> Metric | MetricCollection:
+        """A fresh metric (collection) for one evaluation stage."""
+        raise NotImplementedError
+
+    def training_loss(self, batch: Any) -> Tensor:
+        """The scalar loss of a training batch (may log extra parts)."""
+        raise NotImplementedError
+
+    def update_metrics(self, metrics: Any, batch: Any) -> Tensor | None:
+        """Update ``metrics`` with an evaluation batch; return its loss to log, or ``None``."""
+        raise NotImplementedError
+
+    def results_to_log(self, results: Any, stage: str) -> dict[str, Any]:
+        """``{"<stage>/<name>": scalar}`` from the metric's ``compute()`` output."""
+        raise NotImplementedError
+
+    @staticmethod
+    def batch_size(batch: Any) -> int:
+        """Images in a batch (``{"image": [N, ...]}`` or ``(images, targets)``)."""
+        return len(batch["image"] if isinstance(batch, dict) else batch[0])
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss = self.training_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=self.batch_size(batch))
+        return loss
+
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        loss = self.update_metrics(self.metrics[stage], batch)
+        if loss is not None:
+            self.log(f"{stage}/loss", loss, sync_dist=True, batch_size=self.batch_size(batch))
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _end_epoch(self, stage: str) -> None:
+        metric = self.metrics[stage]
+        results = metric.compute()  # torchmetrics syncs the states over processes here
+        # Reset to normal tensors even under `validate`'s inference mode: fit's validation may run
+        # without it and could not update inference tensors in place.
+        with torch.inference_mode(False):
+            metric.reset()
+        values = self.results_to_log(results, stage)
+        main = f"{stage}/{self.monitor.split('/', 1)[-1]}"
+        # the values are identical on every process; sync_dist changes nothing but tells Lightning so
+        for key, value in values.items():
+            self.log(key, value, prog_bar=key == main, sync_dist=True)
+        self.stage_results[stage] = results
+        self.stage_logged[stage] = {k: float(v) for k, v in values.items()}
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._end_epoch("test")
+
     def setup(self, stage: str) -> None:
-        """Take the class names from the datamodule (its ``setup`` runs first) and check the count."""
+        """Take the class names from the datamodule (its ``setup`` runs first) and check settings."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         names = getattr(datamodule, "class_names", None)
         if names is not None:
@@ -63,6 +130,10 @@ class BaseTask(pl.LightningModule):
                     "make them agree in the config"
                 )
             self.class_names = [str(n) for n in names]
+        for attr in self.checked_with_data:
+            theirs, mine = getattr(datamodule, attr, None), getattr(self.hparams, attr)
+            if theirs is not None and theirs != mine:
+                raise ValueError(f"model.{attr}={mine} but data.{attr}={theirs}; make them agree in the config")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["class_names"] = list(self.class_names)
@@ -91,22 +162,3 @@ class BaseTask(pl.LightningModule):
                 )
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
-
-    def run_dir(self) -> Path:
-        """The run folder: the logger's version folder (``runs/NAME/version_N``) when logging,
-        else the trainer's ``default_root_dir``. Checkpoints, metrics, figures and predictions go
-        under it."""
-        trainer = self.trainer
-        # Not ``trainer.log_dir``: that property broadcasts (a collective call), and this method is
-        # called from rank 0 alone, e.g. to save a figure; it would deadlock under DDP.
-        logger = trainer.logger
-        log_dir = getattr(logger, "log_dir", None) if logger is not None else None
-        path = Path(log_dir) if log_dir else Path(trainer.default_root_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def prediction_dir(self) -> Path:
-        """``<run folder>/predictions``: where ``predict`` writes its files."""
-        path = self.run_dir() / "predictions"
-        path.mkdir(parents=True, exist_ok=True)
-        return path

@@ -1,0 +1,106 @@
+"""Classification outputs: predictions CSV/JSON, the confusion-matrix figure, the test metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+
+from visiontasks.runs import run_dir
+
+from .common import gather_rows, output_dir, write_text_atomic
+
+
+class ClassificationPredictionWriter(BasePredictionWriter):
+    """``predictions.csv`` and ``predictions.json`` in ``output_dir`` (default: the run's
+    ``predictions`` folder): one row per image with ``id``, ``index``, ``name`` and ``p_<class>``
+    (softmax probability, 6 decimals). Under DDP the rows of all processes are gathered (repeated
+    images once) and rank 0 writes. Reads ``predict_step``'s ``{"id", "index", "probs"}``."""
+
+    def __init__(self, output_dir: str | os.PathLike | None = None) -> None:
+        super().__init__("batch_and_epoch")
+        self.output_dir = output_dir
+        self._rows: list[dict[str, Any]] = []
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._rows = []
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
+                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
+                           dataloader_idx: int) -> None:
+        names = pl_module.class_names
+        for key, i, probs in zip(prediction["id"], prediction["index"].tolist(),
+                                 prediction["probs"].float().cpu().tolist()):
+            row = {"id": key, "index": i, "name": names[i]}
+            row.update({f"p_{n}": round(p, 6) for n, p in zip(names, probs)})
+            self._rows.append(row)
+
+    def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Sequence[Any],
+                           batch_indices: Sequence[Any]) -> None:
+        rows = gather_rows(self._rows, "id")
+        self._rows = []
+        if not trainer.is_global_zero:
+            return
+        folder = output_dir(trainer, self.output_dir)
+        write_text_atomic(folder / "predictions.json", json.dumps(rows, indent=1))
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=["id", "index", "name", *[f"p_{n}" for n in pl_module.class_names]])
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(folder / "predictions.csv", text.getvalue())
+        print(f"predictions for {len(rows)} images written to {folder}")
+
+
+class ConfusionMatrixPlot(Callback):
+    """After each validation (not the sanity check) and test: ``<run>/confusion_matrix/<stage>.png``
+    (the latest epoch's), ``<stage>_matrix.json`` (``{"classes", "matrix"}``, rows: truth, columns:
+    prediction) and a TensorBoard figure ``<stage>/confusion_matrix`` per epoch. Reads the matrix
+    from ``pl_module.stage_results[stage]["confmat"]`` (rank 0 only; the metric is already synced)."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save(trainer, pl_module, "test")
+
+    def _save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        results = getattr(pl_module, "stage_results", {}).get(stage)
+        if trainer.sanity_checking or not trainer.is_global_zero or not results or "confmat" not in results:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from torchmetrics.utilities.plot import plot_confusion_matrix
+
+        matrix = results["confmat"].cpu()
+        names = list(pl_module.class_names)
+        n = len(names)
+        fig, ax = plt.subplots(figsize=(max(4, 0.6 * n + 2), max(4, 0.6 * n + 1.5)))
+        plot_confusion_matrix(matrix, ax=ax, labels=names, add_text=n <= 30)
+        epoch = pl_module.current_epoch
+        ax.set_title(f"{stage} confusion matrix" + ("" if stage == "test" else f", epoch {epoch}"))
+        folder = run_dir(trainer) / "confusion_matrix"
+        folder.mkdir(exist_ok=True)
+        fig.savefig(folder / f"{stage}.png", dpi=100, bbox_inches="tight")
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_figure"):  # TensorBoard
+                experiment.add_figure(f"{stage}/confusion_matrix", fig, epoch)
+        plt.close(fig)
+        write_text_atomic(folder / f"{stage}_matrix.json", json.dumps({"classes": names, "matrix": matrix.tolist()}))
+
+
+class MetricsJSONWriter(Callback):
+    """After ``test``: ``<run>/test_metrics.json``, the values the task logged for the test set
+    (``pl_module.stage_logged["test"]``; rank 0)."""
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        values = getattr(pl_module, "stage_logged", {}).get("test")
+        if trainer.is_global_zero and values is not None:
+            write_text_atomic(run_dir(trainer) / "test_metrics.json", json.dumps(values, indent=2))

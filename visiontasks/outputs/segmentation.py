@@ -1,0 +1,91 @@
+"""Segmentation outputs: index-mask and overlay PNGs, the per-class IoU table of ``test``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from PIL import Image
+from torchvision.utils import draw_segmentation_masks
+
+from visiontasks.data.io import read_image
+from visiontasks.data.segmentation.masks import save_index_mask, voc_colormap
+from visiontasks.metrics.segmentation import format_iou_table
+from visiontasks.ops import mask_to_original
+from visiontasks.runs import run_dir
+
+from .common import output_dir, write_text_atomic
+
+PALETTE = voc_colormap(256)  # class colours of mask PNGs and overlays (VOC's; class 0 black)
+
+
+def _is_background(name: str) -> bool:
+    return name.lower() in ("background", "bg", "unlabeled", "unlabelled", "void")
+
+
+class SegmentationMaskWriter(BasePredictionWriter):
+    """Per image, in ``output_dir`` (default: the run's ``predictions`` folder):
+    ``<stem>_mask.png``, the class indices at the image file's size (a palette PNG; 16-bit
+    greyscale beyond 256 classes), and ``<stem>_overlay.png``, the classes drawn over the image
+    (opacity ``overlay_alpha``; a background class 0 is not drawn). Reads ``predict_step``'s
+    ``[{"id": path, "mask": [H, W]}]``; a mask not at the file's size is resized to it (nearest)."""
+
+    def __init__(self, overlay_alpha: float = 0.5, output_dir: str | os.PathLike | None = None) -> None:
+        super().__init__("batch")
+        self.overlay_alpha = overlay_alpha
+        self.output_dir = output_dir
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
+                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
+                           dataloader_idx: int) -> None:
+        folder = output_dir(trainer, self.output_dir)
+        for item in prediction:
+            self._write(Path(item["id"]), item["mask"].cpu(), list(pl_module.class_names), folder)
+
+    def _write(self, path: Path, mask_t: torch.Tensor, names: list[str], folder: Path) -> None:
+        image = read_image(path, 3)  # the original pixels, for the overlay
+        if tuple(mask_t.shape) != image.shape[:2]:
+            mask_t = mask_to_original(mask_t, mask_t.shape, image.shape[:2])
+        mask = mask_t.numpy()
+        mask_path = folder / f"{path.stem}_mask.png"
+        if len(names) <= 256:
+            save_index_mask(mask_path, mask.astype(np.uint8), PALETTE)
+        else:  # more classes than a palette PNG holds: 16-bit greyscale ids
+            Image.fromarray(mask.astype(np.uint16)).save(mask_path)
+        shown = [k for k in np.unique(mask).tolist() if not (k == 0 and _is_background(names[0]))]
+        img_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if shown:
+            masks = torch.stack([torch.from_numpy(mask == k) for k in shown])
+            colours = [tuple(int(c) for c in PALETTE[k % len(PALETTE)]) for k in shown]
+            img_t = draw_segmentation_masks(img_t, masks, alpha=self.overlay_alpha, colors=colours)
+        Image.fromarray(img_t.permute(1, 2, 0).numpy()).save(folder / f"{path.stem}_overlay.png")
+
+
+class IoUTableWriter(Callback):
+    """After ``test`` (rank 0): prints the per-class IoU table and writes ``<run>/test_iou.csv``
+    (``class, iou, accuracy, pixels`` per class, then the means). Reads
+    ``pl_module.stage_results["test"]`` (the segmentation metric's scores and confusion matrix)."""
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        scores = getattr(pl_module, "stage_results", {}).get("test")
+        if not trainer.is_global_zero or scores is None:
+            return
+        names = list(pl_module.class_names)
+        hp = pl_module.hparams
+        title = f"test, {hp['model']} on {hp['backbone']}" if {"model", "backbone"} <= set(hp) else "test"
+        print(f"\nPer-class IoU ({title}):\n{format_iou_table(names, scores)}\n")
+        text = io.StringIO(newline="")
+        w = csv.writer(text)
+        w.writerow(["class", "iou", "accuracy", "pixels"])
+        gt = scores["confmat"].sum(dim=1).tolist()
+        for row in zip(names, scores["iou"].tolist(), scores["class_acc"].tolist(), gt):
+            w.writerow(row)
+        w.writerow(["mean", float(scores["mIoU"]), float(scores["mean_class_acc"]), sum(gt)])
+        write_text_atomic(run_dir(trainer) / "test_iou.csv", text.getvalue())
