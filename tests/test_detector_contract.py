@@ -119,7 +119,8 @@ def test_every_detector_is_under_test() -> None:
 def test_class_states_paper_and_year(name: str) -> None:
     factory = DETECTORS[name]
     assert isinstance(getattr(factory, "paper", None), str) and factory.paper, "set the class attribute paper"
-    assert isinstance(getattr(factory, "year", None), int) and 1990 <= factory.year <= 2100, "set the class attribute year"
+    year = getattr(factory, "year", None)
+    assert isinstance(year, int) and 1990 <= year <= 2100, "set the class attribute year"
     model = build(name)
     assert isinstance(model, Detector) and isinstance(model.needs_proposals, bool)
     assert model.num_classes == NUM_CLASSES

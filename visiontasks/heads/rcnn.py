@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +45,7 @@ from torchvision.ops import box_iou, roi_align
 from visiontasks.backbones import Backbone
 from visiontasks.ops import postprocess_detections
 
-from .detector import Detector, pick_feature, register_detector
+from .detector import Detections, Detector, pick_feature, register_detector
 from .two_stage import clean_proposals, fill_empty_proposals
 
 STAGES = ("all", "finetune", "svm")
@@ -271,7 +271,7 @@ class RCNN(Detector):
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
-    def detect(self, batch: Tensor, sizes: list[tuple[int, int]], proposals: list[Tensor] | None) -> list[dict[str, Tensor]]:
+    def detect(self, batch: Tensor, sizes: list[tuple[int, int]], proposals: list[Tensor] | None) -> Detections:
         """Every proposal through the CNN (in chunks), scored, regressed, post-processed."""
         assert proposals is not None  # checked in Detector.forward (needs_proposals)
         props = clean_proposals(proposals, self.max_proposals_test)

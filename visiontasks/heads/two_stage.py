@@ -91,7 +91,9 @@ class SpatialPyramidRoIPool(RoIMaxPool):
     """SPPnet pooling (He et al., ECCV 2014): each RoI max-pooled into ``levels`` grids (1x1, 2x2,
     4x4 by default), concatenated: ``[R, C * sum(l * l)]``."""
 
-    def __init__(self, levels: Sequence[int] = (1, 2, 4), spatial_scale: float = 1 / 16, name: str | None = None) -> None:
+    def __init__(
+        self, levels: Sequence[int] = (1, 2, 4), spatial_scale: float = 1 / 16, name: str | None = None
+    ) -> None:
         super().__init__(tuple(levels), spatial_scale, name)
 
 
@@ -179,12 +181,18 @@ class TwoStageDetector(Detector):
         props = clean_proposals(proposals, self.max_proposals_train)
         return fill_empty_proposals(props, targets, images.image_sizes), {}
 
-    def _box_outputs(self, feats: OrderedDict[str, Tensor], props: list[Tensor], sizes: list[tuple[int, int]]):
+    def _box_outputs(
+        self, feats: OrderedDict[str, Tensor], props: list[Tensor], sizes: list[tuple[int, int]]
+    ) -> tuple[Tensor, Tensor]:
+        """Class logits ``[R, C + 1]`` and class-specific deltas ``[R, 4 (C + 1)]`` of the RoIs, fp32."""
         heads = self.roi_heads
         logits, deltas = heads.box_predictor(heads.box_head(heads.box_roi_pool(feats, props, sizes)))
         return logits.float(), deltas.float()  # losses and decoding in fp32 whatever the autocast dtype
 
-    def losses(self, batch, sizes, targets, proposals) -> Losses:
+    def losses(
+        self, batch: Tensor, sizes: list[tuple[int, int]], targets: list[dict[str, Any]],
+        proposals: list[Tensor] | None,
+    ) -> Losses:
         """``{[loss_objectness, loss_rpn_box_reg,] loss_classifier, loss_box_reg}``."""
         tv_targets = [  # torchvision's RoI heads: background = 0
             {"boxes": t["boxes"].reshape(-1, 4).float(), "labels": t["labels"].reshape(-1).long() + 1}
@@ -196,7 +204,7 @@ class TwoStageDetector(Detector):
         loss_cls, loss_box = fastrcnn_loss(*self._box_outputs(feats, props, sizes), labels, reg_targets)
         return {**losses, "loss_classifier": loss_cls, "loss_box_reg": loss_box}
 
-    def detect(self, batch, sizes, proposals) -> Detections:
+    def detect(self, batch: Tensor, sizes: list[tuple[int, int]], proposals: list[Tensor] | None) -> Detections:
         """Per image ``{boxes [D, 4] xyxy px, scores [D], labels [D] int64 0-based}``."""
         feats = self.features(batch)
         props, _ = self.propose(ImageList(batch, sizes), feats, None, proposals)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from visiontasks.backbones import Backbone
 from visiontasks.ops import paired_box_iou, postprocess_detections
 
-from .detector import Detector, pick_feature, register_detector, select_features
+from .detector import Detections, Detector, pick_feature, register_detector, select_features
 
 
 class _ChannelsLast(nn.Module):
@@ -270,6 +270,6 @@ class YOLOv1(Detector):
         """``{loss_coord, loss_obj, loss_noobj, loss_cls}`` (the grid spans the padded batch)."""
         return self.loss(self.raw(batch), targets, *batch.shape[-2:])
 
-    def detect(self, batch: Tensor, sizes: list[tuple[int, int]], proposals: list[Tensor] | None) -> list[dict[str, Tensor]]:
+    def detect(self, batch: Tensor, sizes: list[tuple[int, int]], proposals: list[Tensor] | None) -> Detections:
         """Per image ``{boxes [D, 4] xyxy px, scores [D], labels [D] int64 0-based}``."""
         return self.decode(self.raw(batch), sizes, *batch.shape[-2:])
