@@ -21,7 +21,7 @@ SMALL = {
                             rpn_post_nms_top_n_train=50, rpn_pre_nms_top_n_test=100,
                             rpn_post_nms_top_n_test=30, rpn_batch_size_per_image=32,
                             box_batch_size_per_image=16),
-    "yolov1": dict(hidden_channels=32, fc_dim=64),
+    "yolov1": dict(hidden_channels=32, representation_size=64),
     "yolov1_conv": dict(head="conv", hidden_channels=32, feature="layer3"),
 }
 
@@ -198,7 +198,7 @@ def _reference_yolo_loss(model: YOLOv1, raw: torch.Tensor, targets: list[dict], 
 def test_yolo_loss_matches_the_paper_formula(activation: str) -> None:
     torch.manual_seed(0)
     model = build_detector("yolov1", build_backbone("resnet18"), 3, grid_size=4, boxes_per_cell=2,
-                           hidden_channels=8, fc_dim=8, activation=activation)
+                           hidden_channels=8, representation_size=8, activation=activation)
     raw = torch.randn(2, 4, 4, 2 * 5 + 3) * (1.0 if activation == "sigmoid" else 0.3) + (
         0.0 if activation == "sigmoid" else 0.5)
     targets = [
@@ -215,7 +215,7 @@ def test_yolo_loss_matches_the_paper_formula(activation: str) -> None:
 
 def test_yolo_loss_zero_for_a_perfect_prediction_and_fp32_under_autocast() -> None:
     model = build_detector("yolov1", build_backbone("resnet18"), 2, grid_size=2, boxes_per_cell=1,
-                           hidden_channels=8, fc_dim=8, rescore=False, activation="sigmoid")
+                           hidden_channels=8, representation_size=8, rescore=False, activation="sigmoid")
     box = torch.tensor([[0.0, 0.0, 16.0, 16.0]])  # centre (8, 8) in cell (0, 0) of a 32x32 image
     raw = torch.full((1, 2, 2, 5 + 2), -30.0)
     logit = lambda p: torch.logit(torch.tensor(p))  # noqa: E731
@@ -245,3 +245,36 @@ def test_yolo_any_input_size(kind: str) -> None:
     for h, w in ((64, 64), (96, 160), (448, 448)):
         raw = model.raw(torch.zeros(1, 3, h, w))
         assert raw.shape == (1, 7, 7, 2 * 5 + 3)
+
+
+def test_faster_rcnn_matches_torchvision_with_copied_weights() -> None:
+    """Our ``faster_rcnn`` (ResNet-18 + FPN) and torchvision's ``FasterRCNN`` on the same backbone
+    have the same parameters; with torchvision's weights copied into ours (entry by entry, as
+    benchmarks/faster_rcnn_parity.py does) both return the same detections. torchvision's transform
+    is made a no-op (mean 0, std 1, min = max size = the image side)."""
+    from torch import nn
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+    torch.manual_seed(0)
+    size = 96
+    tv = FasterRCNN(resnet_fpn_backbone(backbone_name="resnet18", weights=None, norm_layer=nn.BatchNorm2d,
+                                        trainable_layers=5), num_classes=4, min_size=size, max_size=size,
+                    image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0], rpn_post_nms_top_n_test=100)
+    ours = build_detector("faster_rcnn", build_backbone("resnet18"), 3, fpn=True, rpn_post_nms_top_n_test=100)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in tv.parameters())
+    for src, dst in ((tv.backbone.body, ours.backbone), (tv.backbone.fpn, ours.fpn), (tv.rpn, ours.rpn),
+                     (tv.roi_heads, ours.roi_heads)):
+        s, d = src.state_dict(), dst.state_dict()
+        assert [v.shape for v in s.values()] == [v.shape for v in d.values()]
+        dst.load_state_dict(dict(zip(d, s.values())))
+    g = torch.Generator().manual_seed(1)
+    images = [torch.randn(3, size, size, generator=g) for _ in range(2)]
+    ours.eval(), tv.eval()
+    with torch.no_grad():
+        a, b = ours(images), tv(images)
+    for x, y in zip(a, b):
+        assert len(x["boxes"]) > 0
+        torch.testing.assert_close(x["boxes"], y["boxes"])
+        torch.testing.assert_close(x["scores"], y["scores"])
+        assert torch.equal(x["labels"] + 1, y["labels"])  # torchvision: 0 = background

@@ -50,7 +50,7 @@ def check_detections(out, images, num_classes):
 
 
 def small(**kw):
-    return build_detector("fast_rcnn", build_backbone("resnet18"), 3, hidden_dim=64, **kw)
+    return build_detector("fast_rcnn", build_backbone("resnet18"), 3, representation_size=64, **kw)
 
 
 def test_registered_and_needs_proposals():
@@ -130,7 +130,7 @@ def test_zero_proposals_and_background_only_images():
 def test_tiny_overfit(pool):
     torch.manual_seed(0)
     imgs, targets, props = tiny_scenes()  # 64 px: 4x4 cells at stride 16
-    m = build_detector("fast_rcnn", build_backbone("resnet18"), 3, hidden_dim=128, roi_pool=pool)
+    m = build_detector("fast_rcnn", build_backbone("resnet18"), 3, representation_size=128, roi_pool=pool)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     first = None
     for _ in range(30):

@@ -38,7 +38,7 @@ def empty_target():
 
 
 def small(**kw) -> RCNN:
-    kw = {"warp_size": 32, "context_padding": 2, "hidden_dim": 64, "regions_per_batch": 32, **kw}
+    kw = {"warp_size": 32, "context_padding": 2, "representation_size": 64, "regions_per_batch": 32, **kw}
     return build_detector("rcnn", build_backbone("resnet18"), 3, **kw)
 
 
@@ -172,7 +172,7 @@ def _partial(tmp_path, model):
 def test_tiny_overfit():
     torch.manual_seed(0)
     imgs, targets, props = tiny_scenes()
-    m = small(hidden_dim=128, dropout=0.0)
+    m = small(representation_size=128, dropout=0.0)
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     first = None
     for _ in range(40):

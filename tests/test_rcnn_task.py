@@ -20,8 +20,8 @@ from visiontasks.tasks import DetectionTask
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "detection"
 TINY_MODEL = {
-    "rcnn": dict(warp_size=32, context_padding=2, hidden_dim=32, regions_per_batch=16, max_proposals_test=30),
-    "fast_rcnn": dict(hidden_dim=32, rois_per_image=16, max_proposals_test=30),
+    "rcnn": dict(warp_size=32, context_padding=2, representation_size=32, regions_per_batch=16, max_proposals_test=30),
+    "fast_rcnn": dict(representation_size=32, rois_per_image=16, max_proposals_test=30),
 }
 
 

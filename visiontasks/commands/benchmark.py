@@ -46,13 +46,24 @@ from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namesp
 
 DESCRIPTION = ("Four generations of detectors (R-CNN, Fast R-CNN, Faster R-CNN, YOLOv1) on one backbone, "
                "one dataset and one metric, in one table and one chart.")
-GENERATIONS = ("rcnn", "fast_rcnn", "faster_rcnn", "yolov1")
-PAPERS = {
-    "rcnn": "R-CNN (2014)",
-    "fast_rcnn": "Fast R-CNN (2015)",
-    "faster_rcnn": "Faster R-CNN (2015)",
-    "yolov1": "YOLOv1 (2016)",
-}
+
+
+def paper_label(model: str) -> str:
+    """``"Faster R-CNN (2015)"``: the paper and year the registered detector ``model`` states (its
+    class attributes ``paper`` and ``year``); the bare name for one that states none."""
+    from visiontasks.heads.detector import DETECTORS, detector_paper
+
+    if model not in DETECTORS:
+        return model
+    paper, year = detector_paper(model)
+    return f"{paper} ({year})" if year else paper
+
+
+def generation_order(model: str) -> tuple[int, str]:
+    """Sort key of a table row: by publication year, then paper (Fast R-CNN before Faster R-CNN)."""
+    from visiontasks.heads.detector import DETECTORS, detector_paper
+
+    return detector_paper(model)[::-1] if model in DETECTORS else (10**4, model)
 
 
 @dataclass
@@ -297,7 +308,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         speed = f"{ref / r['total_ms']:.1f}x" if ref and r["total_ms"] > 0 else "-"
         lines.append("| " + " | ".join([
-            PAPERS.get(r["model"], r["model"]), r["backbone"], f"{r['params'] / 1e6:.2f}",
+            paper_label(r["model"]), r["backbone"], f"{r['params'] / 1e6:.2f}",
             f"{r['train_s_per_epoch']:.1f}", f"{r['proposal_ms']:.1f}" if r["proposal_ms"] else "0 (in network)",
             f"{r['network_ms']:.1f}", f"{r['total_ms']:.1f}", speed, f"{r['mAP50']:.3f}", f"{r['mAP']:.3f}",
         ]) + " |")
@@ -310,7 +321,7 @@ def chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [PAPERS.get(r["model"], r["model"]).split(" (")[0] for r in rows]
+    names = [paper_label(r["model"]).split(" (")[0] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     x = range(len(rows))
     axes[0].bar(x, [r["proposal_ms"] for r in rows], label="selective search", color="#d98c3f")
@@ -380,8 +391,7 @@ def detectors_main(argv: list[str]) -> int:
         done[name] = run_detector(name, bench.detectors[name], bench, fit.model, dm, trainer_cfg, out_dir)
         done[name]["benchmark_s"] = time.perf_counter() - start
         json_path.write_text(json.dumps(list(done.values()), indent=1))  # after each: resumable
-    order = {m: i for i, m in enumerate(GENERATIONS)}
-    rows = sorted(done.values(), key=lambda r: order.get(r["model"], len(order)))
+    rows = sorted(done.values(), key=lambda r: generation_order(r["model"]))
     table = markdown_table(rows)
     (out_dir / "generations.md").write_text(f"# {bench.title}\n\n{table}\n")
     chart(rows, out_dir / "generations.png", bench.title)

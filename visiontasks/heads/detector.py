@@ -4,8 +4,12 @@ Every detector (R-CNN, Fast R-CNN, Faster R-CNN, YOLOv1) is a :class:`Detector`:
 that takes a list of normalised images of possibly different sizes and
 
 * in training mode, with ``targets``, returns a dict of named scalar losses (the task sums them);
-* in eval mode returns, per image, ``dict(boxes=[D, 4] float xyxy pixels of the given image,
-  scores=[D] float, labels=[D] int64 0-based)``.
+* in eval mode returns, per image, ``dict(boxes=[D, 4] float32 xyxy pixels of the given image,
+  inside it, scores=[D] float32 in [0, 1] sorted descending, labels=[D] int64 0-based)``.
+
+A detector is one module with one ``@register_detector("name")`` class, imported by
+``visiontasks/heads/__init__.py`` (which is what registers it); ``tests/test_detector_contract.py``
+then checks it against this contract.
 
 Target format (one everywhere): ``boxes`` float32 ``[K, 4]`` xyxy in pixels of the image as given,
 ``labels`` int64 ``[K]`` with 0 = the first real class. The data carries no background index; each
@@ -18,13 +22,12 @@ classifiers).
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from visiontasks.backbones import Backbone
+from visiontasks.backbones import Backbone, FeatureInfo
 
 Losses = dict[str, Tensor]
 Detections = list[dict[str, Tensor]]
@@ -33,34 +36,57 @@ Detections = list[dict[str, Tensor]]
 class Detector(nn.Module):
     """Base class of all detectors (see the module docstring for the input/output contract).
 
-    ``needs_proposals``: ``True`` for detectors that consume external region proposals (R-CNN,
-    Fast R-CNN); the task then requires ``target["proposals"]`` and passes them as ``proposals``.
+    A template: :meth:`forward` validates the inputs once for every detector (targets in training,
+    proposals where ``needs_proposals``), pads the images into one batch (top-left aligned, sides a
+    multiple of ``size_divisible``) and calls :meth:`losses` (training) or :meth:`detect` (eval).
+    A subclass implements those two (or overrides ``forward`` entirely).
+
+    Class attributes: ``needs_proposals`` (``True`` for detectors that consume external region
+    proposals, R-CNN and Fast R-CNN: the task then requires ``target["proposals"]`` and passes them
+    as ``proposals``); ``paper`` and ``year``, the publication the detector follows (read by
+    ``visiontasks benchmark detectors``). Instances set ``num_classes`` and ``size_divisible``.
     """
 
     needs_proposals: ClassVar[bool] = False
+    paper: ClassVar[str] = ""
+    year: ClassVar[int] = 0
+    num_classes: int
+    size_divisible: int = 32
 
-    def forward(  # noqa: D401 - interface
+    def forward(
         self,
         images: list[Tensor],
         targets: list[dict[str, Any]] | None = None,
         proposals: list[Tensor] | None = None,
     ) -> Losses | Detections:
         """Training mode: dict of named scalar losses; eval mode: per-image detections."""
+        if self.needs_proposals:
+            check_proposals(proposals, len(images))
+        batch, sizes = batch_images(images, self.size_divisible)
+        if self.training:
+            return self.losses(batch, sizes, check_targets(targets, len(images), self.num_classes), proposals)
+        return self.detect(batch, sizes, proposals)
+
+    def losses(
+        self, batch: Tensor, sizes: list[tuple[int, int]], targets: list[dict[str, Any]],
+        proposals: list[Tensor] | None,
+    ) -> Losses:
+        """Named scalar losses of the padded ``batch`` ``[N, C, H, W]`` (image i is ``sizes[i]`` =
+        (H_i, W_i) at the top left) with validated ``targets``."""
+        raise NotImplementedError
+
+    def detect(self, batch: Tensor, sizes: list[tuple[int, int]], proposals: list[Tensor] | None) -> Detections:
+        """Per-image detections (boxes clipped to ``sizes[i]``) of the padded ``batch``."""
         raise NotImplementedError
 
 
 DETECTORS: dict[str, Callable[..., Detector]] = {}
 
-# Modules that register detectors when imported. They land in separate work streams, so a module
-# that does not exist (yet) must not break the others; a module that exists but fails to import is
-# reported.
-_DETECTOR_MODULES = ("faster_rcnn", "yolov1", "rcnn", "fast_rcnn")
-_imported = False
-
 
 def register_detector(name: str) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
     """Decorator: ``@register_detector("yolov1")`` on a Detector class or a factory function
-    ``(backbone, num_classes, **kwargs) -> Detector``."""
+    ``(backbone, num_classes, **kwargs) -> Detector``. The module holding it is imported by
+    ``visiontasks/heads/__init__.py``, which is what registers it."""
 
     def deco(factory: Callable[..., Detector]) -> Callable[..., Detector]:
         if name in DETECTORS and DETECTORS[name] is not factory:
@@ -71,28 +97,20 @@ def register_detector(name: str) -> Callable[[Callable[..., Detector]], Callable
     return deco
 
 
-def _import_detector_modules() -> None:
-    global _imported
-    if _imported:
-        return
-    for mod in _DETECTOR_MODULES:
-        try:
-            importlib.import_module(f"visiontasks.heads.{mod}")
-        except ModuleNotFoundError as err:
-            if err.name != f"visiontasks.heads.{mod}":
-                raise  # the module exists but one of ITS imports is missing: don't hide it
-    _imported = True
-
-
 def list_detectors() -> list[str]:
     """Names accepted by :func:`build_detector`, sorted."""
-    _import_detector_modules()
     return sorted(DETECTORS)
+
+
+def detector_paper(name: str) -> tuple[str, int]:
+    """``(paper, year)`` of registered detector ``name`` (its class attributes; ``(name, 0)`` when it
+    states none)."""
+    factory = DETECTORS[name]
+    return getattr(factory, "paper", "") or name, int(getattr(factory, "year", 0) or 0)
 
 
 def build_detector(name: str, backbone: Backbone, num_classes: int, **kwargs: Any) -> Detector:
     """Build detector ``name`` on ``backbone`` for ``num_classes`` real classes (no background)."""
-    _import_detector_modules()
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; available: {', '.join(sorted(DETECTORS))}")
     if num_classes < 1:
@@ -115,6 +133,22 @@ def select_features(backbone: Backbone, names: Sequence[str]) -> Backbone:
     keep = idx[-1] + 1
     stages = [(f.name, backbone.stages[f.name], f.channels, f.stride) for f in backbone.stage_info[:keep]]
     return Backbone(stages, backbone.in_chans, idx, min(backbone.frozen_stages, keep), backbone.norm_eval)
+
+
+def pick_feature(backbone: Backbone, name: str | None = None, max_stride: int | None = 16) -> FeatureInfo:
+    """The backbone output a single-level head reads: output ``name`` when given, else the deepest
+    output with stride <= ``max_stride`` (the papers' VGG16 conv5_3 at 16; the shallowest output if
+    none is that fine), or the deepest output of all when ``max_stride`` is ``None``."""
+    infos = backbone.feature_info
+    if name is not None:
+        found = [f for f in infos if f.name == name]
+        if not found:
+            raise ValueError(f"backbone has no output {name!r}; it has {[f.name for f in infos]}")
+        return found[0]
+    if max_stride is None:
+        return infos[-1]
+    small = [f for f in infos if f.stride <= max_stride]
+    return small[-1] if small else infos[0]
 
 
 def batch_images(images: Sequence[Tensor], size_divisible: int = 32) -> tuple[Tensor, list[tuple[int, int]]]:
@@ -149,3 +183,13 @@ def check_targets(targets: list[dict[str, Any]] | None, n: int, num_classes: int
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
             raise ValueError(f"target labels must be in [0, {num_classes - 1}], got {labels.tolist()}")
     return targets
+
+
+def check_proposals(proposals: list[Tensor] | None, n: int) -> list[Tensor]:
+    """Validate external region proposals: one ``[P_i, 4]`` xyxy tensor per image (``P_i`` may be 0)."""
+    if proposals is None:
+        raise ValueError("this detector needs region proposals (one [P, 4] xyxy tensor per image): "
+                         "configure data.init_args.proposals")
+    if len(proposals) != n:
+        raise ValueError(f"{len(proposals)} proposal tensors for {n} images")
+    return proposals

@@ -4,6 +4,8 @@ The Region Proposal Network (``RPNHead`` + ``RegionProposalNetwork`` with an ``A
 RoI Align (``MultiScaleRoIAlign``), the two-layer box head and the class-score + class-specific box
 regression predictor (``RoIHeads``) are torchvision's; what is ours is the glue to our backbone
 contract: the feature maps, their channels and their levels come from ``backbone.feature_info``.
+The model is the two-stage core of :mod:`visiontasks.heads.two_stage` (shared with Fast R-CNN) with
+an RPN as its proposal source.
 
 Two layouts:
 
@@ -25,22 +27,18 @@ labels are shifted by +1 inside and back by -1 on the way out.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Sequence
+from typing import Sequence
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, roi_pool
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from visiontasks.backbones import Backbone
 
-from .detector import Detector, batch_images, check_targets, register_detector, select_features
+from .detector import pick_feature, register_detector
+from .two_stage import RoIMaxPool, TwoStageDetector, box_roi_heads
 
 
 def _anchor_sizes(
@@ -68,28 +66,8 @@ def _anchor_sizes(
     return nested
 
 
-class RoIMaxPool(nn.Module):
-    """Fast R-CNN's RoI max pooling on one feature map, usable as ``RoIHeads``' ``box_roi_pool``.
-
-    torchvision only ships the multi-level RoI *Align* module; this adapter calls
-    ``torchvision.ops.roi_pool`` with the feature's stride from ``feature_info``. (On CPU its
-    backward pass is ~10x faster than RoI Align's, which matters for CPU training.)
-    """
-
-    def __init__(self, name: str, output_size: int, stride: int) -> None:
-        super().__init__()
-        self.name, self.output_size, self.stride = name, output_size, stride
-
-    def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list) -> Tensor:
-        feat = features[self.name]
-        # fp32 like torchvision's autocast wrapper of roi_align (roi_pool has no CPU bf16 kernel)
-        with torch.autocast(device_type=feat.device.type, enabled=False):
-            out = roi_pool(feat.float(), [p.float() for p in proposals], self.output_size, 1.0 / self.stride)
-        return out
-
-
 @register_detector("faster_rcnn")
-class FasterRCNN(Detector):
+class FasterRCNN(TwoStageDetector):
     """Faster R-CNN: ``backbone -> [FPN] -> RPN -> RoI Align -> box head -> classes + boxes``.
 
     Args:
@@ -106,8 +84,13 @@ class FasterRCNN(Detector):
         representation_size: width of the two fully connected layers of the box head.
         rpn_*, box_*: torchvision's RPN and RoI-head settings (same defaults as
             ``torchvision.models.detection.FasterRCNN``).
+        score_thresh, nms_thresh, detections_per_img: the final post-processing (torchvision's
+            ``box_score_thresh``, ``box_nms_thresh``, ``box_detections_per_img``).
         size_divisible: batch padding multiple.
     """
+
+    paper = "Faster R-CNN"
+    year = 2015
 
     def __init__(
         self,
@@ -133,9 +116,9 @@ class FasterRCNN(Detector):
         rpn_batch_size_per_image: int = 256,
         rpn_positive_fraction: float = 0.5,
         rpn_score_thresh: float = 0.0,
-        box_score_thresh: float = 0.05,
-        box_nms_thresh: float = 0.5,
-        box_detections_per_img: int = 100,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
         box_fg_iou_thresh: float = 0.5,
         box_bg_iou_thresh: float = 0.5,
         box_batch_size_per_image: int = 512,
@@ -143,37 +126,26 @@ class FasterRCNN(Detector):
         bbox_reg_weights: Sequence[float] | None = None,
         size_divisible: int = 32,
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.size_divisible = size_divisible
         infos = backbone.feature_info
+        fpn_module: FeaturePyramidNetwork | None = None
         if fpn:
             chosen = [f for f in infos if f.stride >= fpn_min_stride]
             if not chosen:
                 raise ValueError(f"no backbone output has stride >= {fpn_min_stride}: {infos}")
-            self.feature_names = [f.name for f in chosen]
-            self.fpn: FeaturePyramidNetwork | None = FeaturePyramidNetwork(
+            fpn_module = FeaturePyramidNetwork(
                 [f.channels for f in chosen], fpn_channels, extra_blocks=LastLevelMaxPool()
             )
             channels, levels = fpn_channels, len(chosen) + 1
         else:
-            if feature is None:
-                small = [f for f in infos if f.stride <= 16]
-                chosen = [small[-1] if small else infos[0]]
-            else:
-                chosen = [f for f in infos if f.name == feature]
-                if not chosen:
-                    raise ValueError(f"backbone has no output {feature!r}; it has {[f.name for f in infos]}")
-            self.feature_names = [chosen[0].name]
-            self.fpn = None
+            chosen = [pick_feature(backbone, feature)]
             channels, levels = chosen[0].channels, 1
-        self.backbone = select_features(backbone, self.feature_names)
+        names = [f.name for f in chosen]
 
         sizes = _anchor_sizes(anchor_sizes, levels, fpn)
         ratios = (tuple(float(r) for r in aspect_ratios),) * levels
         anchor_generator = AnchorGenerator(sizes, ratios)
         rpn_head = RPNHead(channels, anchor_generator.num_anchors_per_location()[0])
-        self.rpn = RegionProposalNetwork(
+        rpn = RegionProposalNetwork(
             anchor_generator, rpn_head,
             rpn_fg_iou_thresh, rpn_bg_iou_thresh, rpn_batch_size_per_image, rpn_positive_fraction,
             dict(training=rpn_pre_nms_top_n_train, testing=rpn_pre_nms_top_n_test),
@@ -181,48 +153,17 @@ class FasterRCNN(Detector):
             rpn_nms_thresh, score_thresh=rpn_score_thresh,
         )
         if roi_op == "align":
-            roi: nn.Module = MultiScaleRoIAlign(self.feature_names, roi_output_size, roi_sampling_ratio)
+            roi: nn.Module = MultiScaleRoIAlign(names, roi_output_size, roi_sampling_ratio)
         elif roi_op == "pool":
             if fpn:
                 raise ValueError("roi_op='pool' works on one level; use roi_op='align' with fpn=True")
-            roi = RoIMaxPool(chosen[0].name, roi_output_size, chosen[0].stride)
+            roi = RoIMaxPool(roi_output_size, 1.0 / chosen[0].stride, chosen[0].name)
         else:
             raise ValueError(f"roi_op must be 'align' or 'pool', got {roi_op!r}")
-        box_head = TwoMLPHead(channels * roi_output_size**2, representation_size)
-        predictor = FastRCNNPredictor(representation_size, num_classes + 1)
-        self.roi_heads = RoIHeads(
-            roi, box_head, predictor,
+        heads = box_roi_heads(
+            roi, channels * roi_output_size**2, representation_size, num_classes,
             box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
-            tuple(bbox_reg_weights) if bbox_reg_weights is not None else None,
-            box_score_thresh, box_nms_thresh, box_detections_per_img,
+            bbox_reg_weights, score_thresh, nms_thresh, detections_per_img,
         )
-
-    def features(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        """Backbone (+ FPN) feature maps of a padded batch ``[N, C, H, W]``."""
-        feats = self.backbone(x)
-        feats = OrderedDict((n, feats[n]) for n in self.feature_names)
-        return self.fpn(feats) if self.fpn is not None else feats
-
-    def forward(
-        self,
-        images: list[Tensor],
-        targets: list[dict[str, Any]] | None = None,
-        proposals: list[Tensor] | None = None,
-    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        """Training: ``{loss_objectness, loss_rpn_box_reg, loss_classifier, loss_box_reg}``;
-        eval: per image ``{boxes [D, 4] xyxy px, scores [D], labels [D] int64 0-based}``."""
-        x, sizes = batch_images(images, self.size_divisible)
-        tv_targets = None
-        if self.training:
-            targets = check_targets(targets, len(images), self.num_classes)
-            tv_targets = [{"boxes": t["boxes"].float(), "labels": t["labels"] + 1} for t in targets]
-        image_list = ImageList(x, sizes)
-        feats = self.features(x)
-        props, rpn_losses = self.rpn(image_list, feats, tv_targets)
-        detections, roi_losses = self.roi_heads(feats, props, image_list.image_sizes, tv_targets)
-        if self.training:
-            return {**rpn_losses, **roi_losses}
-        return [
-            {"boxes": d["boxes"].float(), "scores": d["scores"].float(), "labels": d["labels"] - 1}
-            for d in detections
-        ]
+        super().__init__(backbone, num_classes, names, heads, rpn=rpn, fpn=fpn_module,
+                         size_divisible=size_divisible)

@@ -34,18 +34,19 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, BoxCoder
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes, roi_align
+from torchvision.ops import box_iou, roi_align
 
 from visiontasks.backbones import Backbone
+from visiontasks.ops import postprocess_detections
 
-from .detector import Detector, batch_images, register_detector
-from .fast_rcnn import clean_proposals, deepest_feature, fill_empty_proposals
+from .detector import Detections, Detector, pick_feature, register_detector
+from .two_stage import clean_proposals, fill_empty_proposals
 
 STAGES = ("all", "finetune", "svm")
 
@@ -88,7 +89,7 @@ class RCNN(Detector):
         num_classes: real classes (the softmax adds background at index 0; SVMs are per class).
         warp_size: side of the warped region (227 in the paper; smaller for small images).
         context_padding: context pixels around the box in the warped frame (16 in the paper).
-        hidden_dim: width of the fc layer whose ReLU output ("fc7") feeds the SVMs.
+        representation_size: width of the fc layer whose ReLU output ("fc7") feeds the SVMs.
         regions_per_batch, fg_fraction, fg_iou: fine-tuning mini-batch (128, 0.25, 0.5: 32 fg / 96
             bg), spread evenly over the images of the batch; ground-truth boxes always join it.
         svm_neg_iou, svm_pos_weight, svm_l2: SVM negatives (IoU < 0.3), positive weight, L2 penalty.
@@ -102,6 +103,9 @@ class RCNN(Detector):
     """
 
     needs_proposals = True
+    paper = "R-CNN"
+    year = 2014
+    size_divisible = 1  # regions are warped from the images themselves
 
     def __init__(
         self,
@@ -109,7 +113,7 @@ class RCNN(Detector):
         num_classes: int,
         warp_size: int = 227,
         context_padding: float = 16.0,
-        hidden_dim: int = 1024,
+        representation_size: int = 1024,
         dropout: float = 0.5,
         regions_per_batch: int = 128,
         fg_fraction: float = 0.25,
@@ -136,14 +140,15 @@ class RCNN(Detector):
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
         self.backbone = backbone
         self.num_classes = num_classes
-        self.feature_name, channels, _ = deepest_feature(backbone)
+        info = pick_feature(backbone, max_stride=None)  # the deepest output, globally pooled
+        self.feature_name, channels = info.name, info.channels
         self.warp_size = int(warp_size)
         self.context_padding = float(context_padding)
         context_boxes(torch.zeros(1, 4), self.warp_size, self.context_padding)  # validate now
-        self.fc = nn.Sequential(nn.Linear(channels, hidden_dim), nn.ReLU(inplace=True))
+        self.fc = nn.Sequential(nn.Linear(channels, representation_size), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(dropout)
-        self.cls_score = nn.Linear(hidden_dim, num_classes + 1)
-        self.svm = nn.Linear(hidden_dim, num_classes)
+        self.cls_score = nn.Linear(representation_size, num_classes + 1)
+        self.svm = nn.Linear(representation_size, num_classes)
         self.bbox_pred = nn.Linear(channels, 4 * num_classes)
         # an untrained regressor leaves boxes unchanged
         nn.init.zeros_(self.bbox_pred.weight)
@@ -266,7 +271,10 @@ class RCNN(Detector):
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
-    def _detect(self, batch: Tensor, props: list[Tensor], sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+    def detect(self, batch: Tensor, sizes: list[tuple[int, int]], proposals: list[Tensor] | None) -> Detections:
+        """Every proposal through the CNN (in chunks), scored, regressed, post-processed."""
+        assert proposals is not None  # checked in Detector.forward (needs_proposals)
+        props = clean_proposals(proposals, self.max_proposals_test)
         out = []
         for i, p in enumerate(props):
             scores, deltas = [], []
@@ -285,37 +293,19 @@ class RCNN(Detector):
                 continue
             s = torch.cat(scores)  # [P, C]
             boxes = self.box_coder.decode_single(torch.cat(deltas), p)  # [P, 4C]
-            boxes = clip_boxes_to_image(boxes.reshape(-1, self.num_classes, 4), sizes[i])
             labels = torch.arange(self.num_classes, device=p.device).expand(len(p), -1)
-            boxes, s, labels = boxes.reshape(-1, 4), s.reshape(-1), labels.reshape(-1)
-            keep = torch.nonzero(s > self.score_thresh).flatten()
-            boxes, s, labels = boxes[keep], s[keep], labels[keep]
-            keep = remove_small_boxes(boxes, 1e-2)
-            boxes, s, labels = boxes[keep], s[keep], labels[keep]
-            keep = batched_nms(boxes, s, labels, self.nms_thresh)[: self.detections_per_img]
-            out.append({"boxes": boxes[keep], "scores": s[keep], "labels": labels[keep]})
+            out.append(postprocess_detections(boxes, s, labels, sizes[i], self.score_thresh, self.nms_thresh,
+                                              self.detections_per_img))
         return out
 
-    def forward(
-        self,
-        images: list[Tensor],
-        targets: list[dict[str, Any]] | None = None,
-        proposals: list[Tensor] | None = None,
-    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        if proposals is None:
-            raise ValueError("rcnn needs region proposals: configure data.init_args.proposals")
-        if len(proposals) != len(images):
-            raise ValueError(f"{len(proposals)} proposal tensors for {len(images)} images")
-        batch, sizes = batch_images(images, 1)
-        if not self.training:
-            return self._detect(batch, clean_proposals(proposals, self.max_proposals_test), sizes)
-        if targets is None:
-            raise ValueError("rcnn in training mode needs targets")
+    def losses(self, batch: Tensor, sizes: list[tuple[int, int]], targets: list[dict[str, Any]],
+               proposals: list[Tensor] | None) -> dict[str, Tensor]:
+        """The losses of ``stage`` on a mini-batch of warped regions."""
+        assert proposals is not None  # checked in Detector.forward (needs_proposals)
         props = fill_empty_proposals(clean_proposals(proposals, self.max_proposals_train), targets, sizes)
-        per_image = max(1, self.regions_per_batch // len(images))
+        per_image = max(1, self.regions_per_batch // len(props))
         regions, labels, class_iou, matched, best_iou, is_gt = self._sample(props, targets, per_image)
-        warped = self.warp(batch, regions)
-        pool5, fc7 = self.features(warped)
+        pool5, fc7 = self.features(self.warp(batch, regions))
         return self._losses(regions, labels, class_iou, matched, best_iou, is_gt, pool5, fc7)
 
 

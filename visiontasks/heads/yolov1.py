@@ -33,11 +33,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from visiontasks.backbones import Backbone
+from visiontasks.ops import paired_box_iou, postprocess_detections
 
-from .detector import Detector, batch_images, check_targets, register_detector, select_features
+from .detector import Detections, Detector, pick_feature, register_detector, select_features
 
 
 class _ChannelsLast(nn.Module):
@@ -65,7 +65,8 @@ class YOLOv1(Detector):
             S x S x hidden map) or ``conv`` (a 1 x 1 convolution predicts each cell from its own
             pooled features, as later fully convolutional YOLOs; learns localisation faster).
         hidden_channels: channels of the two head convolutions (paper: 1024).
-        fc_dim: width of the first fully connected layer (paper: 4096); dropout after it (paper 0.5).
+        representation_size: width of the first fully connected layer (paper: 4096); dropout after
+            it (paper 0.5).
         prior: initial confidence of every predictor (bias initialisation of the last layer).
         activation: ``linear`` outputs as in the paper (clamped to [0, 1] when decoding) or
             ``sigmoid`` (box terms and confidence) + ``softmax`` (class probabilities).
@@ -73,9 +74,12 @@ class YOLOv1(Detector):
         rescore: confidence target = IoU of the responsible box with its object (paper); else 1.
         score_thresh: minimum class-specific confidence (class prob x confidence) kept at decoding.
         nms_thresh: IoU threshold of the per-class NMS (``torchvision.ops.batched_nms``).
-        max_detections: detections kept per image (highest scores).
+        detections_per_img: detections kept per image (highest scores).
         size_divisible: batch padding multiple.
     """
+
+    paper = "YOLOv1"
+    year = 2016
 
     def __init__(
         self,
@@ -86,29 +90,26 @@ class YOLOv1(Detector):
         feature: str | None = None,
         head: str = "fc",
         hidden_channels: int = 1024,
-        fc_dim: int = 4096,
+        representation_size: int = 4096,
         dropout: float = 0.5,
         lambda_coord: float = 5.0,
         lambda_noobj: float = 0.5,
         rescore: bool = True,
         score_thresh: float = 0.01,
         nms_thresh: float = 0.5,
-        max_detections: int = 100,
+        detections_per_img: int = 100,
         size_divisible: int = 32,
         prior: float = 0.05,
         activation: str = "linear",
     ) -> None:
         super().__init__()
-        infos = backbone.feature_info
-        chosen = infos[-1] if feature is None else next((f for f in infos if f.name == feature), None)
-        if chosen is None:
-            raise ValueError(f"backbone has no output {feature!r}; it has {[f.name for f in infos]}")
+        chosen = pick_feature(backbone, feature, max_stride=None)
         self.feature_name = chosen.name
         self.backbone = select_features(backbone, [chosen.name])
         self.S, self.B, self.C = grid_size, boxes_per_cell, num_classes
         self.num_classes = num_classes
         self.lambda_coord, self.lambda_noobj, self.rescore = lambda_coord, lambda_noobj, rescore
-        self.score_thresh, self.nms_thresh, self.max_detections = score_thresh, nms_thresh, max_detections
+        self.score_thresh, self.nms_thresh, self.detections_per_img = score_thresh, nms_thresh, detections_per_img
         self.size_divisible = size_divisible
         if activation not in ("linear", "sigmoid"):
             raise ValueError(f"activation must be 'linear' (the paper's) or 'sigmoid', got {activation!r}")
@@ -120,10 +121,10 @@ class YOLOv1(Detector):
                 _conv_bn(hidden_channels, hidden_channels),
                 nn.AdaptiveAvgPool2d(grid_size),
                 nn.Flatten(),
-                nn.Linear(hidden_channels * grid_size * grid_size, fc_dim),
+                nn.Linear(hidden_channels * grid_size * grid_size, representation_size),
                 nn.LeakyReLU(0.1, inplace=True),
                 nn.Dropout(dropout),
-                nn.Linear(fc_dim, grid_size * grid_size * out_per_cell),
+                nn.Linear(representation_size, grid_size * grid_size * out_per_cell),
             )
         elif head == "conv":  # each cell predicted from its own region of the feature map
             self.head = nn.Sequential(
@@ -231,7 +232,7 @@ class YOLOv1(Detector):
             obj, t_cell, t_xyxy, t_cls = self.encode_targets(targets, height, width, raw.device)
             with torch.no_grad():
                 pred_xyxy = self.decode_boxes(boxes[..., :4].clamp(0, 1))  # [N, S, S, B, 4]
-                iou = _paired_iou(pred_xyxy, t_xyxy.unsqueeze(3))  # [N, S, S, B]
+                iou = paired_box_iou(pred_xyxy, t_xyxy.unsqueeze(3))  # [N, S, S, B]
                 best = iou.argmax(dim=-1, keepdim=True)
                 resp = torch.zeros_like(iou, dtype=torch.bool).scatter_(-1, best, True) & obj.unsqueeze(-1)
                 conf_target = iou if self.rescore else torch.ones_like(iou)
@@ -248,54 +249,27 @@ class YOLOv1(Detector):
     @torch.no_grad()
     def decode(self, raw: Tensor, sizes: list[tuple[int, int]], height: int, width: int) -> list[dict[str, Tensor]]:
         """Per image: class-specific confidence (class prob x confidence) > ``score_thresh``, boxes
-        clipped to the image, per-class NMS, the best ``max_detections``."""
+        clipped to the image, per-class NMS, the best ``detections_per_img``."""
         with torch.autocast(device_type=raw.device.type, enabled=False):
             boxes, probs = self.activate(raw.float())
             boxes, probs = boxes.clamp(0, 1), probs.clamp(0, 1)
             xyxy = self.decode_boxes(boxes[..., :4]) * torch.tensor(
                 [width, height, width, height], device=raw.device, dtype=torch.float32
             )
-            scores = boxes[..., 4:5] * probs.unsqueeze(3)  # [N, S, S, B, C]
-            out = []
-            for b, (h, w) in enumerate(sizes):
-                s = scores[b].reshape(-1, self.C)
-                bx = xyxy[b].reshape(-1, 4)
-                box_idx, label = (s > self.score_thresh).nonzero(as_tuple=True)
-                sc = s[box_idx, label]
-                bb = bx[box_idx].clone()
-                bb[:, 0::2] = bb[:, 0::2].clamp(0, w)
-                bb[:, 1::2] = bb[:, 1::2].clamp(0, h)
-                ok = (bb[:, 2] > bb[:, 0]) & (bb[:, 3] > bb[:, 1])
-                bb, sc, label = bb[ok], sc[ok], label[ok]
-                keep = batched_nms(bb, sc, label, self.nms_thresh)[: self.max_detections]
-                out.append({"boxes": bb[keep], "scores": sc[keep], "labels": label[keep].long()})
-        return out
+            scores = (boxes[..., 4:5] * probs.unsqueeze(3)).reshape(len(sizes), -1, self.C)  # [N, S*S*B, C]
+            xyxy = xyxy.reshape(len(sizes), -1, 1, 4).expand(-1, -1, self.C, -1)  # one box per class
+            labels = torch.arange(self.C, device=raw.device).expand_as(scores[0])
+            return [
+                postprocess_detections(xyxy[b], scores[b], labels, size, self.score_thresh, self.nms_thresh,
+                                       self.detections_per_img, min_size=0.0)
+                for b, size in enumerate(sizes)
+            ]
 
-    def forward(
-        self,
-        images: list[Tensor],
-        targets: list[dict[str, Any]] | None = None,
-        proposals: list[Tensor] | None = None,
-    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        """Training: ``{loss_coord, loss_obj, loss_noobj, loss_cls}``; eval: per image
-        ``{boxes [D, 4] xyxy px, scores [D], labels [D] int64 0-based}``."""
-        x, sizes = batch_images(images, self.size_divisible)
-        height, width = x.shape[-2:]
-        raw = self.raw(x)
-        if self.training:
-            targets = check_targets(targets, len(images), self.num_classes)
-            return self.loss(raw, targets, height, width)
-        return self.decode(raw, sizes, height, width)
+    def losses(self, batch: Tensor, sizes: list[tuple[int, int]], targets: list[dict[str, Any]],
+               proposals: list[Tensor] | None) -> dict[str, Tensor]:
+        """``{loss_coord, loss_obj, loss_noobj, loss_cls}`` (the grid spans the padded batch)."""
+        return self.loss(self.raw(batch), targets, *batch.shape[-2:])
 
-
-def _paired_iou(a: Tensor, b: Tensor) -> Tensor:
-    """IoU of boxes ``a [..., 4]`` and ``b [..., 4]`` (broadcast), xyxy.
-
-    Written here because ``torchvision.ops.box_iou`` computes the full N x M matrix of two box lists,
-    while the loss needs the element-wise IoU of each predictor with its own cell's object."""
-    lt = torch.maximum(a[..., :2], b[..., :2])
-    rb = torch.minimum(a[..., 2:], b[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
-    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area_a + area_b - inter).clamp(min=1e-9)
+    def detect(self, batch: Tensor, sizes: list[tuple[int, int]], proposals: list[Tensor] | None) -> Detections:
+        """Per image ``{boxes [D, 4] xyxy px, scores [D], labels [D] int64 0-based}``."""
+        return self.decode(self.raw(batch), sizes, *batch.shape[-2:])

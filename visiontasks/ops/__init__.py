@@ -4,6 +4,9 @@ saw and the pixels of the image file, clipping, IoU helpers, detection post-proc
 Nothing here imports Lightning or ``visiontasks.data``; boxes are float ``[K, 4]`` xyxy in pixels.
 """
 
+from .detection import box_iou, paired_box_iou, postprocess_detections
 from .geometry import boxes_to_original, clip_boxes, mask_to_original
 
-__all__ = ["boxes_to_original", "clip_boxes", "mask_to_original"]
+__all__ = [
+    "box_iou", "boxes_to_original", "clip_boxes", "mask_to_original", "paired_box_iou", "postprocess_detections",
+]

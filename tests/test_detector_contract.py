@@ -1,0 +1,178 @@
+"""One contract for every registered detector (as tests/test_backbones.py is for every backbone).
+
+Parametrized over ``list_detectors()``: a newly registered detector is tested by being registered.
+Each is built on a small ResNet-18 (first stages frozen) with the settings every detector shares,
+``score_thresh=0`` (so that an untrained model still returns detections to check) and
+``detections_per_img``, plus the size settings of ``SMALL`` where it has an entry. Checked:
+
+* training mode returns a non-empty dict of finite fp32 scalar losses that back-propagate;
+* eval mode returns per image ``boxes`` float32 ``[D, 4]`` xyxy inside the image, ``labels``
+  int64 in ``[0, num_classes)``, ``scores`` float32 in [0, 1] sorted descending;
+* images without boxes, in training and in eval; odd image sizes (97 x 131) in one padded batch;
+* bf16 autocast (CPU, small inputs);
+* the class states its paper and year (the generations benchmark reads them).
+
+Detectors with ``needs_proposals`` get simple proposals: jittered ground truth, a coarse grid of
+boxes and the whole image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from visiontasks.backbones import build_backbone
+from visiontasks.heads.detector import DETECTORS, Detector, build_detector, list_detectors
+
+NUM_CLASSES = 3
+# smaller than the defaults, only for speed; a detector without an entry is built with its defaults
+SMALL: dict[str, dict[str, Any]] = {
+    "faster_rcnn": dict(anchor_sizes=(16, 32, 64), representation_size=32, rpn_pre_nms_top_n_train=100,
+                        rpn_post_nms_top_n_train=30, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
+                        rpn_batch_size_per_image=32, box_batch_size_per_image=16),
+    "fast_rcnn": dict(representation_size=32, rois_per_image=16),
+    "rcnn": dict(warp_size=24, context_padding=2, representation_size=32, regions_per_batch=12, max_proposals_test=8),
+    "yolov1": dict(hidden_channels=16, representation_size=32),
+}
+DETECTORS_UNDER_TEST = list_detectors()
+
+
+def build(name: str, frozen_stages: int = 2) -> Detector:
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18", frozen_stages=frozen_stages)
+    return build_detector(name, backbone, NUM_CLASSES, score_thresh=0.0, detections_per_img=20,
+                          **SMALL.get(name, {}))
+
+
+def proposals_for(images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """Simple proposals per image: each ground-truth box shifted by 2 px, a 3 x 3 grid of boxes
+    (half the image's side each) and the whole image; xyxy pixels."""
+    out = []
+    for im, t in zip(images, targets):
+        h, w = im.shape[-2:]
+        grid = [[x * w / 4, y * h / 4, x * w / 4 + w / 2, y * h / 4 + h / 2] for y in range(3) for x in range(3)]
+        boxes = torch.cat([t["boxes"] + 2.0, torch.tensor(grid + [[0.0, 0.0, w, h]])])
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+        out.append(boxes)
+    return out
+
+
+def target(boxes: list[list[float]], labels: list[int]) -> dict[str, torch.Tensor]:
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64)}
+
+
+def batch(sizes: list[tuple[int, int]], with_boxes: bool = True) -> tuple[list[torch.Tensor], list[dict]]:
+    """Random normalised images of ``sizes``; two boxes per image when ``with_boxes``, else none."""
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randn(3, h, w, generator=g) for h, w in sizes]
+    if not with_boxes:
+        return images, [target([], []) for _ in sizes]
+    return images, [target([[2.0, 3.0, w * 0.5, h * 0.6], [w * 0.4, h * 0.3, w - 1.0, h - 2.0]], [i % 3, 2])
+                    for i, (h, w) in enumerate(sizes)]
+
+
+def run(model: Detector, images: list[torch.Tensor], targets: list[dict] | None, props: list[torch.Tensor] | None):
+    return model(images, targets, props if model.needs_proposals else None)
+
+
+def check_losses(losses: Any, model: Detector) -> None:
+    assert isinstance(losses, dict) and losses, "training mode returns a non-empty dict of losses"
+    for name, value in losses.items():
+        assert isinstance(value, torch.Tensor) and value.ndim == 0, name
+        assert value.dtype == torch.float32 and torch.isfinite(value), (name, value)
+    model.zero_grad(set_to_none=True)
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def check_detections(out: Any, images: list[torch.Tensor]) -> int:
+    """The eval contract; returns the number of detections over the batch."""
+    assert isinstance(out, list) and len(out) == len(images)
+    for det, im in zip(out, images):
+        h, w = im.shape[-2:]
+        assert {"boxes", "scores", "labels"} <= set(det)
+        boxes, scores, labels = det["boxes"], det["scores"], det["labels"]
+        d = len(scores)
+        assert boxes.dtype == torch.float32 and boxes.shape == (d, 4)
+        assert scores.dtype == torch.float32 and scores.shape == (d,)
+        assert labels.dtype == torch.int64 and labels.shape == (d,)
+        if d:
+            assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all(), boxes
+            assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all(), (boxes, (h, w))
+            assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all(), boxes
+            assert labels.min() >= 0 and labels.max() < NUM_CLASSES, labels
+            assert (scores >= 0).all() and (scores <= 1).all(), scores
+            assert (scores[:-1] >= scores[1:]).all(), "scores sorted descending"
+    return sum(len(det["scores"]) for det in out)
+
+
+def test_every_detector_is_under_test() -> None:
+    assert {"rcnn", "fast_rcnn", "faster_rcnn", "yolov1"} <= set(DETECTORS_UNDER_TEST)
+
+
+@pytest.mark.parametrize("name", DETECTORS_UNDER_TEST)
+def test_class_states_paper_and_year(name: str) -> None:
+    factory = DETECTORS[name]
+    assert isinstance(getattr(factory, "paper", None), str) and factory.paper, "set the class attribute paper"
+    year = getattr(factory, "year", None)
+    assert isinstance(year, int) and 1990 <= year <= 2100, "set the class attribute year"
+    model = build(name)
+    assert isinstance(model, Detector) and isinstance(model.needs_proposals, bool)
+    assert model.num_classes == NUM_CLASSES
+
+
+@pytest.mark.parametrize("name", DETECTORS_UNDER_TEST)
+def test_train_and_eval_on_odd_sizes(name: str) -> None:
+    model = build(name)
+    images, targets = batch([(64, 80), (97, 131)])
+    props = proposals_for(images, targets)
+    model.train()
+    check_losses(run(model, images, targets, props), model)
+    model.eval()
+    with torch.no_grad():
+        out = run(model, images, None, props)
+    assert check_detections(out, images) > 0, "score_thresh=0: an untrained model still detects something"
+
+
+@pytest.mark.parametrize("name", DETECTORS_UNDER_TEST)
+def test_images_without_boxes(name: str) -> None:
+    model = build(name)
+    images, targets = batch([(64, 64), (48, 72)], with_boxes=False)
+    props = proposals_for(images, targets)
+    model.train()
+    check_losses(run(model, images, targets, props), model)
+    model.eval()
+    with torch.no_grad():
+        check_detections(run(model, [torch.zeros_like(im) for im in images], None, props), images)
+
+
+@pytest.mark.parametrize("name", DETECTORS_UNDER_TEST)
+def test_bf16_autocast(name: str) -> None:
+    # bf16 is emulated on CPUs without AVX512-BF16 (a conv backward takes seconds): small inputs and
+    # a frozen backbone (its backward under bf16 is the backbone's business); the heads learn
+    model = build(name, frozen_stages=5)
+    images, targets = batch([(32, 48), (32, 40)])
+    props = proposals_for(images, targets)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = run(model, images, targets, props)
+    check_losses(losses, model)
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = run(model, images, None, props)
+    check_detections(out, images)
+
+
+@pytest.mark.parametrize("name", [n for n in DETECTORS_UNDER_TEST if DETECTORS[n].needs_proposals])
+def test_proposal_detectors_refuse_missing_proposals(name: str) -> None:
+    model = build(name).eval()
+    images, _ = batch([(32, 32)])
+    with pytest.raises(ValueError, match="proposals"):
+        model(images)
+    with pytest.raises(ValueError, match="proposal"):
+        model(images, None, [])
