@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import lightning.pytorch.callbacks.timer as timer_module
 import pytest
 import torch
+from torchmetrics import MeanMetric
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -155,8 +156,16 @@ class Tiny(BaseTask):
 
     def __init__(self, lr_scheduler) -> None:
         super().__init__(2, optimizer=lambda p: torch.optim.SGD(p, lr=PEAK), lr_scheduler=lr_scheduler)
-        self.net = nn.Linear(4, 2)
         self.lrs: list[float] = []
+
+    def build_model(self) -> None:
+        self.net = nn.Linear(4, 2)
+
+    def build_metrics(self) -> MeanMetric:
+        return MeanMetric()  # unused: validation_step logs its loss directly
+
+    def on_validation_epoch_end(self) -> None:
+        pass
 
     def training_step(self, batch, batch_idx):
         self.lrs.append(self.trainer.optimizers[0].param_groups[0]["lr"])

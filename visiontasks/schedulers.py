@@ -207,3 +207,27 @@ def trainer_budget(trainer: Any) -> dict[str, Any]:
         else:
             budget["clock"] = timer.time_elapsed
     return budget
+
+
+def scheduler_config(scheduler: Any, trainer: Any, monitor: str, monitor_mode: str) -> dict[str, Any]:
+    """Lightning's ``lr_scheduler`` entry for ``scheduler``: per-batch schedulers (OneCycleLR,
+    CyclicLR, BudgetScheduler: their lengths count batches) step every batch, the rest every epoch;
+    a BudgetScheduler gets the run's step and ``max_time`` budget from ``trainer``;
+    ReduceLROnPlateau follows ``monitor`` (its mode must be ``monitor_mode``) and skips epochs
+    without validation (``check_val_every_n_epoch > 1``) instead of failing."""
+    from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
+
+    from visiontasks.errors import InvalidInputError
+
+    if isinstance(scheduler, BudgetScheduler) and trainer is not None:
+        scheduler.set_budget(**trainer_budget(trainer))
+    interval = "step" if isinstance(scheduler, (OneCycleLR, CyclicLR, BudgetScheduler)) else "epoch"
+    config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
+    if isinstance(scheduler, ReduceLROnPlateau):
+        if scheduler.mode != monitor_mode:
+            raise InvalidInputError(
+                f"ReduceLROnPlateau mode={scheduler.mode!r} but {monitor} is to be {monitor_mode}imised; "
+                f"set lr_scheduler.init_args.mode: {monitor_mode}"
+            )
+        config.update(monitor=monitor, strict=False)
+    return config

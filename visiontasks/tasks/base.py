@@ -14,10 +14,10 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CyclicLR, OneCycleLR, ReduceLROnPlateau
 from torchmetrics import Metric, MetricCollection
 
-from visiontasks.schedulers import BudgetScheduler, trainer_budget
+from visiontasks.errors import InvalidInputError
+from visiontasks.schedulers import scheduler_config
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
 SchedulerFactory = Callable[[Optimizer], Any]
@@ -124,7 +124,7 @@ class BaseTask(pl.LightningModule):
         names = getattr(datamodule, "class_names", None)
         if names is not None:
             if len(names) != self.num_classes:
-                raise ValueError(
+                raise InvalidInputError(
                     f"model.num_classes={self.num_classes} but the data has {len(names)} classes "
                     f"({', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''}); "
                     "make them agree in the config"
@@ -133,7 +133,7 @@ class BaseTask(pl.LightningModule):
         for attr in self.checked_with_data:
             theirs, mine = getattr(datamodule, attr, None), getattr(self.hparams, attr)
             if theirs is not None and theirs != mine:
-                raise ValueError(f"model.{attr}={mine} but data.{attr}={theirs}; make them agree in the config")
+                raise InvalidInputError(f"model.{attr}={mine} but data.{attr}={theirs}; make them agree in the config")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["class_names"] = list(self.class_names)
@@ -149,16 +149,5 @@ class BaseTask(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
-        if isinstance(scheduler, BudgetScheduler) and self._trainer is not None:
-            scheduler.set_budget(**trainer_budget(self.trainer))  # the run's steps and max_time
-        # per-batch schedulers (their total_steps / cycle lengths count batches) step every batch
-        interval = "step" if isinstance(scheduler, (OneCycleLR, CyclicLR, BudgetScheduler)) else "epoch"
-        config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
-        if isinstance(scheduler, ReduceLROnPlateau):
-            if scheduler.mode != self.monitor_mode:
-                raise ValueError(
-                    f"ReduceLROnPlateau mode={scheduler.mode!r} but {self.monitor} is to be "
-                    f"{self.monitor_mode}imised; set lr_scheduler.init_args.mode: {self.monitor_mode}"
-                )
-            config["monitor"] = self.monitor
+        config = scheduler_config(scheduler, self._trainer, self.monitor, self.monitor_mode)
         return {"optimizer": optimizer, "lr_scheduler": config}
