@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 from typing import Any, Hashable
 
+import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 
 from visiontasks.runs import prediction_dir
 
@@ -43,3 +45,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+class PerImageWriter(BasePredictionWriter):
+    """A prediction writer of one or more files per image, written as each batch ends into
+    ``output_dir`` (default: the run's ``predictions`` folder); every process writes its own batches.
+    Subclasses implement :meth:`write_images`."""
+
+    def __init__(self, output_dir: str | os.PathLike | None = None) -> None:
+        super().__init__("batch")
+        self.output_dir = output_dir
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
+                           batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+        self.write_images(prediction, list(pl_module.class_names), output_dir(trainer, self.output_dir))
+
+    def write_images(self, prediction: Any, class_names: list[str], folder: Path) -> None:
+        """Write the files of one batch's ``predict_step`` output."""
+        raise NotImplementedError

@@ -16,7 +16,7 @@ from torchvision.utils import draw_bounding_boxes
 
 from visiontasks.data.io import read_image
 
-from .common import gather_rows, output_dir, write_text_atomic
+from .common import PerImageWriter, gather_rows, output_dir, write_text_atomic
 
 
 def category_ids(trainer: pl.Trainer, num_classes: int) -> list[int]:
@@ -67,22 +67,18 @@ def _palette(n: int) -> list[tuple[int, int, int]]:
     return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb(i / max(n, 1), 0.85, 1.0)) for i in range(n)]
 
 
-class DetectionDrawingWriter(BasePredictionWriter):
+class DetectionDrawingWriter(PerImageWriter):
     """One PNG per image, ``<image_id:06d>_<file stem>.png`` in ``output_dir`` (default: the run's
     ``predictions`` folder): the image file with the detections scoring at least
     ``draw_score_thresh`` drawn (class name and score; one colour per class). Every process writes
     the images of its own batches."""
 
     def __init__(self, draw_score_thresh: float = 0.3, output_dir: str | os.PathLike | None = None) -> None:
-        super().__init__("batch")
+        super().__init__(output_dir)
         self.draw_score_thresh = draw_score_thresh
-        self.output_dir = output_dir
 
-    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
-                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
-                           dataloader_idx: int) -> None:
-        folder = output_dir(trainer, self.output_dir)
-        names = pl_module.class_names
+    def write_images(self, prediction: Any, class_names: list[str], folder: Path) -> None:
+        names = class_names
         colours = _palette(len(names))
         for p in prediction:
             path = Path(p["path"])

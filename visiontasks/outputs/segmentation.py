@@ -6,12 +6,12 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import Callback
 from PIL import Image
 from torchvision.utils import draw_segmentation_masks
 
@@ -21,7 +21,7 @@ from visiontasks.metrics.segmentation import format_iou_table
 from visiontasks.ops import mask_to_original
 from visiontasks.runs import run_dir
 
-from .common import output_dir, write_text_atomic
+from .common import PerImageWriter, write_text_atomic
 
 PALETTE = voc_colormap(256)  # class colours of mask PNGs and overlays (VOC's; class 0 black)
 
@@ -30,7 +30,7 @@ def _is_background(name: str) -> bool:
     return name.lower() in ("background", "bg", "unlabeled", "unlabelled", "void")
 
 
-class SegmentationMaskWriter(BasePredictionWriter):
+class SegmentationMaskWriter(PerImageWriter):
     """Per image, in ``output_dir`` (default: the run's ``predictions`` folder):
     ``<stem>_mask.png``, the class indices at the image file's size (a palette PNG; 16-bit
     greyscale beyond 256 classes), and ``<stem>_overlay.png``, the classes drawn over the image
@@ -38,16 +38,12 @@ class SegmentationMaskWriter(BasePredictionWriter):
     ``[{"id": path, "mask": [H, W]}]``; a mask not at the file's size is resized to it (nearest)."""
 
     def __init__(self, overlay_alpha: float = 0.5, output_dir: str | os.PathLike | None = None) -> None:
-        super().__init__("batch")
+        super().__init__(output_dir)
         self.overlay_alpha = overlay_alpha
-        self.output_dir = output_dir
 
-    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
-                           batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
-                           dataloader_idx: int) -> None:
-        folder = output_dir(trainer, self.output_dir)
+    def write_images(self, prediction: Any, class_names: list[str], folder: Path) -> None:
         for item in prediction:
-            self._write(Path(item["id"]), item["mask"].cpu(), list(pl_module.class_names), folder)
+            self._write(Path(item["id"]), item["mask"].cpu(), class_names, folder)
 
     def _write(self, path: Path, mask_t: torch.Tensor, names: list[str], folder: Path) -> None:
         image = read_image(path, 3)  # the original pixels, for the overlay
