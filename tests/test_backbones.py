@@ -294,3 +294,11 @@ def test_nin_strides_decide_which_fcn_fits() -> None:
     assert set(head.in_features.values()) == {"mlpconv1", "mlpconv2", "mlpconv4"}
     with torch.no_grad():
         assert FCN(body, head)(torch.randn(1, 3, 67, 75)).shape == (1, 3, 67, 75)
+
+
+def test_nin_cifar_summary_command(capsys) -> None:
+    from visiontasks.cli import main as cli_main
+
+    assert cli_main(["summary", "nin_cifar", "--num_classes", "10", "--depth", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "966,986 parameters" in out and "mlpconv3 (192 ch, stride 4)" in out

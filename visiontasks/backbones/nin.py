@@ -1,7 +1,7 @@
 """Network in Network (Lin, Chen & Yan 2013): MLPconv blocks and global average pooling, no FC layer.
 
 An MLPconv block is a k x k convolution followed by 1x1 convolutions (the "cascaded cross-channel
-parametric pooling" of the authors' Caffe models, ``cccp``), each with a ReLU. The last 1x1
+parametric pooling" of the authors' Caffe models, ``cccp``), each with a ReLU. The network's last 1x1
 convolution has one channel per class; its maps are averaged over the image (global average
 pooling) into the logits. Layouts are the authors' released Caffe models; pooling uses Caffe's
 rounding up (``ceil_mode``), so a 32x32 CIFAR image gives 16x16 then 8x8 maps, and a 224x224 ImageNet
