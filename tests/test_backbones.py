@@ -226,3 +226,79 @@ def test_specs_declare_their_first_conv() -> None:
     for name in ALL:
         spec = get_spec(name)
         assert spec.first_conv
+
+
+# -- Network in Network ---------------------------------------------------------------------------
+def test_nin_parameter_counts_and_layout() -> None:
+    """Lin et al. 2013: the CIFAR-10 NiN has "0.97M" parameters; the authors' Caffe layout gives
+    966,986 (conv5x5 192-1x1 160-1x1 96 / conv5x5 192-192-192 / conv3x3 192-192-10, with biases)."""
+    cifar = build_classifier("nin_cifar", num_classes=10)
+    assert n_params(cifar) == 966_986
+    assert n_params(build_classifier("nin", num_classes=1000)) == 7_595_176  # the authors' 29 MB model
+    assert not any(isinstance(m, nn.Linear) for m in cifar.modules())  # no fully connected layer
+    convs = [m for m in cifar.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0]) for c in convs] == [
+        (192, 5), (160, 1), (96, 1), (192, 5), (192, 1), (192, 1), (192, 3), (192, 1), (10, 1)
+    ]
+    assert [(f.name, f.channels, f.stride) for f in cifar.backbone.feature_info] == [
+        ("mlpconv1", 96, 2), ("mlpconv2", 192, 4), ("mlpconv3", 192, 4)
+    ]
+    imagenet = build_backbone("nin")
+    assert [(f.channels, f.stride) for f in imagenet.feature_info] == [(96, 8), (256, 16), (384, 32), (1024, 32)]
+
+
+def test_nin_head_is_class_conv_and_global_average_pooling() -> None:
+    """Logits are the spatial means of the class-count 1x1 convolution over the last block's
+    features (no ReLU: logits may be negative), at any input size; the backbone's features do not
+    depend on the class count."""
+    torch.manual_seed(0)
+    clf = build_classifier("nin_cifar", num_classes=7, in_chans=1).eval()
+    conv = clf.head[0]
+    assert isinstance(conv, nn.Conv2d) and conv.out_channels == 7 and conv.kernel_size == (1, 1)
+    for size in (32, 45):
+        x = torch.randn(2, 1, size, size)
+        with torch.no_grad():
+            feats = clf.backbone(x)["mlpconv3"]
+            expected = conv(feats).mean(dim=(2, 3))
+            assert torch.allclose(clf(x), expected, atol=1e-6)
+    assert feats.shape[1] == build_backbone("nin_cifar").out_channels == 192
+
+
+def test_nin_weights_with_another_class_count_reinitialise_the_class_conv(tmp_path) -> None:
+    """A 10-class NiN state_dict loads into a 4-class one: every MLPconv weight is kept, the class
+    conv (NiN has no Linear layer) is re-initialised with a warning."""
+    from visiontasks.backbones.nin import nin_cifar
+
+    torch.manual_seed(0)
+    source = nin_cifar(num_classes=10)
+    path = tmp_path / "nin10.pth"
+    torch.save(source.state_dict(), path)
+    with pytest.warns(UserWarning, match=r"classifier\.0 re-initialised"):
+        clf = build_classifier("nin_cifar", num_classes=4, weights=path)
+    kept = clf.backbone.stages["mlpconv3"][-1][-2].weight  # the last block's last 1x1 convolution
+    assert torch.equal(kept, source.features[-1][-2].weight)
+    assert clf(torch.randn(1, 3, 32, 32)).shape == (1, 4)
+
+
+def test_nin_strides_decide_which_fcn_fits() -> None:
+    """The CIFAR NiN's deepest stride is 4 (like LeNet-5): no FCN; the ImageNet NiN hosts FCN-8s."""
+    from visiontasks.heads.fcn import FCN, FCNHead
+    from visiontasks.tasks import SegmentationTask
+
+    with pytest.raises(ValueError, match=r"no stride-32 output.*mlpconv3 \(stride 4\)"):
+        FCNHead(build_backbone("nin_cifar").feature_info, 3, "fcn32s")
+    with pytest.raises(ValueError, match="strides"):
+        SegmentationTask("fcn8s", "nin_cifar", num_classes=3)
+    body = cached_backbone("nin", 3)
+    head = FCNHead(body.feature_info, 3, "fcn8s", fc_channels=8, fc_kernel_size=3).eval()
+    assert set(head.in_features.values()) == {"mlpconv1", "mlpconv2", "mlpconv4"}
+    with torch.no_grad():
+        assert FCN(body, head)(torch.randn(1, 3, 67, 75)).shape == (1, 3, 67, 75)
+
+
+def test_nin_cifar_summary_command(capsys) -> None:
+    from visiontasks.cli import main as cli_main
+
+    assert cli_main(["summary", "nin_cifar", "--num_classes", "10", "--depth", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "966,986 parameters" in out and "mlpconv3 (192 ch, stride 4)" in out

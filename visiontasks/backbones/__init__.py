@@ -6,7 +6,7 @@
 [('layer2', 128, 8), ('layer3', 256, 16), ('layer4', 512, 32)]
 """
 
-from . import alexnet, densenet, googlenet, lenet, mobilenet, resnet, vgg  # noqa: F401  (registers)
+from . import alexnet, densenet, googlenet, lenet, mobilenet, nin, resnet, vgg  # noqa: F401  (registers)
 from ._base import Backbone, FeatureInfo, ImageClassifier, adapt_input_conv
 from ._registry import (
     BackboneSpec,

@@ -120,8 +120,11 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], spec: BackboneS
     state = {k: v for k, v in state.items() if not k.startswith("aux")}  # GoogLeNet aux heads
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     if mismatched:
-        # Only the last layer may differ (another class count): it is re-initialised.
-        last_linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1:]
+        # Only the last layer may differ (another class count): it is re-initialised. That is the
+        # last Linear, or the last convolution in all-convolutional nets (NiN's class-count 1x1).
+        last_linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1:] or [
+            n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)
+        ][-1:]
         if not all(k.rsplit(".", 1)[0] in last_linear for k in mismatched):
             raise ValueError(f"weights do not fit {spec.name!r}: shape mismatch for {mismatched}")
         warnings.warn(
