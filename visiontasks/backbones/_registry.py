@@ -43,6 +43,16 @@ class BackboneSpec:
     input_size: int = 224
 
 
+def torchvision_spec(
+    name: str, builder: Callable[..., nn.Module], split: Callable[[nn.Module], tuple[list[Stage], nn.Module]],
+    first_conv: str, tv_weights: str | None,
+) -> BackboneSpec:
+    """The spec of an architecture torchvision defines: ``builder`` is its model function (e.g.
+    ``torchvision.models.resnet50``), called without weights (the registry loads them itself)."""
+    return BackboneSpec(name=name, make_model=lambda n: builder(weights=None, num_classes=n), split=split,
+                        first_conv=first_conv, tv_weights=tv_weights)
+
+
 _REGISTRY: dict[str, BackboneSpec] = {}
 _ALIASES: dict[str, str] = {}
 

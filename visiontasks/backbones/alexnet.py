@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchvision.models import alexnet as tv
 
-from ._registry import BackboneSpec, register_backbone
+from ._registry import BackboneSpec, register_backbone, torchvision_spec
 
 
 class AlexNetLRN(nn.Module):
@@ -71,15 +71,7 @@ def _split(model: nn.Module) -> tuple[list, nn.Module]:
     return stages, head
 
 
-register_backbone(
-    BackboneSpec(
-        name="alexnet",
-        make_model=lambda n: tv(weights=None, num_classes=n),
-        split=_split,
-        first_conv="features.0",
-        tv_weights="AlexNet_Weights",
-    )
-)
+register_backbone(torchvision_spec("alexnet", tv, _split, "features.0", "AlexNet_Weights"))
 register_backbone(
     BackboneSpec(name="alexnet_lrn", make_model=lambda n: AlexNetLRN(n), split=_split, first_conv="features.0")
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import densenet as tv
 
-from ._registry import BackboneSpec, register_backbone
+from ._registry import register_backbone, torchvision_spec
 
 
 def _split(model: tv.DenseNet) -> tuple[list, nn.Module]:
@@ -31,12 +31,5 @@ def _split(model: tv.DenseNet) -> tuple[list, nn.Module]:
 
 
 for _depth in (121, 161, 169, 201):
-    register_backbone(
-        BackboneSpec(
-            name=f"densenet{_depth}",
-            make_model=lambda n, d=_depth: getattr(tv, f"densenet{d}")(weights=None, num_classes=n),
-            split=_split,
-            first_conv="features.conv0",
-            tv_weights=f"DenseNet{_depth}_Weights",
-        )
-    )
+    register_backbone(torchvision_spec(f"densenet{_depth}", getattr(tv, f"densenet{_depth}"), _split,
+                                       "features.conv0", f"DenseNet{_depth}_Weights"))

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchvision.models import mobilenet_v2 as tv_v2
 from torchvision.ops.misc import Conv2dNormActivation
 
-from ._registry import BackboneSpec, register_backbone
+from ._registry import BackboneSpec, register_backbone, torchvision_spec
 
 # (output channels, stride) of the 13 depthwise-separable blocks (Table 1 of the paper).
 V1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
@@ -96,12 +96,4 @@ register_backbone(
         first_conv="features.0.0",
     )
 )
-register_backbone(
-    BackboneSpec(
-        name="mobilenet_v2",
-        make_model=lambda n: tv_v2(weights=None, num_classes=n),
-        split=_split,
-        first_conv="features.0.0",
-        tv_weights="MobileNet_V2_Weights",
-    )
-)
+register_backbone(torchvision_spec("mobilenet_v2", tv_v2, _split, "features.0.0", "MobileNet_V2_Weights"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 from torchvision.models import resnet as tv
 
-from ._registry import BackboneSpec, register_backbone
+from ._registry import register_backbone, torchvision_spec
 
 
 def _split(model: tv.ResNet) -> tuple[list, nn.Module]:
@@ -22,12 +22,5 @@ def _split(model: tv.ResNet) -> tuple[list, nn.Module]:
 
 
 for _depth in (18, 34, 50, 101, 152):
-    register_backbone(
-        BackboneSpec(
-            name=f"resnet{_depth}",
-            make_model=lambda n, d=_depth: getattr(tv, f"resnet{d}")(weights=None, num_classes=n),
-            split=_split,
-            first_conv="conv1",
-            tv_weights=f"ResNet{_depth}_Weights",
-        )
-    )
+    register_backbone(torchvision_spec(f"resnet{_depth}", getattr(tv, f"resnet{_depth}"), _split, "conv1",
+                                       f"ResNet{_depth}_Weights"))
