@@ -88,12 +88,5 @@ def _split(model: nn.Module) -> tuple[list, nn.Module]:
     return _split_by_stride(model.features), head
 
 
-register_backbone(
-    BackboneSpec(
-        name="mobilenet_v1",
-        make_model=lambda n: MobileNetV1(n),
-        split=_split,
-        first_conv="features.0.0",
-    )
-)
+register_backbone(BackboneSpec(name="mobilenet_v1", make_model=MobileNetV1, split=_split, first_conv="features.0.0"))
 register_backbone(torchvision_spec("mobilenet_v2", tv_v2, _split, "features.0.0", "MobileNet_V2_Weights"))

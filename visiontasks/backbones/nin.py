@@ -144,15 +144,8 @@ def _split(model: NiN) -> tuple[list, nn.Module]:
     return stages, model.classifier
 
 
-register_backbone(
-    BackboneSpec(
-        name="nin_cifar",
-        make_model=lambda n: nin_cifar(n),
-        split=_split,
-        first_conv="features.0.0",
-        input_size=32,
-    )
-)
+register_backbone(BackboneSpec(name="nin_cifar", make_model=nin_cifar, split=_split, first_conv="features.0.0",
+                               input_size=32))
 register_backbone(
     BackboneSpec(name="nin", make_model=lambda n: nin_imagenet(n), split=_split, first_conv="features.0.0")
 )
