@@ -34,11 +34,11 @@ class UnknownNameError(UserInputError, ValueError, KeyError):
 
 
 def unknown_name(kind: str, name: object, choices: Iterable[str]) -> UnknownNameError:
-    """``unknown <kind> 'resnet19'; did you mean 'resnet18'? available: ...`` as an error to raise."""
+    """``unknown <kind> 'resnet19'; available: ...; did you mean 'resnet18'?`` as an error to raise."""
     choices = sorted(str(c) for c in choices)
     close = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return UnknownNameError(f"unknown {kind} {name!r}{hint} (available: {', '.join(choices)})")
+    return UnknownNameError(f"unknown {kind} {name!r}; available: {', '.join(choices)}{hint}")
 
 
 def user_message(err: BaseException) -> str:

@@ -162,14 +162,15 @@ class BudgetScheduler(LRScheduler):
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The step count and warmup state, plus ``elapsed`` (seconds). The clock (a callable) is
+        """The step count and warmup state, plus ``elapsed`` (seconds) under a time budget. The clock (a callable) is
         left out, and an injected clock is not read here (under DDP reading it is a collective
         call): its latest reading, from the last step, is stored."""
         state = {
             k: v for k, v in super().state_dict().items()
             if k not in ("_clock", "_t0", "_offset", "_last_elapsed")
         }
-        state["elapsed"] = self._last_elapsed if self._clock is not None else self.elapsed()
+        if self.max_time:  # the schedule depends on time only with a time budget
+            state["elapsed"] = self._last_elapsed if self._clock is not None else self.elapsed()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

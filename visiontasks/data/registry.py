@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
+from visiontasks.errors import unknown_name
+
 T = TypeVar("T")
 
 
@@ -31,11 +33,11 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> type[T]:
-        """The class registered as ``name``; an unknown name raises a ``ValueError`` listing the known."""
+        """The class registered as ``name``; an unknown name raises an ``UnknownNameError`` (a ``ValueError``) listing the known."""
         try:
             return self._classes[name]
         except KeyError:
-            raise ValueError(f"unknown {self.what} {name!r}; available: {', '.join(self.names())}") from None
+            raise unknown_name(self.what, name, self.names()) from None
 
     def names(self) -> list[str]:
         return sorted(self._classes)

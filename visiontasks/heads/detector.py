@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from visiontasks.backbones import Backbone, FeatureInfo
+from visiontasks.errors import unknown_name
 
 Losses = dict[str, Tensor]
 Detections = list[dict[str, Tensor]]
@@ -112,7 +113,7 @@ def detector_paper(name: str) -> tuple[str, int]:
 def build_detector(name: str, backbone: Backbone, num_classes: int, **kwargs: Any) -> Detector:
     """Build detector ``name`` on ``backbone`` for ``num_classes`` real classes (no background)."""
     if name not in DETECTORS:
-        raise ValueError(f"unknown detector {name!r}; available: {', '.join(sorted(DETECTORS))}")
+        raise unknown_name("detector", name, DETECTORS)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1 (real classes, no background), got {num_classes}")
     return DETECTORS[name](backbone, num_classes, **kwargs)
