@@ -176,3 +176,22 @@ def test_proposal_detectors_refuse_missing_proposals(name: str) -> None:
         model(images)
     with pytest.raises(ValueError, match="proposal"):
         model(images, None, [])
+
+
+@pytest.mark.parametrize("name", DETECTORS_UNDER_TEST)
+def test_eval_with_geometry_returns_original_pixels(name: str) -> None:
+    """With the resize geometry in the targets (``image_box``, ``orig_size``), eval detections are in
+    the pixels of the original files: here a 64 x 80 letterbox of a 100 x 200 (H x W) image."""
+    model = build(name).eval()
+    images, targets = batch([(64, 80)])
+    props = proposals_for(images, targets)
+    geometry = [{**targets[0], "image_box": torch.tensor([0.0, 12.0, 80.0, 52.0]), "orig_size": (100, 200)}]
+    with torch.no_grad():
+        plain = run(model, images, None, props)[0]
+        mapped = run(model, images, geometry, props)[0]
+    assert len(plain["boxes"]) > 0
+    expected = plain["boxes"].clone()
+    expected[:, 0::2] = (expected[:, 0::2] / 0.4).clamp(0, 200)  # 80 px wide <- 200 px
+    expected[:, 1::2] = ((expected[:, 1::2] - 12.0) / 0.4).clamp(0, 100)  # rows 12..52 <- 100 px
+    torch.testing.assert_close(mapped["boxes"], expected)
+    assert torch.equal(mapped["scores"], plain["scores"]) and torch.equal(mapped["labels"], plain["labels"])

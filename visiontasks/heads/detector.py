@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from visiontasks.backbones import Backbone, FeatureInfo
 from visiontasks.errors import unknown_name
+from visiontasks.ops import detections_to_original
 
 Losses = dict[str, Tensor]
 Detections = list[dict[str, Tensor]]
@@ -60,13 +61,16 @@ class Detector(nn.Module):
         targets: list[dict[str, Any]] | None = None,
         proposals: list[Tensor] | None = None,
     ) -> Losses | Detections:
-        """Training mode: dict of named scalar losses; eval mode: per-image detections."""
+        """Training mode: dict of named scalar losses. Eval mode: per-image detections in the pixels
+        of the given images, or, when ``targets`` (one per image) carry the geometry of the resize
+        (``image_box``, ``orig_size``), in the pixels of the original image files."""
         if self.needs_proposals:
             check_proposals(proposals, len(images))
         batch, sizes = batch_images(images, self.size_divisible)
         if self.training:
             return self.losses(batch, sizes, check_targets(targets, len(images), self.num_classes), proposals)
-        return self.detect(batch, sizes, proposals)
+        detections = self.detect(batch, sizes, proposals)
+        return detections if targets is None else detections_to_original(detections, targets)
 
     def losses(
         self, batch: Tensor, sizes: list[tuple[int, int]], targets: list[dict[str, Any]],

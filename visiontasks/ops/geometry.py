@@ -46,3 +46,16 @@ def mask_to_original(mask: Tensor, size: Sequence[int], orig_size: Sequence[int]
     return resized[0, 0].to(mask.dtype)
 
 
+
+
+def detections_to_original(detections: list[dict[str, Tensor]], geometry: list[dict]) -> list[dict[str, Tensor]]:
+    """Per image, ``detections[i]["boxes"]`` mapped to the file's pixels with
+    :func:`boxes_to_original` when ``geometry[i]`` carries ``image_box`` and ``orig_size`` (a detection
+    target or the same keys alone); other keys unchanged. The counterpart of torchvision's
+    ``GeneralizedRCNNTransform.postprocess``."""
+    out = []
+    for det, geo in zip(detections, geometry):
+        if "image_box" in geo and "orig_size" in geo:
+            det = {**det, "boxes": boxes_to_original(det["boxes"].float(), geo["image_box"], geo["orig_size"])}
+        out.append(det)
+    return out

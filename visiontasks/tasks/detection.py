@@ -83,16 +83,16 @@ class DetectionTask(BaseTask):
         return [t["proposals"] for t in targets]
 
     def _detect_original(self, batch: Batch) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
-        """Detections and ground truth of a batch, both in the pixels of the image files."""
+        """Detections and ground truth of a batch, both in the pixels of the image files (the
+        detector maps its output with the targets' geometry; the ground truth is mapped here)."""
         images, targets = batch
-        preds = self.detector(images, None, self._proposals(targets))
+        preds = self.detector(images, targets, self._proposals(targets))
         preds_o, gts_o = [], []
         for p, t in zip(preds, targets):
-            boxes, gt = p["boxes"].float(), t["boxes"].float()
+            gt = t["boxes"].float()
             if "image_box" in t and "orig_size" in t:
-                boxes = boxes_to_original(boxes, t["image_box"], t["orig_size"])
                 gt = boxes_to_original(gt, t["image_box"], t["orig_size"])
-            preds_o.append({"boxes": boxes, "scores": p["scores"].float(), "labels": p["labels"]})
+            preds_o.append({"boxes": p["boxes"].float(), "scores": p["scores"].float(), "labels": p["labels"]})
             gts_o.append({"boxes": gt, "labels": t["labels"]})
         return preds_o, gts_o
 
