@@ -335,3 +335,38 @@ def test_prediction_with_unknown_image_id(tmp_path: Path, capsys: pytest.Capture
     assert run_eval(["detection", "--gt", str(tmp_path / "data"), "--pred", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert str(tmp_path / "r.json") in err and "image_id 99" in err
+
+
+def test_missing_annotation_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "r.json").write_text("[]")
+    assert run_eval(["detection", "--gt", str(tmp_path / "data"), "--pred", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "instances_val.json" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc", "yolo"])
+def test_predictions_in_the_datamodules_convention_match_every_format(tmp_path: Path, fmt: str) -> None:
+    """Results written with the datamodule's image ids and category ids (as `visiontasks predict`
+    writes them) are paired with the ground truth the same readers give: the ground truth as
+    detections scores 1 everywhere."""
+    from visiontasks.data.detection import DetectionDataModule
+    from visiontasks.data.detection import synthetic_class_names, write_synthetic_detection
+
+    root = tmp_path / fmt
+    write_synthetic_detection(root, fmt, splits={"val": 6}, image_size=96, num_classes=2, background_fraction=0.0)
+    names = synthetic_class_names(2)
+    dm = DetectionDataModule(format=fmt, root=str(root), train=None, val="val",
+                             class_names=names if fmt == "voc" else None)
+    dm.setup("validate")
+    split = dm.splits["val"]
+    res = [{"image_id": r.image_id, "category_id": dm.category_ids[int(c)],
+            "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])], "score": 0.9}
+           for r in split.records for b, c in zip(r.boxes, r.labels)]
+    assert res
+    (tmp_path / "r.json").write_text(json.dumps(res))
+    argv = ["detection", "--gt", str(root), "--pred", str(tmp_path / "r.json"), "--format", fmt,
+            "--output", str(tmp_path / "out")]
+    assert run_eval(argv + (["--names", ",".join(names)] if fmt == "voc" else [])) == 0
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["coco"]["mAP"] == pytest.approx(1.0) and m["voc_mAP50"] == pytest.approx(1.0)

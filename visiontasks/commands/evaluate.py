@@ -13,15 +13,16 @@ Each prints a table and writes ``metrics.json``, ``metrics.txt`` and figures to 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from visiontasks.errors import InvalidInputError, MissingFileError
+from visiontasks.errors import InvalidInputError, MissingFileError, UserInputError
 
 TASKS = ("detection", "segmentation", "classification")
 
@@ -91,6 +92,20 @@ def _need(path: str | Path, what: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _as_user_errors() -> Iterator[None]:
+    """The readers' plain ``FileNotFoundError``/``ValueError`` (their messages name the file) are the
+    user's data here: shown as one line like the errors of :mod:`visiontasks.errors`."""
+    try:
+        yield
+    except UserInputError:
+        raise
+    except FileNotFoundError as err:
+        raise MissingFileError(str(err)) from err
+    except ValueError as err:
+        raise InvalidInputError(str(err)) from err
+
+
 def _names_arg(value: str | None) -> list[str] | None:
     """``--names``: a file with one name per line, or a comma-separated list."""
     if not value:
@@ -112,8 +127,9 @@ def _read_gt_detection(args: argparse.Namespace):  # noqa: ANN202 - DetectionSpl
 
     root = _need(args.gt, "ground truth")
     reader = DETECTION_READERS.get(args.format)(root, {"val": args.split}, _names_arg(args.names))
-    names, _ = reader.class_table()
-    split = reader.samples(args.split, f"{args.format} {args.split} ({root})", names)
+    with _as_user_errors():
+        names, _ = reader.class_table()
+        split = reader.samples(args.split, f"{args.format} {args.split} ({root})", names)
     if not split.records:
         raise InvalidInputError(f"ground truth {root} (split {args.split!r}) has no images")
     return split
@@ -279,7 +295,11 @@ def _plot_pr(folder: Path, names: list[str], curves: list, aps: list[float]) -> 
     for name, pr, ap in zip(names, curves, aps):
         fig, ax = plt.subplots(figsize=(4.5, 4))
         if pr.num_gt and len(pr.recall):
-            ax.plot(np.concatenate(([0.0], pr.recall)), np.concatenate(([1.0], pr.precision)), drawstyle="steps-post")
+            # raw precision at each detection, and the monotone envelope whose area is the AP
+            envelope = np.maximum.accumulate(pr.precision[::-1])[::-1]
+            ax.plot(pr.recall, pr.precision, color="0.6", lw=1, label="precision")
+            ax.plot(pr.recall, envelope, drawstyle="steps-pre", lw=1.5, label="interpolated (AP area)")
+            ax.legend(loc="lower left", fontsize=8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("recall")
@@ -332,7 +352,8 @@ def evaluate_segmentation(args: argparse.Namespace) -> dict[str, Any]:
     if args.dataset_yaml:
         from visiontasks.data.segmentation.readers import read_dataset_yaml
 
-        classes = read_dataset_yaml(_need(args.dataset_yaml, "dataset YAML"))["classes"]
+        with _as_user_errors():
+            classes = read_dataset_yaml(_need(args.dataset_yaml, "dataset YAML"))["classes"]
         kept = {raw: n for raw, n in sorted(classes.items()) if raw != args.ignore_index}
         names = list(kept.values())
         remap = {raw: i for i, raw in enumerate(kept)}  # the ground truth's ids -> 0..K-1
