@@ -370,3 +370,10 @@ def test_predictions_in_the_datamodules_convention_match_every_format(tmp_path: 
     assert run_eval(argv + (["--names", ",".join(names)] if fmt == "voc" else [])) == 0
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert m["coco"]["mAP"] == pytest.approx(1.0) and m["voc_mAP50"] == pytest.approx(1.0)
+
+
+def test_missing_mask_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    save_mask(tmp_path / "gt" / "a.png", [[0, 1], [1, 0]])
+    assert run_eval(["segmentation", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(tmp_path / "none") in err

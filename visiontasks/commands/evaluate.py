@@ -41,6 +41,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _nanmean(values: Sequence[float]) -> float:
+    """Mean of the values that are not NaN (NaN when there are none)."""
+    kept = [v for v in values if v == v]
+    return float(np.mean(kept)) if kept else float("nan")
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None or v != v else f"{v:.4f}"
 
@@ -254,7 +260,7 @@ def evaluate_detection(args: argparse.Namespace) -> dict[str, Any]:
     cm = detection_confusion_matrix(gts, dets, k, iou_thresh=0.5, score_thresh=args.conf)
     metrics: dict[str, Any] = {
         "coco": coco, "coco_AP_per_class": coco_ap,
-        "voc_AP50_per_class": dict(zip(names, voc_ap)), "voc_mAP50": float(np.nanmean(voc_ap)) if k else float("nan"),
+        "voc_AP50_per_class": dict(zip(names, voc_ap)), "voc_mAP50": _nanmean(voc_ap),
         "images": len(gts), "ground_truth_boxes": int(sum(len(g.labels) for g in gts)),
         "detections": int(sum(len(d.labels) for d in dets)),
         "confusion_matrix": {"rows": [*names, "background"], "columns": [*names, "missed"],
@@ -262,9 +268,7 @@ def evaluate_detection(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.voc07:
         metrics["voc07_AP50_per_class"] = dict(zip(names, voc07_ap))
-        metrics["voc07_mAP50"] = float(np.nanmean(voc07_ap)) if k else float("nan")
-    if all(np.isnan(voc_ap)):
-        metrics["voc_mAP50"] = float("nan")
+        metrics["voc07_mAP50"] = _nanmean(voc07_ap)
 
     lines = [f"detection: {len(gts)} images, {metrics['ground_truth_boxes']} boxes, {metrics['detections']} detections"]
     lines += [f"  COCO {key:<10} {_fmt(v)}" for key, v in coco.items()]
@@ -314,7 +318,7 @@ def _plot_pr(folder: Path, names: list[str], curves: list, aps: list[float]) -> 
 def _mask_files(folder: Path, what: str) -> dict[str, Path]:
     from visiontasks.data.io import list_image_files
 
-    files = list_image_files(_need(folder, what), recursive=True) if folder.is_dir() else [folder]
+    files = list_image_files(folder, recursive=True) if _need(folder, what).is_dir() else [folder]
     if not files:
         raise InvalidInputError(f"{what} {folder}: no mask images found")
     out: dict[str, Path] = {}
@@ -434,14 +438,18 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidInputError(f"ground truth {args.gt}: classes {unknown[:5]} are not among the predicted classes {names[:10]}")
     index = {n: i for i, n in enumerate(names)}
     # pair by id, else by resolved path, else by file stem
-    keys = {}
+    keys: dict[str, str | None] = {}
     for key in gt:
-        keys.setdefault(key, key)
-        keys.setdefault(str(Path(key).resolve()), key)
-        keys.setdefault(Path(key).stem, key)
+        for alias in (key, str(Path(key).resolve()), Path(key).stem):
+            keys[alias] = key if keys.get(alias, key) == key else None  # None: two images share it
     truth, ranks, top1 = [], [], []
     for n, r in enumerate(rows, 2):
         key = keys.get(r["id"]) or keys.get(str(Path(r["id"]).resolve())) or keys.get(Path(r["id"]).stem)
+        if key is None and Path(r["id"]).stem in keys:
+            raise InvalidInputError(
+                f"predictions {args.pred}, line {n}: id {r['id']!r} matches several ground-truth images by "
+                "file stem; give the path as the id"
+            )
         if key is None:
             raise InvalidInputError(f"predictions {args.pred}, line {n}: id {r['id']!r} is not in the ground truth {args.gt}")
         t = index[gt[key]]
@@ -469,7 +477,7 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
     metrics: dict[str, Any] = {"images": len(truth), "top1": float((truth_a == top1_a).mean())}
     if prob_cols:
         metrics[f"top{min(5, k)}"] = float((np.array(ranks) < min(5, k)).mean())
-    metrics["mean_class_acc"] = float(np.nanmean(per_class)) if any(s > 0 for s in support) else float("nan")
+    metrics["mean_class_acc"] = _nanmean(per_class)
     metrics["acc_per_class"] = dict(zip(names, per_class))
     metrics["confusion_matrix"] = {"classes": names, "matrix": cm.tolist()}
     if missing:
