@@ -34,6 +34,7 @@ EXTRA_COMMANDS = {
     "summary": "visiontasks.commands.summary",
     "proposals": "visiontasks.commands.proposals",
     "benchmark": "visiontasks.commands.benchmark",
+    "evaluate": "visiontasks.commands.evaluate",
 }
 
 
@@ -196,6 +197,7 @@ COMMAND_HELP = {
     "summary": "a backbone's per-layer table: output shapes, parameters, multiply-adds",
     "proposals": "precompute selective-search proposals of a detection config and report recall",
     "benchmark": "time and score the detector generations (benchmark detectors --config FILE)",
+    "evaluate": "score prediction files against ground truth (evaluate detection|segmentation|classification)",
 }
 
 
