@@ -34,7 +34,8 @@ def is_background(name: str) -> bool:
 
 def class_colours(n: int) -> list[RGB]:
     """``n`` bright, evenly spaced hues (detection boxes; class ``i`` -> ``colours[i]``)."""
-    return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb(i / max(n, 1), 0.85, 1.0)) for i in range(n)]  # type: ignore[misc]
+    hsv = [colorsys.hsv_to_rgb(i / max(n, 1), 0.85, 1.0) for i in range(n)]
+    return [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in hsv]
 
 
 def mask_colour(k: int, names: Sequence[str]) -> RGB:
@@ -164,7 +165,8 @@ def draw_legend(image: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> np.nda
     panel_h = len(columns[0]) * row_h + pad
     base = Image.fromarray(np.ascontiguousarray(image[..., :3])).convert("RGBA")
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
-    ImageDraw.Draw(layer).rectangle((0, 0, min(panel_w, width) - 1, min(panel_h, height) - 1), fill=(255, 255, 255, 200))
+    panel = (0, 0, min(panel_w, width) - 1, min(panel_h, height) - 1)
+    ImageDraw.Draw(layer).rectangle(panel, fill=(255, 255, 255, 200))  # translucent white
     out = Image.alpha_composite(base, layer).convert("RGB")
     draw = ImageDraw.Draw(out)
     x = pad
