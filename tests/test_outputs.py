@@ -38,7 +38,7 @@ def test_default_callbacks_follow_the_task_type() -> None:
     assert _types(default_callbacks(seg)) == {SegmentationMaskWriter, IoUTableWriter}
     det = DetectionTask("yolov1", "resnet18", num_classes=2)
     assert _types(default_callbacks(det)) == {CocoResultsWriter, DetectionDrawingWriter}
-    assert next(c for c in default_callbacks(det) if isinstance(c, DetectionDrawingWriter)).draw_score_thresh == 0.3
+    assert next(c for c in default_callbacks(det) if isinstance(c, DetectionDrawingWriter)).draw_score_thresh == 0.5
 
     class MyTask(ClassificationTask):
         pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import colorsys
 import json
 import os
 from pathlib import Path
@@ -12,11 +11,12 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
-from torchvision.utils import draw_bounding_boxes
+from torchvision.ops import nms
 
 from visiontasks.data.io import read_image
 
 from .common import PerImageWriter, gather_rows, output_dir, write_text_atomic
+from .drawing import class_colours, draw_detections
 
 
 def category_ids(trainer: pl.Trainer, num_classes: int) -> list[int]:
@@ -63,30 +63,38 @@ class CocoResultsWriter(BasePredictionWriter):
             write_text_atomic(output_dir(trainer, self.output_dir) / "results.json", json.dumps(results))
 
 
-def _palette(n: int) -> list[tuple[int, int, int]]:
-    return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb(i / max(n, 1), 0.85, 1.0)) for i in range(n)]
-
-
 class DetectionDrawingWriter(PerImageWriter):
     """One PNG per image, ``<image_id:06d>_<file stem>.png`` in ``output_dir`` (default: the run's
-    ``predictions`` folder): the image file with the detections scoring at least
-    ``draw_score_thresh`` drawn (class name and score; one colour per class). Every process writes
-    the images of its own batches."""
+    ``predictions`` folder): the image file with its detections drawn (box, class name and score on
+    a label in the class colour; sizes scale with the image, see :mod:`visiontasks.outputs.drawing`).
 
-    def __init__(self, draw_score_thresh: float = 0.3, output_dir: str | os.PathLike | None = None) -> None:
+    Drawn are the detections scoring at least ``draw_score_thresh`` that also survive a
+    class-agnostic NMS at IoU ``draw_nms_iou`` (``None``: no such NMS), so one object shows one box
+    rather than a stack of near-identical ones of different classes; ``results.json`` keeps every
+    detection. Every process writes the images of its own batches."""
+
+    def __init__(self, draw_score_thresh: float = 0.5, draw_nms_iou: float | None = 0.7,
+                 output_dir: str | os.PathLike | None = None) -> None:
         super().__init__(output_dir)
         self.draw_score_thresh = draw_score_thresh
+        self.draw_nms_iou = draw_nms_iou
+
+    def shown(self, boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Indices of the detections to draw (``boxes [N, 4]`` xyxy, ``scores [N]``), best first."""
+        keep = torch.nonzero(scores >= self.draw_score_thresh).flatten()
+        if self.draw_nms_iou is None:
+            return keep[scores[keep].argsort(descending=True)]
+        return keep[nms(boxes[keep].float(), scores[keep].float(), self.draw_nms_iou)]
 
     def write_images(self, prediction: Any, class_names: list[str], folder: Path) -> None:
         names = class_names
-        colours = _palette(len(names))
+        colours = class_colours(len(names))
         for p in prediction:
             path = Path(p["path"])
-            image = torch.from_numpy(read_image(path).copy()).permute(2, 0, 1).contiguous()
-            shown = p["scores"] >= self.draw_score_thresh
-            if shown.any():
-                boxes, scores, labels = p["boxes"][shown].cpu(), p["scores"][shown].tolist(), p["labels"][shown].tolist()
-                text = [f"{names[c]} {s:.2f}" for c, s in zip(labels, scores)]
-                width = max(1, round(min(image.shape[-2:]) / 200))
-                image = draw_bounding_boxes(image, boxes, labels=text, colors=[colours[c] for c in labels], width=width)
-            Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{int(p['image_id']):06d}_{path.stem}.png")
+            image = read_image(path, 3)
+            boxes, scores, labels = p["boxes"].detach().cpu(), p["scores"].detach().cpu(), p["labels"].detach().cpu()
+            idx = self.shown(boxes, scores)
+            if len(idx):
+                text = [f"{names[c]} {s:.2f}" for c, s in zip(labels[idx].tolist(), scores[idx].tolist())]
+                image = draw_detections(image, boxes[idx].tolist(), text, [colours[c] for c in labels[idx].tolist()])
+            Image.fromarray(image).save(folder / f"{int(p['image_id']):06d}_{path.stem}.png")

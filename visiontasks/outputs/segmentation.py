@@ -16,25 +16,23 @@ from PIL import Image
 from torchvision.utils import draw_segmentation_masks
 
 from visiontasks.data.io import read_image
-from visiontasks.data.segmentation.masks import save_index_mask, voc_colormap
+from visiontasks.data.segmentation.masks import save_index_mask
 from visiontasks.metrics.segmentation import format_iou_table
 from visiontasks.ops import mask_to_original
 from visiontasks.runs import run_dir
 
 from .common import PerImageWriter, write_text_atomic
-
-PALETTE = voc_colormap(256)  # class colours of mask PNGs and overlays (VOC's; class 0 black)
-
-
-def _is_background(name: str) -> bool:
-    return name.lower() in ("background", "bg", "unlabeled", "unlabelled", "void")
+from .drawing import draw_legend, is_background, mask_colour, mask_palette
 
 
 class SegmentationMaskWriter(PerImageWriter):
     """Per image, in ``output_dir`` (default: the run's ``predictions`` folder):
     ``<stem>_mask.png``, the class indices at the image file's size (a palette PNG; 16-bit
     greyscale beyond 256 classes), and ``<stem>_overlay.png``, the classes drawn over the image
-    (opacity ``overlay_alpha``; a background class 0 is not drawn). Reads ``predict_step``'s
+    (opacity ``overlay_alpha``; a background class 0 is not drawn) with a legend of the classes
+    present in its top-left corner. Colours: VOC's for classes >= 1; a class 0 that is a real class
+    (e.g. "sky") gets a visible colour, not VOC's black (:func:`~visiontasks.outputs.drawing.mask_colour`;
+    the mask PNG's palette is the same, its pixel values stay the class indices). Reads ``predict_step``'s
     ``[{"id": path, "mask": [H, W]}]``; a mask not at the file's size is resized to it (nearest)."""
 
     def __init__(self, overlay_alpha: float = 0.5, output_dir: str | os.PathLike | None = None) -> None:
@@ -52,16 +50,18 @@ class SegmentationMaskWriter(PerImageWriter):
         mask = mask_t.numpy()
         mask_path = folder / f"{path.stem}_mask.png"
         if len(names) <= 256:
-            save_index_mask(mask_path, mask.astype(np.uint8), PALETTE)
+            save_index_mask(mask_path, mask.astype(np.uint8), mask_palette(names))
         else:  # more classes than a palette PNG holds: 16-bit greyscale ids
             Image.fromarray(mask.astype(np.uint16)).save(mask_path)
-        shown = [k for k in np.unique(mask).tolist() if not (k == 0 and _is_background(names[0]))]
+        shown = [k for k in np.unique(mask).tolist() if not (k == 0 and is_background(names[0]))]
         img_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if shown:
             masks = torch.stack([torch.from_numpy(mask == k) for k in shown])
-            colours = [tuple(int(c) for c in PALETTE[k % len(PALETTE)]) for k in shown]
+            colours = [mask_colour(k, names) for k in shown]
             img_t = draw_segmentation_masks(img_t, masks, alpha=self.overlay_alpha, colors=colours)
-        Image.fromarray(img_t.permute(1, 2, 0).numpy()).save(folder / f"{path.stem}_overlay.png")
+        legend = [(names[k] if k < len(names) else str(k), mask_colour(k, names)) for k in shown]
+        overlay = draw_legend(img_t.permute(1, 2, 0).numpy(), legend)
+        Image.fromarray(overlay).save(folder / f"{path.stem}_overlay.png")
 
 
 class IoUTableWriter(Callback):

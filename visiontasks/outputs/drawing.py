@@ -1,0 +1,179 @@
+"""Drawing boxes, labels and legends that stay readable at any image size (no Lightning here).
+
+Sizes follow the image's shorter side (:func:`drawing_style`); text is matplotlib's DejaVu Sans
+(a dependency), on a filled box in the class colour with black or white text, whichever contrasts
+more (:func:`text_colour`). Images are ``uint8 [H, W, 3]`` numpy arrays; boxes float xyxy in pixels.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from visiontasks.data.segmentation.masks import voc_colormap
+
+RGB = tuple[int, int, int]
+
+BACKGROUND_NAMES = ("background", "bg", "unlabeled", "unlabelled", "void")
+# A non-background class 0 (e.g. "sky" in street scenes) gets this colour instead of VOC's black;
+# no VOC colour has a 190 or 255 component, so it is never another class's colour.
+CLASS0_COLOUR: RGB = (0, 190, 255)
+_VOC = voc_colormap(256)
+
+
+def is_background(name: str) -> bool:
+    """Whether a class name means "no object" (such a class 0 is not drawn)."""
+    return name.lower() in BACKGROUND_NAMES
+
+
+def class_colours(n: int) -> list[RGB]:
+    """``n`` bright, evenly spaced hues (detection boxes; class ``i`` -> ``colours[i]``)."""
+    hsv = [colorsys.hsv_to_rgb(i / max(n, 1), 0.85, 1.0) for i in range(n)]
+    return [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in hsv]
+
+
+def mask_colour(k: int, names: Sequence[str]) -> RGB:
+    """Overlay / mask-PNG colour of class index ``k``: VOC's colour for ``k >= 1`` (wrapping over
+    1..255, so no class is ever black), black for a background class 0, :data:`CLASS0_COLOUR` for a
+    class 0 that is a real class."""
+    if k == 0:
+        return (0, 0, 0) if names and is_background(names[0]) else CLASS0_COLOUR
+    return tuple(int(c) for c in _VOC[1 + (k - 1) % 255])  # type: ignore[return-value]
+
+
+def mask_palette(names: Sequence[str]) -> np.ndarray:
+    """``uint8 [256, 3]`` palette of an index-mask PNG, index ``k`` -> :func:`mask_colour`."""
+    return np.array([mask_colour(k, names) for k in range(256)], dtype=np.uint8)
+
+
+def _luminance(c: Sequence[int]) -> float:
+    """WCAG relative luminance of an sRGB colour (0 .. 1)."""
+    lin = [(v / 255) / 12.92 if v / 255 <= 0.04045 else ((v / 255 + 0.055) / 1.055) ** 2.4 for v in c[:3]]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast_ratio(a: Sequence[int], b: Sequence[int]) -> float:
+    """WCAG contrast ratio of two sRGB colours (1 .. 21)."""
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def text_colour(fill: Sequence[int]) -> RGB:
+    """Black or white, whichever contrasts more with ``fill`` (at least 4.58:1 for any colour)."""
+    black, white = (0, 0, 0), (255, 255, 255)
+    return black if contrast_ratio(fill, black) >= contrast_ratio(fill, white) else white
+
+
+@dataclass(frozen=True)
+class DrawingStyle:
+    """Pixel sizes for one image: box ``line_width``, ``font_size`` and the label padding ``pad``."""
+
+    line_width: int
+    font_size: int
+    pad: int
+
+
+def drawing_style(height: int, width: int) -> DrawingStyle:
+    """Sizes scaled to the shorter side ``s``: text 3 % of ``s`` (at least 10 px: 10 px at 100 px,
+    14 px at 450 px, 120 px at 4000 px), lines ``s / 300`` (at least 1 px)."""
+    s = min(height, width)
+    font_size = max(10, round(0.03 * s))
+    return DrawingStyle(line_width=max(1, round(s / 300)), font_size=font_size, pad=max(1, font_size // 5))
+
+
+@lru_cache(maxsize=None)
+def _font_path() -> str | None:
+    import matplotlib  # a dependency; only its data path is needed (no pyplot)
+
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return str(path) if path.is_file() else None
+
+
+@lru_cache(maxsize=64)
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """DejaVu Sans at ``size`` px (Pillow's built-in font if matplotlib's file is missing)."""
+    path = _font_path()
+    return ImageFont.truetype(path, size) if path else ImageFont.load_default(size)
+
+
+def _text_size(f: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> tuple[int, int]:
+    """Width and line height (ascent + descent, the same for every text of one font) in pixels."""
+    left, _, right, _ = f.getbbox(text, anchor="la")
+    ascent, descent = f.getmetrics() if hasattr(f, "getmetrics") else (f.size, 0)
+    return int(np.ceil(right - left)), ascent + descent
+
+
+def label_box(box: Sequence[float], size: tuple[int, int], image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where a label of ``size`` (width, height) goes for ``box`` (xyxy): on top of the box's upper
+    edge, or just inside it when there is no room above; shifted to stay inside the image
+    (``image_hw``); integer ``x0, y0, x1, y1`` with ``x1, y1`` exclusive."""
+    h_img, w_img = image_hw
+    w, h = size
+    x0 = int(round(box[0]))
+    y0 = int(round(box[1])) - h
+    if y0 < 0:
+        y0 = max(int(round(box[1])), 0)
+    x0 = max(0, min(x0, w_img - w))
+    y0 = max(0, min(y0, h_img - h))
+    return x0, y0, min(x0 + w, w_img), min(y0 + h, h_img)
+
+
+def draw_detections(image: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequence[str],
+                    colours: Sequence[RGB]) -> np.ndarray:
+    """``image`` (``uint8 [H, W, 3]``) with each box (xyxy pixels) outlined in its colour and its
+    label written on a filled box of that colour; the first box is drawn last (on top), so pass
+    them best first. Returns a new array."""
+    out = Image.fromarray(np.ascontiguousarray(image[..., :3]))
+    style = drawing_style(*image.shape[:2])
+    f = font(style.font_size)
+    draw = ImageDraw.Draw(out)
+    order = list(range(len(labels)))[::-1]
+    for i in order:  # all outlines first, so no line crosses a label
+        x0, y0, x1, y1 = (float(v) for v in boxes[i])
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=tuple(colours[i]), width=style.line_width)
+    for i in order:
+        w, h = _text_size(f, labels[i])
+        lx0, ly0, lx1, ly1 = label_box(boxes[i], (w + 2 * style.pad, h + 2 * style.pad), image.shape[:2])
+        draw.rectangle((lx0, ly0, lx1 - 1, ly1 - 1), fill=tuple(colours[i]))
+        draw.text((lx0 + style.pad, ly0 + style.pad), labels[i], fill=text_colour(colours[i]), font=f, anchor="la")
+    return np.asarray(out)
+
+
+def draw_legend(image: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> np.ndarray:
+    """``image`` (``uint8 [H, W, 3]``) with a legend in its top-left corner: one row per
+    ``(name, colour)``, a swatch and the name in black on a translucent white panel, sized like
+    the detection labels (:func:`drawing_style`); rows flow into more columns when they do not fit
+    the height. Returns a new array of the same size."""
+    if not entries:
+        return np.ascontiguousarray(image[..., :3]).copy()
+    height, width = image.shape[:2]
+    style = drawing_style(height, width)
+    f = font(style.font_size)
+    pad = style.pad
+    row_h = _text_size(f, "Ag")[1] + pad
+    swatch = row_h - pad
+    per_col = max(1, (height - 2 * pad) // row_h)
+    columns = [entries[i:i + per_col] for i in range(0, len(entries), per_col)]
+    col_w = [swatch + 2 * pad + max(_text_size(f, name)[0] for name, _ in col) for col in columns]
+    panel_w = sum(col_w) + pad * (len(columns) + 1)
+    panel_h = len(columns[0]) * row_h + pad
+    base = Image.fromarray(np.ascontiguousarray(image[..., :3])).convert("RGBA")
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    panel = (0, 0, min(panel_w, width) - 1, min(panel_h, height) - 1)
+    ImageDraw.Draw(layer).rectangle(panel, fill=(255, 255, 255, 200))  # translucent white
+    out = Image.alpha_composite(base, layer).convert("RGB")
+    draw = ImageDraw.Draw(out)
+    x = pad
+    for col, cw in zip(columns, col_w):
+        for r, (name, colour) in enumerate(col):
+            y = pad + r * row_h
+            draw.rectangle((x, y, x + swatch - 1, y + swatch - 1), fill=tuple(colour), outline=(0, 0, 0))
+            draw.text((x + swatch + pad, y), name, fill=(0, 0, 0), font=f, anchor="la")
+        x += cw + pad
+    return np.asarray(out)
