@@ -34,6 +34,7 @@ EXTRA_COMMANDS = {
     "summary": "visiontasks.commands.summary",
     "proposals": "visiontasks.commands.proposals",
     "benchmark": "visiontasks.commands.benchmark",
+    "export-backbone": "visiontasks.commands.export_backbone",
 }
 
 
@@ -196,6 +197,7 @@ COMMAND_HELP = {
     "summary": "a backbone's per-layer table: output shapes, parameters, multiply-adds",
     "proposals": "precompute selective-search proposals of a detection config and report recall",
     "benchmark": "time and score the detector generations (benchmark detectors --config FILE)",
+    "export-backbone": "write a checkpoint's backbone as a torchvision-layout state_dict (--ckpt_path X --output F)",
 }
 
 
