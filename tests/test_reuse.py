@@ -189,6 +189,19 @@ def test_non_checkpoints(tmp_path: Path) -> None:
                               expected)
 
 
+def test_classifier_checkpoint_gives_its_head_to_build_classifier(classifier: tuple[ClassificationTask, Path]) -> None:
+    """The paper head comes along into build_classifier (same logits); another class count
+    re-initialises the last layer with a warning, as for torchvision weights."""
+    clf, ckpt = classifier
+    x = torch.randn(2, 3, 32, 32)
+    same = build_classifier("resnet18", 3, str(ckpt)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(same(x), clf(x), rtol=0, atol=0)
+    with pytest.warns(UserWarning, match="classifier layer fc re-initialised"):
+        other = build_classifier("resnet18", 5, str(ckpt))
+    assert other.head[-1].weight.shape == (5, 512)
+
+
 def test_checkpoint_into_other_input_channels(classifier: tuple[ClassificationTask, Path]) -> None:
     """As for torchvision weights: the first convolution's RGB filters are summed for one channel."""
     clf, ckpt = classifier
@@ -224,6 +237,25 @@ def test_partial_backbone_of_a_detection_checkpoint(tmp_path: Path, capsys: pyte
     with pytest.warns(UserWarning, match=r"hold no stages \['layer4'\]"):
         again = build_backbone("resnet18", str(out), out_indices=[3])
     _assert_same_features(_features(again, x), _features(det.detector.backbone, x))
+
+
+def test_googlenet_checkpoint_with_torchvision_input_transform(tmp_path: Path) -> None:
+    """A GoogLeNet fine-tuned from torchvision's weights keeps their input re-normalisation as the first
+    layer of its stem (stem.1 holds the convolution): that layout is recognised and kept."""
+    from visiontasks.backbones import ImageClassifier
+
+    spec = get_spec("googlenet")
+    torch.manual_seed(0)
+    model = spec.make_model(4)
+    model.transform_input = True
+    stages, head = spec.split(model)
+    net = ImageClassifier(Backbone(stages), head).eval()
+    assert "backbone.stages.stem.1.conv.weight" in net.state_dict()
+    ckpt = tmp_path / "googlenet.ckpt"
+    torch.save({"pytorch-lightning_version": "2.0", "hyper_parameters": {"backbone": "googlenet"},
+                "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}}, ckpt)
+    x = torch.randn(1, 3, 64, 64)
+    _assert_same_features(_features(build_backbone("googlenet", str(ckpt)), x), _features(net.backbone, x))
 
 
 @pytest.mark.parametrize("name", list_backbones())

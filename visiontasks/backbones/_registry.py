@@ -207,15 +207,19 @@ def _dropped(keys: list[str]) -> set[str]:
 
 
 def _build_canonical(
-    name: str, num_classes: int, weights: str | os.PathLike | None, in_chans: int
+    name: str, num_classes: int, weights: str | os.PathLike | None, in_chans: int, with_head: bool = False
 ) -> tuple[BackboneSpec, nn.Module]:
+    """The canonical model with ``weights`` loaded; from a checkpoint, its paper head too when
+    ``with_head`` and the checkpoint holds one (a ``ClassificationTask`` with ``head: paper``)."""
     spec = get_spec(name)
     if in_chans < 1:
         raise ValueError(f"in_chans must be >= 1, got {in_chans}")
     model = spec.make_model(num_classes)
     source = None if weights is None else resolve_weights(spec, weights)
     if source is not None and is_lightning_checkpoint(source):
-        load_backbone_from_checkpoint(model, spec, source, str(weights))
+        found = load_backbone_from_checkpoint(model, spec, source, str(weights))
+        if with_head:
+            _load_head_from_checkpoint(model, spec, source["state_dict"], found.prefix)
     elif source is not None:
         _load_into(model, source, spec)
         if hasattr(model, "transform_input") and not _looks_like_path(weights):
@@ -266,6 +270,24 @@ def load_backbone_from_checkpoint(
     raise AssertionError("unreachable")
 
 
+def _load_head_from_checkpoint(
+    model: nn.Module, spec: BackboneSpec, state_dict: dict[str, torch.Tensor], backbone_prefix: str
+) -> bool:
+    """Load the paper head of an ``ImageClassifier`` checkpointed beside its backbone (``<p>backbone.``
+    and ``<p>head.``) into ``model``; the last layer is re-initialised, with a warning, when the class
+    count differs. Returns whether a head was loaded (nothing changes when the checkpoint has none)."""
+    if not backbone_prefix.endswith("backbone."):
+        return False
+    prefix = backbone_prefix[: -len("backbone.")] + "head."
+    _, head = spec.split(model)
+    mapping = canonical_keys(model, head)  # head key -> canonical key
+    if not mapping or not all(prefix + k in state_dict for k in mapping):
+        return False
+    state = {c: state_dict[prefix + k] for k, c in mapping.items()}
+    _load_into(model, {**model.state_dict(), **state}, spec)
+    return True
+
+
 def _resolved(name: str) -> str:
     return _ALIASES.get(name, name)
 
@@ -299,10 +321,11 @@ def build_classifier(
     """The backbone with its paper's head: ``[N, in_chans, H, W] -> logits [N, num_classes]``.
 
     With 1000 classes its parameters equal torchvision's model of the same name exactly. ``weights``
-    as in :func:`build_backbone`; from a visiontasks checkpoint only the backbone is loaded (the head
-    keeps its initialisation).
+    as in :func:`build_backbone`; from a visiontasks checkpoint the head is loaded too when the checkpoint
+    holds this paper head (a ``ClassificationTask`` with ``head: paper``; its last layer is
+    re-initialised, with a warning, for another class count).
     """
-    spec, model = _build_canonical(name, num_classes, weights, in_chans)
+    spec, model = _build_canonical(name, num_classes, weights, in_chans, with_head=True)
     stages, head = spec.split(model)
     return ImageClassifier(Backbone(stages, in_chans, None, frozen_stages), head)
 
