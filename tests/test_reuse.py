@@ -268,3 +268,40 @@ def test_every_backbone_tensor_has_a_canonical_key(name: str) -> None:
     mapping = canonical_keys(model, backbone)
     assert set(mapping) == set(backbone.state_dict())
     assert not any(k.startswith(("fc.", "classifier.")) for k in mapping.values())
+
+
+def _torchvision_faster_rcnn(num_classes: int, size: int) -> torch.nn.Module:
+    """torchvision's Faster R-CNN R50-FPN, random weights, its transform a no-op on normalised
+    ``size x size`` images (our data pipeline resizes and normalises)."""
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    return fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes + 1,
+                                   min_size=size, max_size=size, image_mean=[0.0] * 3, image_std=[1.0] * 3).eval()
+
+
+def test_torchvision_faster_rcnn_state_dict_gives_identical_detections(tmp_path: Path) -> None:
+    """torchvision's model (random weights) -> state_dict file -> our faster_rcnn: the same detections.
+    Another class count re-initialises the class-specific layers with a warning; another backbone is
+    refused."""
+    from visiontasks.heads.detector import build_detector
+
+    size, classes = 128, 3
+    tv = _torchvision_faster_rcnn(classes, size)
+    path = tmp_path / "frcnn.pth"
+    torch.save(tv.state_dict(), path)
+    ours = build_detector("faster_rcnn", build_backbone("resnet50"), classes, fpn=True, weights=str(path)).eval()
+    images = [torch.randn(3, size, size, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    with torch.no_grad():
+        expected, found = tv(images), ours(images)
+    assert sum(len(d["boxes"]) for d in expected) > 0
+    for a, b in zip(found, expected):
+        torch.testing.assert_close(a["boxes"], b["boxes"], rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(a["scores"], b["scores"], rtol=1e-4, atol=1e-5)
+        assert torch.equal(a["labels"] + 1, b["labels"])  # torchvision's class 0 is the background
+    with pytest.warns(UserWarning, match="has 3 classes, the model 5: box_predictor"):
+        other = build_detector("faster_rcnn", build_backbone("resnet50"), 5, fpn=True, weights=str(path))
+    torch.testing.assert_close(other.roi_heads.box_head.fc6.weight, tv.roi_heads.box_head.fc6.weight)
+    assert other.roi_heads.box_predictor.cls_score.out_features == 6
+    with pytest.raises(InvalidInputError, match="set backbone: resnet50 and model_kwargs: {fpn: true}"):
+        build_detector("faster_rcnn", build_backbone("resnet18"), classes, fpn=True, weights=str(path))
