@@ -35,6 +35,7 @@ EXTRA_COMMANDS = {
     "proposals": "visiontasks.commands.proposals",
     "benchmark": "visiontasks.commands.benchmark",
     "evaluate": "visiontasks.commands.evaluate",
+    "export-backbone": "visiontasks.commands.export_backbone",
 }
 
 
@@ -198,6 +199,7 @@ COMMAND_HELP = {
     "proposals": "precompute selective-search proposals of a detection config and report recall",
     "benchmark": "time and score the detector generations (benchmark detectors --config FILE)",
     "evaluate": "score prediction files against ground truth (evaluate detection|segmentation|classification)",
+    "export-backbone": "write a checkpoint's backbone as a torchvision-layout state_dict (--ckpt_path X --output F)",
 }
 
 

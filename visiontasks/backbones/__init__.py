@@ -10,8 +10,10 @@ from . import alexnet, densenet, googlenet, lenet, mobilenet, nin, resnet, vgg  
 from ._base import Backbone, FeatureInfo, ImageClassifier, adapt_input_conv
 from ._registry import (
     BackboneSpec,
+    CheckpointBackbone,
     build_backbone,
     build_classifier,
+    checkpoint_backbone,
     get_spec,
     list_backbones,
     register_backbone,
@@ -20,11 +22,13 @@ from ._registry import (
 __all__ = [
     "Backbone",
     "BackboneSpec",
+    "CheckpointBackbone",
     "FeatureInfo",
     "ImageClassifier",
     "adapt_input_conv",
     "build_backbone",
     "build_classifier",
+    "checkpoint_backbone",
     "get_spec",
     "list_backbones",
     "register_backbone",

@@ -38,6 +38,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from visiontasks.backbones import Backbone
 
 from .detector import pick_feature, register_detector
+from .detector_weights import load_torchvision_detector
 from .two_stage import RoIMaxPool, TwoStageDetector, box_roi_heads
 
 
@@ -87,6 +88,11 @@ class FasterRCNN(TwoStageDetector):
         score_thresh, nms_thresh, detections_per_img: the final post-processing (torchvision's
             ``box_score_thresh``, ``box_nms_thresh``, ``box_detections_per_img``).
         size_divisible: batch padding multiple.
+        weights: whole-detector weights of torchvision's ``fasterrcnn_resnet50_fpn`` (needs
+            ``resnet50`` and ``fpn=True``): a ``FasterRCNN_ResNet50_FPN_Weights`` name such as
+            ``COCO_V1`` (downloaded only when given) or a state_dict file saved from that model; another
+            class count re-initialises the class-specific layers with a warning (see
+            ``detector_weights``).
     """
 
     paper = "Faster R-CNN"
@@ -125,6 +131,7 @@ class FasterRCNN(TwoStageDetector):
         box_positive_fraction: float = 0.25,
         bbox_reg_weights: Sequence[float] | None = None,
         size_divisible: int = 32,
+        weights: str | None = None,
     ) -> None:
         infos = backbone.feature_info
         fpn_module: FeaturePyramidNetwork | None = None
@@ -167,3 +174,5 @@ class FasterRCNN(TwoStageDetector):
         )
         super().__init__(backbone, num_classes, names, heads, rpn=rpn, fpn=fpn_module,
                          size_divisible=size_divisible)
+        if weights is not None:
+            load_torchvision_detector(self, weights, num_classes)

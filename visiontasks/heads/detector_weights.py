@@ -1,0 +1,98 @@
+"""Whole-detector weights from torchvision: ``fasterrcnn_resnet50_fpn``'s COCO weights (by name,
+downloaded only when asked) or a state_dict file saved from that model, loaded into our
+``faster_rcnn`` (ResNet-50 backbone, ``fpn: true``).
+
+torchvision's keys are renamed, not matched by position: ``backbone.body.<resnet key>`` goes to our
+backbone's stage of that tensor (the registry's canonical-key map), ``backbone.fpn.`` to ``fpn.``;
+``rpn.`` and ``roi_heads.`` are torchvision's own modules in both. With another class count the
+class-specific layers (``box_predictor.cls_score`` / ``bbox_pred``) are re-initialised with a warning:
+the fine-tuning recipe of torchvision's detection tutorial. Our labels are torchvision's minus one
+(its class 0 is the background), so COCO's 90 label ids map to our 0..89.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from visiontasks.backbones import Backbone, get_spec
+from visiontasks.backbones._transfer import canonical_keys
+from visiontasks.errors import InvalidInputError, MissingFileError
+
+TORCHVISION_WEIGHTS = "FasterRCNN_ResNet50_FPN_Weights"
+CLASS_SPECIFIC = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.")
+
+
+def torchvision_detector_state(weights: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """torchvision's ``fasterrcnn_resnet50_fpn`` state_dict: a weights name of
+    ``FasterRCNN_ResNet50_FPN_Weights`` (``COCO_V1``, ``DEFAULT``; downloaded here) or a file."""
+    text = str(weights)
+    if isinstance(weights, os.PathLike) or os.sep in text or text.endswith((".pth", ".pt", ".bin")):
+        path = Path(text)
+        if not path.is_file():
+            raise MissingFileError(f"detector weights file {path} does not exist")
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("model", "state_dict"):
+            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+                obj = obj[key]
+        if not isinstance(obj, dict):
+            raise InvalidInputError(f"{path} holds a {type(obj).__name__}, not a state_dict")
+        return obj
+    from torchvision.models import get_weight
+
+    try:
+        enum_value = get_weight(f"{TORCHVISION_WEIGHTS}.{text}")
+    except (ValueError, KeyError, AttributeError):
+        raise InvalidInputError(
+            f"unknown detector weights {text!r}: neither a file nor a member of torchvision's {TORCHVISION_WEIGHTS}"
+        ) from None
+    return enum_value.get_state_dict(progress=True, check_hash=True)
+
+
+def _renamed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchvision's detector keys -> ours."""
+    spec = get_spec("resnet50")
+    with torch.device("meta"):  # only names and tensor identities are needed
+        model = spec.make_model(1000)
+    body = {c: b for b, c in canonical_keys(model, Backbone(spec.split(model)[0])).items()}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("backbone.body."):
+            rest = key[len("backbone.body."):]
+            out["backbone." + body.get(rest, "?" + rest)] = value
+        elif key.startswith("backbone.fpn."):
+            out["fpn." + key[len("backbone.fpn."):]] = value
+        else:
+            out[key] = value
+    return out
+
+
+def load_torchvision_detector(detector: nn.Module, weights: str | os.PathLike, num_classes: int) -> None:
+    """Load torchvision's Faster R-CNN ResNet-50-FPN weights into ``detector`` (our ``faster_rcnn``
+    on ``resnet50`` with ``fpn: true``); raises :class:`InvalidInputError` when they do not fit."""
+    state = _renamed(torchvision_detector_state(weights))
+    own = detector.state_dict()
+    class_specific = [k for k in state if k.startswith(CLASS_SPECIFIC)]
+    if any(k in own and own[k].shape != state[k].shape for k in class_specific):
+        theirs = state["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1
+        warnings.warn(
+            f"faster_rcnn: {weights} has {theirs} classes, the model {num_classes}: box_predictor "
+            "(cls_score, bbox_pred) re-initialised",
+            stacklevel=3,
+        )
+        state = {k: v for k, v in state.items() if k not in class_specific}
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    unexpected = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
+               and not k.startswith(CLASS_SPECIFIC)]
+    if mismatched or unexpected or missing:
+        raise InvalidInputError(
+            f"detector weights {weights} do not fit: they are torchvision's fasterrcnn_resnet50_fpn (set "
+            f"backbone: resnet50 and model_kwargs: {{fpn: true}}); mismatched {mismatched[:3]}, unexpected "
+            f"{unexpected[:3]}, missing {missing[:3]}"
+        )
+    detector.load_state_dict(state, strict=False)
