@@ -57,7 +57,8 @@ def check_checkpoint_for(path: str | Path, class_path: str) -> dict[str, Any]:
     if theirs is not None and _short(theirs) != _short(class_path):
         raise InvalidInputError(
             f"{path} was written by {_short(theirs)}, but the config's model is {_short(class_path)}; give a "
-            f"checkpoint of a {_short(class_path)} run"
+            f"checkpoint of a {_short(class_path)} run, or pass this file as model.init_args.backbone_weights to reuse "
+            "only its backbone"
         )
     return ckpt
 
