@@ -4,7 +4,10 @@ subcommands start without it)."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +104,41 @@ class VisionCLI(LightningCLI):
         return super().instantiate_trainer(callbacks=[*given, *extra], **kwargs)
 
 
+# ``visiontasks.tasks`` and ``visiontasks.data`` import their classes on first use; jsonargparse
+# finds a class given by bare name (``--model DetectionTask``) and lists "known subclasses" in the
+# help only among classes already imported, so those two cases import them all first.
+_BUILTIN_MODULES = (
+    "visiontasks.tasks.classification", "visiontasks.tasks.detection", "visiontasks.tasks.segmentation",
+    "visiontasks.data.classification", "visiontasks.data.detection", "visiontasks.data.segmentation",
+)
+_BARE_NAME = re.compile(
+    r"(?<![\w.])(BaseTask|ClassificationTask|DetectionTask|SegmentationTask|VisionDataModule|"
+    r"ClassificationDataModule|DetectionDataModule|SegmentationDataModule)\b"
+)
+
+
+def _import_builtins_if_needed(args: list[str] | None) -> None:
+    """Import every built-in task and datamodule when ``args`` (or a ``--config`` file they name)
+    asks for help or names one of them without its module path."""
+    tokens = [str(a) for a in (sys.argv[1:] if args is None else args)]
+    texts = list(tokens)
+    for i, token in enumerate(tokens):
+        path = token.split("=", 1)[1] if token.startswith("--config=") else None
+        if token == "--config" and i + 1 < len(tokens):
+            path = tokens[i + 1]
+        if path and Path(path).is_file():
+            try:
+                texts.append(Path(path).read_text(encoding="utf-8", errors="replace"))
+            except OSError:
+                pass  # LightningCLI reports an unreadable config itself
+    wants_help = any(t in ("-h", "--help") or t.endswith(".help") for t in tokens)
+    if wants_help or any(_BARE_NAME.search(t) for t in texts):
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+
+
 def build_cli(args: list[str] | None = None, run: bool = True) -> VisionCLI:
+    _import_builtins_if_needed(args)
     return VisionCLI(
         model_class=BaseTask,
         datamodule_class=LightningDataModule,
