@@ -8,6 +8,10 @@ output callbacks (``visiontasks.outputs.default_callbacks``: predictions, figure
 
 Other subcommands are plain modules ``visiontasks.commands.<name>`` with ``main(argv) -> int``:
 ``summary`` (per-layer table of a backbone), ``proposals`` and ``benchmark`` (detection).
+
+This module imports no torch and no Lightning: ``visiontasks --help`` prints :func:`overview` at
+once, and the subcommands import only what they use. The LightningCLI subclass lives in
+:mod:`visiontasks.lightning_cli` (``VisionCLI`` and :func:`build_cli` stay importable from here).
 """
 
 from __future__ import annotations
