@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import socket
 
+# Lightning gives its logger a StreamHandler bound to sys.stderr when first imported. visiontasks.cli
+# no longer imports Lightning, so without this the first import would happen inside a test, under
+# pytest's capture, and later tests would log into that test's closed stream ("Logging error").
+import lightning.pytorch  # noqa: F401
 import pytest
 import torch
 

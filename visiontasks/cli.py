@@ -8,26 +8,25 @@ output callbacks (``visiontasks.outputs.default_callbacks``: predictions, figure
 
 Other subcommands are plain modules ``visiontasks.commands.<name>`` with ``main(argv) -> int``:
 ``summary`` (per-layer table of a backbone), ``proposals`` and ``benchmark`` (detection).
+
+This module imports no torch and no Lightning: ``visiontasks --help`` prints :func:`overview` at
+once, and the subcommands import only what they use. The LightningCLI subclass lives in
+:mod:`visiontasks.lightning_cli` (``VisionCLI`` and :func:`build_cli` stay importable from here).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import visiontasks  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations loads)
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-
-from visiontasks.checkpoints import check_checkpoint_for
 from visiontasks.errors import MissingFileError, find_user_error, user_message
-from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
-from visiontasks.tasks.base import BaseTask
+
+if TYPE_CHECKING:
+    from visiontasks.lightning_cli import VisionCLI
 
 EXTRA_COMMANDS = {
     "demo": "visiontasks.commands.demo",
@@ -37,89 +36,6 @@ EXTRA_COMMANDS = {
     "evaluate": "visiontasks.commands.evaluate",
     "export-backbone": "visiontasks.commands.export_backbone",
 }
-
-
-class VisionCLI(LightningCLI):
-    """LightningCLI with our run-folder, logger and checkpoint defaults."""
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument(
-            "--run_name",
-            type=str,
-            default=None,
-            help="Run folder name under trainer.default_root_dir (default: the config file's stem).",
-        )
-        # the data knows its classes: the model's num_classes is taken from the datamodule
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI's hook (private, stable since 2.1) re-reads the model's hyper-parameters from
-        # an explicit --ckpt_path: check first that the file is a checkpoint of the configured task
-        # class, or a non-checkpoint dies inside torch and another task's class silently replaces ours.
-        sub = self.config.get("subcommand")
-        ckpt = self.config[sub].get("ckpt_path") if sub else None
-        if ckpt and ckpt not in ("last", "best", "hpc"):
-            check_checkpoint_for(ckpt, str(self.config[sub].model.class_path))
-        super()._parse_ckpt_path()
-
-    def before_instantiate_classes(self) -> None:
-        cfg = self.config[self.subcommand] if self.subcommand else self.config
-        # fit writes config.yaml; validate/test/predict in the same run folder write their own
-        self.save_config_kwargs["config_filename"] = (
-            "config.yaml" if self.subcommand in (None, "fit") else f"config_{self.subcommand}.yaml"
-        )
-        self.save_config_kwargs["overwrite"] = True  # run folders are fresh, except on resume
-        trainer = cfg.trainer
-        name = cfg.get("run_name") or _config_stem(cfg) or "run"
-        if trainer.get("logger") in (None, True):
-            root = trainer.get("default_root_dir") or "runs"
-            version = _run_version(Path(root) / name)
-            ckpt = cfg.get("ckpt_path")
-            if ckpt in ("last", "best"):
-                # Resolve against the latest run of this config: a new process has no callback
-                # state, so Lightning alone would find nothing. The run folder is reused.
-                version, cfg.ckpt_path = _resolve_checkpoint(Path(root) / name, ckpt)
-            elif ckpt and Path(ckpt).parent.name == "checkpoints" and Path(ckpt).parent.parent.parent == Path(root) / name:
-                version = Path(ckpt).parent.parent.name
-            run = Path(root) / name / version
-            if self.subcommand not in (None, "fit"):
-                version = f"{version}/{self.subcommand}"  # e.g. runs/NAME/version_0/test
-            elif (run / "metrics.csv").is_file():
-                # Resuming: Lightning's CSV logger would delete the earlier metrics; keep them.
-                n = len(list(run.glob("metrics.part*.csv")))
-                (run / "metrics.csv").rename(run / f"metrics.part{n}.csv")
-            args = {"save_dir": root, "name": name, "version": version}
-            loggers: list[dict[str, Any]] = [
-                {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": args}
-            ]
-            if importlib.util.find_spec("tensorboard") is not None:
-                loggers.append(
-                    {
-                        "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                        "init_args": {**args, "default_hp_metric": False},
-                    }
-                )
-            trainer.logger = loggers
-
-    def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 - Lightning's signature
-        model = self.model
-        extra = list(kwargs.pop("callbacks", []) or [])
-        given = self._get(self.config_init, "trainer.callbacks", default=None) or []
-        given = list(given) if isinstance(given, (list, tuple)) else [given]
-        if not any(isinstance(c, ModelCheckpoint) for c in given):
-            extra.append(
-                BestAndLastCheckpoint(
-                    monitor=model.monitor if isinstance(model, BaseTask) else None,
-                    mode=model.monitor_mode if isinstance(model, BaseTask) else "min",
-                )
-            )
-        wants_bar = self._get(self.config_init, "trainer.enable_progress_bar", default=None) is not False
-        if wants_bar and not any(isinstance(c, TQDMProgressBar) for c in given):
-            extra.append(TQDMProgressBar(refresh_rate=10))
-        # the task's output files (predictions, figures, tables), unless the config lists that type
-        extra += [c for c in default_callbacks(model) if not any(isinstance(g, type(c)) for g in given)]
-        # `callbacks=` replaces the config's list in Lightning's instantiate_trainer: pass both
-        return super().instantiate_trainer(callbacks=[*given, *extra], **kwargs)
 
 
 _VERSION_ENV = "VISIONTASKS_RUN_VERSION"
@@ -174,18 +90,20 @@ def _config_stem(cfg: Any) -> str | None:
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> VisionCLI:
-    return VisionCLI(
-        model_class=BaseTask,
-        datamodule_class=LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_callback=SaveConfigCallback,
-        trainer_defaults={"default_root_dir": "runs"},
-        seed_everything_default=0,
-        args=args,
-        run=run,
-        parser_kwargs={"parser_mode": "omegaconf"} if importlib.util.find_spec("omegaconf") else None,
-    )
+    """The LightningCLI of ``fit|validate|test|predict`` (see :mod:`visiontasks.lightning_cli`)."""
+    from visiontasks.lightning_cli import build_cli as _build
+
+    return _build(args, run)
+
+
+def __getattr__(name: str) -> Any:
+    # ``visiontasks.cli.VisionCLI`` stays importable; it lives apart so that ``visiontasks --help``
+    # and the plain subcommands do not import Lightning (seconds of start-up)
+    if name == "VisionCLI":
+        from visiontasks.lightning_cli import VisionCLI
+
+        return VisionCLI
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # One line per subcommand for ``visiontasks --help`` (LightningCLI's own help lists only its four).

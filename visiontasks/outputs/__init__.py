@@ -12,14 +12,29 @@ left in ``stage_results`` / ``stage_logged``.
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+from typing import TYPE_CHECKING, Any, Callable
 
-from lightning.pytorch import Callback, LightningModule
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback, LightningModule
 
-from .checkpoint import BestAndLastCheckpoint
-from .classification import ClassificationPredictionWriter, ConfusionMatrixPlot, MetricsJSONWriter
-from .detection import CocoResultsWriter, DetectionDrawingWriter
-from .segmentation import IoUTableWriter, SegmentationMaskWriter
+    from .checkpoint import BestAndLastCheckpoint
+    from .classification import ClassificationPredictionWriter, ConfusionMatrixPlot, MetricsJSONWriter
+    from .detection import CocoResultsWriter, DetectionDrawingWriter
+    from .segmentation import IoUTableWriter, SegmentationMaskWriter
+
+# name -> submodule; imported on first use (PEP 562), so a classification run never imports the
+# detection or segmentation writers (and what they import)
+_LAZY = {
+    "BestAndLastCheckpoint": "checkpoint",
+    "ClassificationPredictionWriter": "classification",
+    "ConfusionMatrixPlot": "classification",
+    "MetricsJSONWriter": "classification",
+    "CocoResultsWriter": "detection",
+    "DetectionDrawingWriter": "detection",
+    "IoUTableWriter": "segmentation",
+    "SegmentationMaskWriter": "segmentation",
+}
 
 __all__ = [
     "BestAndLastCheckpoint",
@@ -34,6 +49,19 @@ __all__ = [
     "register_default_callbacks",
 ]
 
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 _DEFAULTS: dict[type, Callable[[], list[Callback]]] = {}
 
 
@@ -42,23 +70,41 @@ def register_default_callbacks(task_class: type, factory: Callable[[], list[Call
     _DEFAULTS[task_class] = factory
 
 
+def _classification_callbacks() -> list[Callback]:
+    from .classification import ClassificationPredictionWriter, ConfusionMatrixPlot, MetricsJSONWriter
+
+    return [ClassificationPredictionWriter(), ConfusionMatrixPlot(), MetricsJSONWriter()]
+
+
+def _detection_callbacks() -> list[Callback]:
+    from .detection import CocoResultsWriter, DetectionDrawingWriter
+
+    return [CocoResultsWriter(), DetectionDrawingWriter()]
+
+
+def _segmentation_callbacks() -> list[Callback]:
+    from .segmentation import IoUTableWriter, SegmentationMaskWriter
+
+    return [SegmentationMaskWriter(), IoUTableWriter()]
+
+
+# The built-in tasks by their import path: matching by name needs no import of the task modules
+# (detection, segmentation) a run does not use.
+_BUILTIN: dict[str, Callable[[], list[Callback]]] = {
+    "visiontasks.tasks.classification.ClassificationTask": _classification_callbacks,
+    "visiontasks.tasks.detection.DetectionTask": _detection_callbacks,
+    "visiontasks.tasks.segmentation.SegmentationTask": _segmentation_callbacks,
+}
+
+
 def default_callbacks(task: LightningModule) -> list[Callback]:
     """Fresh output callbacks for ``task``, chosen by its type (the most derived registered class
-    wins); ``[]`` for a module of no registered type."""
+    wins; a class registered with :func:`register_default_callbacks` replaces the built-in choice
+    for that class); ``[]`` for a module of no registered type."""
     for cls in type(task).__mro__:
         if cls in _DEFAULTS:
             return _DEFAULTS[cls]()
+        builtin = _BUILTIN.get(f"{cls.__module__}.{cls.__qualname__}")
+        if builtin is not None:
+            return builtin()
     return []
-
-
-def _register_builtin() -> None:
-    from visiontasks.tasks import ClassificationTask, DetectionTask, SegmentationTask
-
-    register_default_callbacks(
-        ClassificationTask, lambda: [ClassificationPredictionWriter(), ConfusionMatrixPlot(), MetricsJSONWriter()]
-    )
-    register_default_callbacks(DetectionTask, lambda: [CocoResultsWriter(), DetectionDrawingWriter()])
-    register_default_callbacks(SegmentationTask, lambda: [SegmentationMaskWriter(), IoUTableWriter()])
-
-
-_register_builtin()
