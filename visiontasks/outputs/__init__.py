@@ -12,8 +12,9 @@ left in ``stage_results`` / ``stage_logged``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
+
+from visiontasks._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from lightning.pytorch import Callback, LightningModule
@@ -50,16 +51,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 _DEFAULTS: dict[type, Callable[[], list[Callback]]] = {}

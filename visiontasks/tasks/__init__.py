@@ -6,8 +6,9 @@ detection or segmentation modules; ``from visiontasks.tasks import DetectionTask
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from visiontasks._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .base import BaseTask
@@ -15,23 +16,9 @@ if TYPE_CHECKING:
     from .detection import DetectionTask
     from .segmentation import SegmentationTask
 
-_LAZY = {
-    "BaseTask": "base",
-    "ClassificationTask": "classification",
-    "DetectionTask": "detection",
-    "SegmentationTask": "segmentation",
-}
-
-__all__ = ["BaseTask", "ClassificationTask", "DetectionTask", "SegmentationTask"]
+_LAZY = {"BaseTask": "base", "ClassificationTask": "classification", "DetectionTask": "detection",
+         "SegmentationTask": "segmentation"}
+__all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
