@@ -24,8 +24,8 @@ class ClassificationTask(BaseTask):
         num_classes: number of classes; must equal the datamodule's.
         head: ``paper`` (the architecture's own classifier, e.g. VGG's 4096-4096 MLP) or ``linear``
             (global average pooling + one linear layer on the deepest feature map).
-        backbone_weights: ``None``, a torchvision weights name (e.g. ``IMAGENET1K_V1``) or a
-            state_dict path.
+        backbone_weights: ``None``, a torchvision weights name (e.g. ``IMAGENET1K_V1``), a
+            state_dict file, or a visiontasks checkpoint of any task (its backbone is taken).
         in_chans: input channels (1 or 3); must equal the datamodule's.
         frozen_stages: freeze the first stages of the backbone (transfer learning).
         label_smoothing: cross-entropy label smoothing.

@@ -26,7 +26,8 @@ class DetectionTask(BaseTask):
             ``visiontasks.heads.detector.list_detectors()``).
         backbone: a name from ``visiontasks.backbones.list_backbones()``.
         num_classes: real classes (no background); must equal the datamodule's.
-        backbone_weights: ``None``, a torchvision weights name (downloads only when given) or a file.
+        backbone_weights: ``None``, a torchvision weights name (downloads only when given), a
+            state_dict file, or a visiontasks checkpoint of any task (its backbone is taken).
         in_chans, frozen_stages, norm_eval: passed to ``build_backbone``.
         model_kwargs: detector settings (e.g. ``{fpn: true}`` for Faster R-CNN, ``{grid_size: 7}``
             for YOLOv1); see each detector's docstring.

@@ -27,7 +27,8 @@ class SegmentationTask(BaseTask):
         backbone: a name from ``visiontasks.backbones.list_backbones()`` with stride-8/16/32
             outputs (every family except LeNet-5).
         num_classes: ``K``; must equal the datamodule's.
-        backbone_weights: ``None``, a torchvision name (``IMAGENET1K_V1``) or a file. When the
+        backbone_weights: ``None``, a torchvision name (``IMAGENET1K_V1``), a state_dict file or a
+            visiontasks checkpoint of any task. When the
             architecture's classifier fits fc6/fc7 (VGG with ``fc_channels=4096``,
             ``fc_kernel_size=7``) it is convolutionalised into them, as in the paper.
         in_chans / frozen_stages / norm_eval: passed to ``build_backbone``.
