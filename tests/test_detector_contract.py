@@ -195,3 +195,13 @@ def test_eval_with_geometry_returns_original_pixels(name: str) -> None:
     expected[:, 1::2] = ((expected[:, 1::2] - 12.0) / 0.4).clamp(0, 100)  # rows 12..52 <- 100 px
     torch.testing.assert_close(mapped["boxes"], expected)
     assert torch.equal(mapped["scores"], plain["scores"]) and torch.equal(mapped["labels"], plain["labels"])
+
+
+@pytest.mark.parametrize("name", DETECTORS_UNDER_TEST)
+def test_unknown_setting_names_the_accepted_ones(name: str) -> None:
+    from visiontasks.errors import UnknownNameError
+    from visiontasks.heads.detector import detector_settings
+
+    assert "score_thresh" in detector_settings(name) and "detections_per_img" in detector_settings(name)
+    with pytest.raises(UnknownNameError, match=r"'max_detections'; available: .*; did you mean 'detections_per_img'"):
+        build_detector(name, build_backbone("resnet18"), NUM_CLASSES, max_detections=5)

@@ -22,6 +22,7 @@ classifiers).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, ClassVar, Sequence
 
 import torch
@@ -120,7 +121,20 @@ def build_detector(name: str, backbone: Backbone, num_classes: int, **kwargs: An
         raise unknown_name("detector", name, DETECTORS)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1 (real classes, no background), got {num_classes}")
+    accepted = detector_settings(name)
+    for key in kwargs:
+        if accepted is not None and key not in accepted:  # e.g. a setting's old name: say the new one
+            raise unknown_name(f"setting of detector {name!r} (model_kwargs)", key, accepted)
     return DETECTORS[name](backbone, num_classes, **kwargs)
+
+
+def detector_settings(name: str) -> list[str] | None:
+    """The keyword settings detector ``name`` accepts (``model_kwargs``), or ``None`` when its factory
+    takes any (``**kwargs``)."""
+    params = list(inspect.signature(DETECTORS[name]).parameters.values())[2:]  # after backbone, num_classes
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
 
 
 # -- helpers shared by detectors --------------------------------------------------------------------
