@@ -128,8 +128,7 @@ def _names_arg(value: str | None) -> list[str] | None:
 
 # -- detection -----------------------------------------------------------------------------------------
 def _read_gt_detection(args: argparse.Namespace):  # noqa: ANN202 - DetectionSplit
-    from visiontasks.data.detection import coco, voc, yolo  # noqa: F401  (register the readers)
-    from visiontasks.data.detection.reader import DETECTION_READERS
+    from visiontasks.data.detection import DETECTION_READERS  # the package registers every reader
 
     root = _need(args.gt, "ground truth")
     reader = DETECTION_READERS.get(args.format)(root, {"val": args.split}, _names_arg(args.names))

@@ -9,6 +9,7 @@ int64 [K] with 0 = the first real class (no background index), plus ``image_id``
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD
 
 from .reader import DETECTION_READERS, DetectionReader, register_reader
+# importing each format module registers its reader (one place; the datamodule and commands rely on it)
 from .coco import CocoReader, read_coco, write_coco
 from .common import DatasetFormatError, DetectionRecord, DetectionSplit, clean_boxes, safe_join
 from .datamodule import DetectionDataModule

@@ -12,7 +12,6 @@ from visiontasks.data.base import VisionDataModule
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
 from visiontasks.data.synthetic import STAMP
 
-from . import coco, voc, yolo  # noqa: F401  (register the readers)
 from .common import DetectionRecord, DetectionSplit, safe_join
 from .dataset import DetectionDataset, detection_collate, worker_init_fn
 from .reader import DETECTION_READERS
