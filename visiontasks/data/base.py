@@ -7,6 +7,8 @@ from abc import abstractmethod
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from visiontasks.preprocessing import Preprocessing
+
 
 class VisionDataModule(pl.LightningDataModule):
     """A datamodule whose classes are known right after ``__init__`` (``class_names``, and
@@ -18,6 +20,10 @@ class VisionDataModule(pl.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @abstractmethod
+    def preprocessing(self) -> Preprocessing:
+        """How evaluation turns a file's image into a model input (tasks save it in checkpoints)."""
 
     @abstractmethod
     def loader(self, stage: str) -> DataLoader:

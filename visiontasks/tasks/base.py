@@ -2,8 +2,8 @@
 
 It owns hyper-parameters, model building (:meth:`build_model`), one metric collection per evaluation
 stage, the training/validation/test steps, epoch-end compute/log/reset, the optimizer and scheduler
-from the config, class names from the data. A subclass says only what differs (the hooks below and
-``predict_step``, which returns tensors/dicts). Files are written by ``visiontasks.outputs`` callbacks.
+from the config, class names and evaluation preprocessing from the data (both saved in checkpoints). A
+subclass says only what differs (hooks below, ``predict_step``); files are written by callbacks.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch.optim import Optimizer
 from torchmetrics import Metric, MetricCollection
 
 from visiontasks.errors import InvalidInputError
+from visiontasks.preprocessing import Preprocessing
 from visiontasks.schedulers import scheduler_config
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
@@ -48,6 +49,7 @@ class BaseTask(pl.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])  # also the subclass's arguments
         self.num_classes = num_classes
         self.class_names: list[str] = [str(i) for i in range(num_classes)]
+        self.preprocessing: Preprocessing | None = None  # from the data (setup) or the checkpoint
         self.optimizer_factory = optimizer or default_optimizer
         self.scheduler_factory = lr_scheduler
         self.build_model()
@@ -130,6 +132,8 @@ class BaseTask(pl.LightningModule):
                     "make them agree in the config"
                 )
             self.class_names = [str(n) for n in names]
+        if callable(getattr(datamodule, "preprocessing", None)):
+            self.preprocessing = datamodule.preprocessing()
         for attr in self.checked_with_data:
             theirs, mine = getattr(datamodule, attr, None), getattr(self.hparams, attr)
             if theirs is not None and theirs != mine:
@@ -137,9 +141,12 @@ class BaseTask(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["class_names"] = list(self.class_names)
+        checkpoint["preprocessing"] = self.preprocessing.to_dict() if self.preprocessing is not None else None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.class_names = list(checkpoint.get("class_names", self.class_names))
+        if checkpoint.get("preprocessing"):
+            self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]

@@ -15,6 +15,8 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
+from visiontasks.preprocessing import Preprocessing
+
 from ..base import VisionDataModule
 from ..io import check_images, list_image_files
 from .dataset import ClassificationDataset, FileSource, ImageSource
@@ -134,6 +136,10 @@ class ClassificationDataModule(VisionDataModule):
             files = [files[i] for i in good]
         ds = ClassificationDataset(FileSource(files, [-1] * len(files)), range(len(files)), self._transform(False), self.in_chans)
         return DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def preprocessing(self) -> Preprocessing:
+        """Evaluation preprocessing (saved in checkpoints): stretch to ``image_size``, normalise."""
+        return Preprocessing("stretch", self.image_size, self.mean, self.std, self.in_chans)
 
     def state_dict(self) -> dict[str, Any]:
         return {"class_names": self.class_names}

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from visiontasks.data.base import VisionDataModule
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
 from visiontasks.data.synthetic import STAMP
+from visiontasks.preprocessing import Preprocessing, pair
 
 from .common import DetectionRecord, DetectionSplit, safe_join
 from .dataset import DetectionDataset, detection_collate, worker_init_fn
@@ -220,6 +221,11 @@ class DetectionDataModule(VisionDataModule):
                               cache_dir=cache_dir, **kwargs)
         cache.ensure()
         return cache
+
+    def preprocessing(self) -> Preprocessing:
+        """Evaluation preprocessing (saved in checkpoints): the configured resize, normalise, RGB."""
+        size = None if self.resize == "none" else pair(self.image_size)
+        return Preprocessing(self.resize, size, self.mean, self.std, 3)
 
     # -- loaders ----------------------------------------------------------------------------------
     def loader(self, stage: str) -> DataLoader:

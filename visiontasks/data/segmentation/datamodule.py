@@ -8,6 +8,8 @@ from typing import Literal, Sequence
 import numpy as np
 from torch.utils.data import DataLoader
 
+from visiontasks.preprocessing import Preprocessing
+
 from ..base import VisionDataModule
 from ..io import IMAGENET_MEAN, IMAGENET_STD, list_image_files
 from .dataset import SegmentationDataset, pad_collate
@@ -217,6 +219,11 @@ class SegmentationDataModule(VisionDataModule):
             self.datasets["predict"] = make(samples, self.eval_transform)
 
     # -- loaders ---------------------------------------------------------------------------------------
+    def preprocessing(self) -> Preprocessing:
+        """Evaluation preprocessing (saved in checkpoints): each image at its own size, normalised."""
+        hp = self.hparams
+        return Preprocessing("none", None, tuple(hp.mean), tuple(hp.std), self.in_chans)
+
     def loader(self, stage: str) -> DataLoader:
         if stage not in self.datasets:
             self.setup({"train": "fit", "val": "fit"}.get(stage, stage))
