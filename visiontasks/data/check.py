@@ -275,7 +275,8 @@ def duplicates(samples: Iterable[SampleInfo]) -> list[Problem]:
 
 def rare_formats(samples: Sequence[SampleInfo], share: float = 0.05) -> list[Problem]:
     """A warning for each image whose file format is rare in the data set (under ``share`` of the
-    files, e.g. one GIF among JPEG photos: often a placeholder such as "image not found")."""
+    files, at least a single one, e.g. one GIF among JPEG photos: often a placeholder such as "image
+    not found")."""
     formats = Counter(s.format for s in samples if s.format)
     total = sum(formats.values())
     if len(formats) < 2:
@@ -283,7 +284,7 @@ def rare_formats(samples: Sequence[SampleInfo], share: float = 0.05) -> list[Pro
     common = formats.most_common(1)[0][0]
     return [Problem("warning", s.path, f"a {s.format} file among {formats[common]} {common} files",
                     "check that it is a real picture of the data (placeholders are often GIFs)", split=s.split)
-            for s in samples if s.format and formats[s.format] < share * total]
+            for s in samples if s.format and s.format != common and formats[s.format] <= max(1.0, share * total)]
 
 
 def collect(fn: Callable[[], Any], where: str, split: str = "", todo: str = "") -> tuple[Any, list[Problem]]:
