@@ -139,6 +139,32 @@ def test_coco_boxes_and_missing_images(tmp_path: Path, capsys: pytest.CaptureFix
     assert "it is dropped" in _line_with(text, "warning:", f"{ann_file}, annotation 3")
 
 
+def test_voc_every_bad_xml_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from visiontasks.data.detection import DetectionRecord, write_voc_xml
+
+    root = tmp_path / "voc"
+    ids = []
+    for i in range(3):
+        img = _image(root / f"JPEGImages/{i}.png", seed=i)
+        rec = DetectionRecord(img, i, np.array([[2, 2, 20, 20]], np.float32), np.array([0]), (40, 48))
+        write_voc_xml(root / f"Annotations/{i}.xml", rec, ["cat"])
+        ids.append(str(i))
+    xml1 = root / "Annotations/1.xml"
+    xml1.write_text(xml1.read_text().replace("<name>cat</name>", "<name>dog</name>"))
+    xml2 = root / "Annotations/2.xml"
+    xml2.write_text(xml2.read_text().replace("2.png", "gone.png"))
+    (root / "ImageSets/Main").mkdir(parents=True)
+    (root / "ImageSets/Main/train.txt").write_text("\n".join([*ids, "3"]) + "\n")
+    config = _config(tmp_path, {"class_path": "visiontasks.data.DetectionDataModule",
+                                "init_args": {"format": "voc", "root": str(root), "val": "train",
+                                              "class_names": ["cat"]}})
+    code, text = _check(config, tmp_path / "out", capsys)
+    assert code == 2
+    assert "'dog' is not in the class list" in _line_with(text, "error:", str(xml1))
+    assert "gone.png, which does not exist" in _line_with(text, "error:", str(xml2))
+    assert "has no annotation file" in _line_with(text, "error:", "id '3'")
+
+
 # -- segmentation -------------------------------------------------------------------------------------
 def _mask(path: Path, size: tuple[int, int], value: int = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +248,7 @@ def test_check_true_stops_fit_with_the_list(tmp_path: Path, capsys: pytest.Captu
     assert not list((tmp_path / "runs").rglob("*.ckpt"))
 
 
+@pytest.mark.slow  # a fresh interpreter importing Lightning: ~20 s on a busy machine
 def test_console_script_exit_status(tmp_path: Path) -> None:
     """Through the installed entry point's module: exit status 2 and no traceback on stderr."""
     root = tmp_path / "hym"

@@ -148,11 +148,14 @@ def detection_stats(report: Any, dm: Any, priors: dict[str, Any]) -> tuple[list[
     wh_all, per_image = [], {}
     centres_collide = total_imgs = 0
     for split, samples in report.by_split().items():
-        counts = np.array([len(s.boxes) for s in samples if s.boxes is not None and s.size], int)
+        read = [s for s in samples if s.boxes is not None and s.size]
+        counts = np.array([len(s.boxes) for s in read], int)
         per_image[split] = counts
         if counts.size:
+            empty = [Path(s.path).name for s in read if not len(s.boxes)]
+            shown = f" ({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''})" if empty else ""
             lines.append(f"  {split:<8} boxes {int(counts.sum())}, per image mean {counts.mean():.1f} max "
-                         f"{counts.max()}, images without boxes {int((counts == 0).sum())}")
+                         f"{counts.max()}, background images (no boxes) {len(empty)}{shown}")
         for s in samples:
             if s.boxes is None or s.size is None or not len(s.boxes):
                 continue

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from visiontasks.errors import UserInputError
+
 from ..check import CheckJob, ImageJob, Problem, SampleInfo, collect, read_checked
 from ..io import list_image_files
 from .common import DatasetFormatError, safe_join
@@ -262,3 +264,31 @@ def input_scale(size: tuple[int, int], image_size: int | Sequence[int] | None, r
         s = min(th / min(h, w), tw / max(h, w))
         return s, s
     return tw / w, th / h  # stretch
+
+
+def voc_split_jobs(root: Path, spec: str, split: str, class_names: list[str], keep_difficult: bool) -> SplitJobs:
+    """Every XML file of a VOC split list: a wrong one is a problem (its first error) and the others
+    are still read."""
+    from .voc import VOC_CLASSES, read_voc_ids, read_voc_xml
+
+    names = list(class_names or VOC_CLASSES)
+    listed, problems = collect(lambda: read_voc_ids(root, spec), str(root), split, "fix data." + split)
+    if listed is None:
+        return [], problems
+    list_file, ids = listed
+    jobs: list[CheckJob] = []
+    for n, image_id in enumerate(ids):
+        try:
+            rec = read_voc_xml(Path(root), list_file, image_id, n, names, keep_difficult)
+        except DatasetFormatError as err:  # its message starts with the file it names
+            file, _, what = str(err).partition(": ")
+            problems.append(Problem("error", file, what, "fix the annotation", split=split))
+            continue
+        except UserInputError as err:  # an unreadable image whose size the XML does not give
+            problems.append(Problem("error", str(Path(root) / "Annotations" / f"{image_id}.xml"), str(err),
+                                    split=split))
+            continue
+        xml = str(Path(root) / "Annotations" / f"{image_id}.xml")
+        jobs.append(BoxesJob(split, str(rec.path), rec.boxes, rec.labels, rec.size, [xml] * len(rec.boxes),
+                             [None] * len(rec.boxes)))
+    return jobs, problems
