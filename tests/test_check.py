@@ -207,8 +207,8 @@ def _image_folder(root: Path) -> None:
 def test_clean_image_folder_exits_0_with_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _image_folder(tmp_path / "hym")
     config = _config(tmp_path, {"class_path": "visiontasks.data.ClassificationDataModule",
-                                "init_args": {"source": "imagefolder", "root": str(tmp_path / "hym")}})
-    code, text = _check(config, tmp_path / "out", capsys)
+                                "init_args": {"source": "imagefolder", "root": "elsewhere"}})
+    code, text = _check(config, tmp_path / "out", capsys, "--data.init_args.root", str(tmp_path / "hym"))
     assert code == 0, text
     assert "0 error(s), 0 warning(s)" in text
     assert "ants 4, bees 4" in text

@@ -35,7 +35,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="print at most this many problems of each severity (0: all; problems.txt has all)")
     p.add_argument("--no-plots", action="store_true", help="print the statistics only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.epilog = ("Settings of the config can be changed as with fit: --data.init_args.root DIR, "
+                "--model.init_args.model_kwargs.grid_size 14 (values are read as YAML).")
     return p
+
+
+def apply_overrides(cfg: dict[str, Any], extra: list[str]) -> dict[str, Any]:
+    """``--a.b.c VALUE`` / ``--a.b.c=VALUE`` pairs (values parsed as YAML) set into ``cfg``."""
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or arg == "--":
+            raise InvalidInputError(f"unexpected argument {arg!r}; settings are given as --data.init_args.NAME VALUE")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise InvalidInputError(f"{arg} needs a value")
+            value, i = extra[i + 1], i + 1
+        node = cfg
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InvalidInputError(f"{arg}: {part} is not a section of the config")
+        node[last] = yaml.safe_load(value)
+        i += 1
+    return cfg
 
 
 # -- the datamodule from the config ------------------------------------------------------------------------
@@ -288,9 +313,9 @@ def _print_problems(problems: list[Any], limit: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, extra = _parser().parse_known_args(argv)
     start = time.perf_counter()
-    cfg = load_config(args.config)
+    cfg = apply_overrides(load_config(args.config), extra)
     dm = build_datamodule(cfg["data"], args.config)
     if not hasattr(dm, "check_plan"):
         raise InvalidInputError(f"{args.config}: {type(dm).__name__} has no data check (use a visiontasks datamodule)")
