@@ -321,8 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         raise InvalidInputError(f"{args.config}: {type(dm).__name__} has no data check (use a visiontasks datamodule)")
     from visiontasks.data.check import run_check
 
+    from visiontasks.data.check import default_workers
+
+    workers = args.workers if args.workers is not None else default_workers()
+    read_start = time.perf_counter()
     plan = dm.check_plan()
-    report = run_check(plan, args.workers, progress=not args.no_progress)
+    report = run_check(plan, workers, progress=not args.no_progress)
+    read_s = time.perf_counter() - read_start
     out = Path(args.output) if args.output else Path("runs") / "check" / Path(args.config).stem
     out.mkdir(parents=True, exist_ok=True)
     (out / "problems.txt").write_text("".join(f"{p}\n" for p in report.problems))
@@ -352,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_plots(report, out, det, priors, share)
         print(f"plots: {', '.join(p.name for p in written)} in {out}")
     print(f"problems: {len(report.errors)} error(s), {len(report.warnings)} warning(s) (all in {out / 'problems.txt'}); "
-          f"{time.perf_counter() - start:.1f} s")
+          f"read in {read_s:.1f} s on {workers} process(es), {time.perf_counter() - start:.1f} s in all")
     if not report.ok:
         print("training would fail: fix the errors above", file=sys.stderr)
         return 2
