@@ -188,7 +188,7 @@ def test_segmentation_masks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     config = _config(tmp_path, {"class_path": "visiontasks.data.SegmentationDataModule",
                                 "init_args": {"root": str(root), "format": "folder", "num_classes": 3,
                                               "test_split": None}})
-    code, text = _check(config, tmp_path / "out", capsys)
+    code, text = _check(config, tmp_path / "out", capsys, "--workers", "2")  # the decoder pickles
     assert code == 2
     assert "is 20x20 but its image" in _line_with(text, "error:", str(root / "masks/train/wrong_size.png"))
     assert "has values [9]" in _line_with(text, "error:", str(root / "masks/train/unknown.png"))
@@ -262,3 +262,14 @@ def test_console_script_exit_status(tmp_path: Path) -> None:
                           env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "broken.jpg" in proc.stdout
+
+
+def test_config_mistakes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config(tmp_path, {"class_path": "visiontasks.data.ClassificationDataModule",
+                                "init_args": {"source": "imagefolder", "rooot": "x"}})
+    for args, expected in (([str(config)], "the data section does not build: Option 'rooot' is not accepted"),
+                           ([str(tmp_path / "none.yaml")], "none.yaml does not exist")):
+        assert main(["check", "--config", *args]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1

@@ -93,7 +93,11 @@ def build_datamodule(data: dict[str, Any], where: str) -> Any:
 
         if find_user_error(err) is not None:
             raise
-        raise InvalidInputError(f"{where}: the data section does not build: {str(err).splitlines()[0]}") from err
+        cause: BaseException = err  # jsonargparse wraps the real reason ("Option 'rooot' is not accepted")
+        while (cause.__cause__ or cause.__context__) is not None:
+            cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise InvalidInputError(f"{where}: the data section does not build: {reason}") from err
 
 
 # -- what the model expects -------------------------------------------------------------------------------

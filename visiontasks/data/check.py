@@ -185,11 +185,15 @@ class CheckReport:
 
 
 def _run_one(job: CheckJob) -> SampleInfo:
+    from PIL import Image
+
     try:
         return job()
-    except Exception as err:  # noqa: BLE001 - one bad file must not hide the others' problems
+    except (UserInputError, OSError, ValueError, Image.DecompressionBombError) as err:
+        # a file the readers do not catch themselves (e.g. a decompression bomb): one error for it,
+        # the other files are still read; anything else is a bug and keeps its traceback
         info = SampleInfo(getattr(job, "split", ""), str(getattr(job, "path", "?")))
-        info.problem("error", f"{type(err).__name__}: {err}", "")
+        info.problem("error", f"{type(err).__name__}: {err}", "replace or delete the file")
         return info
 
 
@@ -200,7 +204,7 @@ def _map(jobs: Sequence[CheckJob], workers: int, progress: bool) -> list[SampleI
     bar = tqdm(total=len(jobs), desc="checking", unit="img", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
     try:
-        if workers <= 1 or len(jobs) < 8:
+        if workers <= 1 or len(jobs) <= 1:
             out = []
             for job in jobs:
                 out.append(_run_one(job))
@@ -288,9 +292,10 @@ def rare_formats(samples: Sequence[SampleInfo], share: float = 0.05) -> list[Pro
 
 
 def collect(fn: Callable[[], Any], where: str, split: str = "", todo: str = "") -> tuple[Any, list[Problem]]:
-    """``fn()`` and the problems it raised or warned: a user error (a reader's "this file is wrong")
-    becomes one error naming ``where`` unless the message names its file itself; each warning one
-    warning. Real bugs still raise."""
+    """``fn()`` and the problems it raised or warned: a user error (a reader's "this file is wrong",
+    also as ``FileNotFoundError``/``ValueError``/``OSError``, which the readers raise for missing or
+    wrong files and settings) becomes one error at ``where``; each warning one warning. Other
+    exceptions (bugs) still raise."""
     problems: list[Problem] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
