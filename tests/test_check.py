@@ -72,7 +72,8 @@ def _yolo_set(root: Path) -> dict[str, Path]:
     for i in range(3):
         img = _image(root / f"images/train/ok{i}.png", seed=i)
         (root / f"labels/train/ok{i}.txt").parent.mkdir(parents=True, exist_ok=True)
-        (root / f"labels/train/ok{i}.txt").write_text("0 0.5 0.5 0.4 0.4\n1 0.3 0.3 0.2 0.2\n")
+        extra = "1 0.52 0.5 0.1 0.1\n" if i == 0 else ""  # two centres in one YOLOv1 cell
+        (root / f"labels/train/ok{i}.txt").write_text("0 0.5 0.5 0.4 0.4\n1 0.3 0.3 0.2 0.2\n" + extra)
     files["corrupt"] = _corrupt(root / "images/train/corrupt.png")
     files["truncated"] = _truncate(_image(root / "images/train/truncated.png", (200, 200), seed=9))
     files["badlines"] = _image(root / "images/train/badlines.png", seed=5)
@@ -104,7 +105,7 @@ def test_yolo_every_planted_problem_is_reported(tmp_path: Path, capsys: pytest.C
     assert "[val] val: the split has no images" in _line_with(text, "error:", "[val]")
     assert "is in split 'train'" in _line_with(text, "warning:", str(files["dup"]))
     assert "label file without an image" in _line_with(text, "warning:", str(files["orphan"]))
-    assert "yolov1 grid 7x7" in text
+    assert "yolov1 grid 7x7: 1 box(es) share a grid cell" in text
     problems = (tmp_path / "out/problems.txt").read_text()
     assert problems.count("error:") == 5  # corrupt, truncated, 2 bad lines, empty val
 
@@ -273,3 +274,23 @@ def test_config_mistakes_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_anchor_priors_and_input_scale() -> None:
+    from visiontasks.commands.check import model_priors, shape_iou
+    from visiontasks.data.detection.check import input_canvas, input_scale
+
+    priors = model_priors({"init_args": {"model": "faster_rcnn", "model_kwargs": {"anchor_sizes": [64],
+                                                                                  "aspect_ratios": [0.5, 2.0]}}})
+    # torchvision's ratio is h / w: ratio 2 -> w = 64 / sqrt(2), h = 64 * sqrt(2)
+    assert np.allclose(priors["boxes"], [(64 * 2**0.5, 64 / 2**0.5), (64 / 2**0.5, 64 * 2**0.5)])
+    iou = shape_iou(np.array([[64 / 2**0.5, 64 * 2**0.5], [32.0, 32.0]]), np.array(priors["boxes"]))
+    assert np.isclose(iou[0, 1], 1.0) and np.isclose(iou[1].max(), 1024 / 4096)
+    assert model_priors({"init_args": {"model": "faster_rcnn"}})["sizes"] == [128.0, 256.0, 512.0]
+    assert model_priors({"init_args": {"model": "yolov1", "model_kwargs": {"grid_size": 5}}}) == \
+        {"kind": "grid", "name": "yolov1", "S": 5}
+    assert input_scale((300, 600), 448, "letterbox") == (448 / 600, 448 / 600)
+    assert input_canvas((300, 600), 448, "letterbox") == (448, 448)
+    assert input_scale((300, 600), [800, 1333], "shortest_edge") == (1333 / 600, 1333 / 600)  # max side wins
+    assert input_scale((600, 700), [800, 1333], "shortest_edge") == (800 / 600, 800 / 600)
+    assert input_scale((300, 600), [100, 200], "stretch") == (200 / 600, 100 / 300)

@@ -171,11 +171,11 @@ def _name(report: Any, k: int) -> str:
 def detection_stats(report: Any, dm: Any, priors: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     """Lines to print and arrays to plot: boxes per image, box sizes/aspects in model-input pixels
     against the model's anchors or grid."""
-    from visiontasks.data.detection.check import input_scale
+    from visiontasks.data.detection.check import input_canvas, input_scale
 
     lines, data = [], {}
     wh_all, per_image = [], {}
-    centres_collide = total_imgs = 0
+    centres_collide = 0
     for split, samples in report.by_split().items():
         read = [s for s in samples if s.boxes is not None and s.size]
         counts = np.array([len(s.boxes) for s in read], int)
@@ -191,10 +191,12 @@ def detection_stats(report: Any, dm: Any, priors: dict[str, Any]) -> tuple[list[
             sx, sy = input_scale(s.size, getattr(dm, "image_size", None), getattr(dm, "resize", "none"))
             b = s.boxes.astype(np.float64)
             wh_all.append(np.stack([(b[:, 2] - b[:, 0]) * sx, (b[:, 3] - b[:, 1]) * sy], 1))
-            if priors.get("kind") == "grid":
+            if priors.get("kind") == "grid":  # the cell of each box centre on the S x S input grid
                 S = priors["S"]
-                total_imgs += 1
-                cx, cy = (b[:, 0] + b[:, 2]) / 2 / s.size[1], (b[:, 1] + b[:, 3]) / 2 / s.size[0]
+                ch, cw = input_canvas(s.size, getattr(dm, "image_size", None), getattr(dm, "resize", "none"))
+                ox, oy = (cw - s.size[1] * sx) / 2, (ch - s.size[0] * sy) / 2  # letterbox centres the image
+                cx = ((b[:, 0] + b[:, 2]) / 2 * sx + ox) / cw
+                cy = ((b[:, 1] + b[:, 3]) / 2 * sy + oy) / ch
                 cells = np.minimum((cy * S).astype(int), S - 1) * S + np.minimum((cx * S).astype(int), S - 1)
                 centres_collide += len(cells) - len(set(cells.tolist()))
     wh = np.concatenate(wh_all) if wh_all else np.zeros((0, 2))

@@ -292,3 +292,13 @@ def voc_split_jobs(root: Path, spec: str, split: str, class_names: list[str], ke
         jobs.append(BoxesJob(split, str(rec.path), rec.boxes, rec.labels, rec.size, [xml] * len(rec.boxes),
                              [None] * len(rec.boxes)))
     return jobs, problems
+
+
+def input_canvas(size: tuple[int, int], image_size: int | Sequence[int] | None, resize: str) -> tuple[int, int]:
+    """(H, W) of the model input an image of ``size`` becomes (the padded square for ``letterbox``);
+    with ``none`` / ``shortest_edge`` the batch pads to its largest image, unknown here, so the
+    resized image itself."""
+    if resize in ("letterbox", "stretch") and image_size is not None:
+        return (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+    sx, sy = input_scale(size, image_size, resize)
+    return int(round(size[0] * sy)), int(round(size[1] * sx))
