@@ -70,7 +70,7 @@ def _yolo_set(root: Path) -> dict[str, Path]:
     lines; test: a copy of a train image; val: empty; an orphan label file."""
     files = {}
     for i in range(3):
-        img = _image(root / f"images/train/ok{i}.png", seed=i)
+        _image(root / f"images/train/ok{i}.png", seed=i)
         (root / f"labels/train/ok{i}.txt").parent.mkdir(parents=True, exist_ok=True)
         extra = "1 0.52 0.5 0.1 0.1\n" if i == 0 else ""  # two centres in one YOLOv1 cell
         (root / f"labels/train/ok{i}.txt").write_text("0 0.5 0.5 0.4 0.4\n1 0.3 0.3 0.2 0.2\n" + extra)

@@ -73,7 +73,8 @@ def load_config(path: str) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise InvalidInputError(f"{file}: not valid YAML ({err})") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("data"), dict):
-        raise InvalidInputError(f"{file}: no 'data:' section with class_path and init_args (the layout of fit's config)")
+        raise InvalidInputError(
+            f"{file}: no 'data:' section with class_path and init_args (the layout of fit's config)")
     return cfg
 
 
@@ -257,13 +258,14 @@ def write_plots(report: Any, out: Path, det: dict[str, Any] | None, priors: dict
         plt.close(fig)
         written.append(out / name)
 
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for split, samples in report.by_split().items():
-        sizes = np.array([s.size for s in samples if s.size], float).reshape(-1, 2)
-        ax.scatter(sizes[:, 1], sizes[:, 0], s=8, alpha=0.6, label=f"{split} ({len(sizes)})")
-    ax.set(xlabel="width (px)", ylabel="height (px)", title="image sizes")
-    ax.legend()
-    save(fig, "image_sizes.png")
+    if any(s.size for s in report.samples):  # in-memory sets (digits, MNIST) have no files to size
+        fig, ax = plt.subplots(figsize=(6, 5))
+        for split, samples in report.by_split().items():
+            sizes = np.array([s.size for s in samples if s.size], float).reshape(-1, 2)
+            ax.scatter(sizes[:, 1], sizes[:, 0], s=8, alpha=0.6, label=f"{split} ({len(sizes)})")
+        ax.set(xlabel="width (px)", ylabel="height (px)", title="image sizes")
+        ax.legend()
+        save(fig, "image_sizes.png")
 
     hist = _class_hist(report)
     if any(hist.values()):
@@ -362,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_plots:
         written = write_plots(report, out, det, priors, share)
         print(f"plots: {', '.join(p.name for p in written)} in {out}")
-    print(f"problems: {len(report.errors)} error(s), {len(report.warnings)} warning(s) (all in {out / 'problems.txt'}); "
+    print(f"problems: {len(report.errors)} error(s), {len(report.warnings)} warning(s) "
+          f"(all in {out / 'problems.txt'}); "
           f"read in {read_s:.1f} s on {workers} process(es), {time.perf_counter() - start:.1f} s in all")
     if not report.ok:
         print("training would fail: fix the errors above", file=sys.stderr)

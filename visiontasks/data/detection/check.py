@@ -157,7 +157,8 @@ def yolo_split_jobs(yaml_path: Path, spec: Any, split: str) -> SplitJobs:
     images: list[Path] = []
     folders: list[Path] = []
     for entry in entries:
-        found, more = collect(lambda e=entry: _list_images(root, str(e), f"{yaml_file} ({spec})"), str(yaml_file), split)
+        found, more = collect(lambda e=entry: _list_images(root, str(e), f"{yaml_file} ({spec})"),
+                              str(yaml_file), split)
         problems += more
         if found:
             images += found[0]
