@@ -318,6 +318,8 @@ def check_or_raise(plan_fn: Callable[[], CheckPlan], workers: int | None = None)
     """Run the check of ``plan_fn()`` (progress bar on global rank 0 only) and raise
     :class:`DataCheckError` listing the count and the first problems when training would fail."""
     rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) or 0)
+    if workers is None:  # the ranks of one machine share its cores
+        workers = max(1, default_workers() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
     report = run_check(plan_fn(), workers, progress=rank == 0)
     if not report.ok:
         raise DataCheckError(report.summary())
