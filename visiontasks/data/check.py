@@ -131,8 +131,8 @@ class CheckPlan:
 
     ``task``: ``classification``, ``detection`` or ``segmentation``; ``jobs``: one per image;
     ``samples``: facts already known without reading files (in-memory data sets);
-    ``problems``: found while reading the annotation files and folders; ``split_sizes``: how many
-    samples each configured split has (an empty split is an error).
+    ``problems``: found while reading the annotation files and folders; ``splits``: the configured
+    splits (an empty ``train`` or ``val`` is an error); ``ignore_index``: the masks' ignore value.
     """
 
     task: str
