@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import TYPE_CHECKING
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from visiontasks.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    from .check import CheckPlan
 
 
 class VisionDataModule(pl.LightningDataModule):
@@ -16,6 +20,22 @@ class VisionDataModule(pl.LightningDataModule):
     are one method, :meth:`loader`, of the stage (``train``, ``val``, ``test``, ``predict``)."""
 
     class_names: list[str]
+    check_first: bool = False  # ``data.init_args.check``: run the data check before training
+
+    def check_plan(self) -> CheckPlan:
+        """Every image, mask and annotation to read, and the problems the annotation files already
+        show (``visiontasks check`` and ``check: true`` run it; see :mod:`visiontasks.data.check`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no data check")
+
+    def check_before(self, stage: str | None) -> None:
+        """With ``check: true``, the first ``setup`` of ``fit`` reads the whole data set first and stops
+        with one error listing the problems (count and the first ten) when training would fail. Every
+        rank runs it (each reads its data anyway, and all stop alike instead of waiting on rank 0)."""
+        if self.check_first and stage in (None, "fit") and not getattr(self, "_checked", False):
+            from .check import check_or_raise
+
+            check_or_raise(self.check_plan)
+            self._checked = True
 
     @property
     def num_classes(self) -> int:

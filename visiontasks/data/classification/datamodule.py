@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from visiontasks.preprocessing import Preprocessing
 
 from ..base import VisionDataModule
+from ..check import CheckPlan
 from ..io import check_images, list_image_files
 from .dataset import ClassificationDataset, FileSource, ImageSource
 from .sources import CLASSIFICATION_SOURCES, SourceOptions
@@ -40,6 +41,8 @@ class ClassificationDataModule(VisionDataModule):
         skip_bad_images: skip unreadable files in an ImageFolder with a warning and a count
             (default: a clear error naming the file).
         predict_root: a folder of images (any layout) for ``predict``; default: the test split.
+        check: read every image before training and stop with one error listing the problems
+            (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
     """
 
     def __init__(
@@ -61,8 +64,10 @@ class ClassificationDataModule(VisionDataModule):
         predict_root: str | None = None,
         synthetic_classes: int = 4,
         synthetic_per_class: int = 60,
+        check: bool = False,
     ) -> None:
         super().__init__()
+        self.check_first = check
         if in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
         source_class = CLASSIFICATION_SOURCES.get(source)  # an unknown name lists the available ones
@@ -96,7 +101,13 @@ class ClassificationDataModule(VisionDataModule):
             self._class_names = self.reader.class_names()
         return self._class_names
 
+    def check_plan(self) -> CheckPlan:
+        from .check import classification_plan
+
+        return classification_plan(self)
+
     def setup(self, stage: str | None = None) -> None:
+        self.check_before(stage)
         if self._splits:
             return
         self._splits = self.reader.splits()

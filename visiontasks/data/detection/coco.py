@@ -177,6 +177,15 @@ class CocoReader(DetectionReader):
         path, images = self._files(spec, name)
         return read_coco(path, images, self.root, name=name, data=self._loaded.pop(path, None))
 
+    def check_split(self, spec: Any, split: str, class_names: list[str]) -> tuple[list[Any], list[Any]]:
+        from .check import coco_split_jobs  # every image entry and annotation
+
+        try:
+            path, images = self._files(spec, split)
+        except (ValueError, DatasetFormatError):
+            return super().check_split(spec, split, class_names)  # reports the bad spec
+        return coco_split_jobs(path, images, self.root, split)
+
     @staticmethod
     def written_category_ids(num_classes: int) -> list[int]:
         return list(range(1, num_classes + 1))  # COCO's ids start at 1

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from torch.utils.data import DataLoader
 
 from visiontasks.data.base import VisionDataModule
+from visiontasks.data.check import CheckPlan
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
 from visiontasks.data.synthetic import STAMP
 from visiontasks.preprocessing import Preprocessing, pair
@@ -55,6 +56,8 @@ class DetectionDataModule(VisionDataModule):
             ``<root>/proposals``); targets then carry ``proposals``.
         batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
         num_workers, pin_memory, seed: loader settings; ``seed`` seeds the augmentation stream.
+        check: read every image and annotation before training and stop with one error listing
+            the problems (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
 
     Background (no object) is never a label here: ``labels`` are 0-based real classes and each
     model adds its own background internally (see :mod:`visiontasks.heads.detector`).
@@ -88,8 +91,10 @@ class DetectionDataModule(VisionDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         seed: int = 0,
+        check: bool = False,
     ) -> None:
         super().__init__()
+        self.check_first = check
         reader_class = DETECTION_READERS.get(format)  # an unknown format lists the available ones
         self.save_hyperparameters()
         self.format = format
@@ -184,9 +189,35 @@ class DetectionDataModule(VisionDataModule):
         records = [DetectionRecord(f, i, np.zeros((0, 4), np.float32), np.zeros(0, np.int64)) for i, f in enumerate(files)]
         return DetectionSplit(name, records, self.class_names, self.category_ids)
 
+    def check_plan(self) -> CheckPlan:
+        """Every configured split (train, val, test, predict; each distinct one once): its images with
+        their annotations, and every problem the format's reader finds in its files."""
+        from ..check import CheckPlan, collect
+        from .check import folder_jobs
+
+        if self.synthetic is not None and not (self.root / STAMP).is_file():
+            self._write_synthetic()
+        names, problems = collect(lambda: self.class_names, str(self.root))
+        plan = CheckPlan("detection", names or [], problems=problems)
+        seen: set[str] = set()
+        for stage in STAGES:
+            spec = self.split_specs[stage]
+            if spec is None or repr(spec) in seen:
+                continue
+            seen.add(repr(spec))
+            plan.splits.append(stage)
+            if isinstance(spec, dict) and set(spec) == {"images"}:
+                jobs, found = folder_jobs(self.root, spec["images"], stage)
+            else:
+                jobs, found = self.reader.check_split(spec, stage, plan.class_names)
+            plan.jobs += jobs
+            plan.problems += found
+        return plan
+
     def setup(self, stage: str | None = None) -> None:
         if self.synthetic is not None and not (self.root / STAMP).is_file():
             self._write_synthetic()  # setup() called without prepare_data()
+        self.check_before(stage)
         required = {"fit": ("train",), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
         wanted = {"fit": ("train", "val")}.get(stage or "", required.get(stage or "", STAGES))
         for split_stage in wanted:

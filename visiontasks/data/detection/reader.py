@@ -58,6 +58,15 @@ class DetectionReader(ABC):
         """The records of the split ``spec`` (a split name or the format's dict), named ``name``;
         ``class_names`` are the datamodule's (the labels of a format without its own class table)."""
 
+    def check_split(self, spec: Any, split: str, class_names: list[str]) -> tuple[list[Any], list[Any]]:
+        """For the data check: ``(one job per image, problems of the annotation files)`` of split
+        ``spec`` (see :mod:`visiontasks.data.detection.check`). This default reads the split with
+        :meth:`samples` (so its first format error ends the split's listing); a format overrides it
+        to list every wrong entry."""
+        from .check import split_jobs_from_reader
+
+        return split_jobs_from_reader(self, spec, split, class_names)
+
     # -- writing (synthetic sets are written in the real layouts) ------------------------------------
     @staticmethod
     def image_file(split: str, index: int) -> str:

@@ -47,59 +47,73 @@ def read_voc(
     """Read the images listed in ``ImageSets/Main/<split>.txt`` and their XML files."""
     root = Path(root)
     class_names = list(class_names or VOC_CLASSES)
-    index = {n: i for i, n in enumerate(class_names)}
+    list_file, ids = read_voc_ids(root, split)
+    split_ = DetectionSplit(name or f"VOC {split}", [], class_names, list(range(len(class_names))))
+    for n, image_id in enumerate(ids):
+        record = read_voc_xml(root, list_file, image_id, n, class_names, keep_difficult)
+        split_.add(record, str(safe_join(root, f"Annotations/{image_id}.xml", str(list_file))))
+    split_.warn_dropped()
+    return split_
+
+
+def read_voc_ids(root: str | Path, split: str) -> tuple[Path, list[str]]:
+    """``(the list file, the ids it lists)`` of ``ImageSets/Main/<split>.txt`` (or a .txt in the root)."""
     list_file = split_list_path(root, split)
     if not list_file.is_file():
         raise FileNotFoundError(f"VOC split list {list_file} does not exist")
-    ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
-    split_ = DetectionSplit(name or f"VOC {split}", [], class_names, list(range(len(class_names))))
-    for n, image_id in enumerate(ids):
-        xml_path = safe_join(root, f"Annotations/{image_id}.xml", f"{list_file} (id {image_id!r})")
-        if not xml_path.is_file():
-            raise DatasetFormatError(f"{list_file}: id {image_id!r} has no annotation file {xml_path}")
-        where = str(xml_path)
+    return list_file, [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+
+
+def read_voc_xml(
+    root: Path, list_file: Path, image_id: str, n: int, class_names: list[str], keep_difficult: bool
+) -> DetectionRecord:
+    """The record of ``Annotations/<image_id>.xml`` (boxes as annotated, not yet clipped), ``n`` its
+    index in the split; a wrong file raises :class:`DatasetFormatError` naming it."""
+    index = {c: i for i, c in enumerate(class_names)}
+    xml_path = safe_join(root, f"Annotations/{image_id}.xml", f"{list_file} (id {image_id!r})")
+    if not xml_path.is_file():
+        raise DatasetFormatError(f"{list_file}: id {image_id!r} has no annotation file {xml_path}")
+    where = str(xml_path)
+    try:
+        tree = ET.parse(xml_path).getroot()
+    except ET.ParseError as err:
+        raise DatasetFormatError(f"{where}: not valid XML ({err})") from None
+    fname_node = tree.find("filename")
+    fname = fname_node.text.strip() if fname_node is not None and fname_node.text else f"{image_id}.jpg"
+    img_path = safe_join(root, Path("JPEGImages") / fname, where)
+    if not img_path.is_file():
+        raise DatasetFormatError(f"{where}: names image {img_path}, which does not exist")
+    size = None
+    size_node = tree.find("size")
+    if size_node is not None:
         try:
-            tree = ET.parse(xml_path).getroot()
-        except ET.ParseError as err:
-            raise DatasetFormatError(f"{where}: not valid XML ({err})") from None
-        fname_node = tree.find("filename")
-        fname = fname_node.text.strip() if fname_node is not None and fname_node.text else f"{image_id}.jpg"
-        img_path = safe_join(root, Path("JPEGImages") / fname, where)
-        if not img_path.is_file():
-            raise DatasetFormatError(f"{where}: names image {img_path}, which does not exist")
-        size = None
-        size_node = tree.find("size")
-        if size_node is not None:
-            try:
-                h, w = int(float(_text(size_node, "height", where))), int(float(_text(size_node, "width", where)))
-                size = (h, w) if h > 0 and w > 0 else None
-            except (DatasetFormatError, ValueError):
-                size = None
-        if size is None:
-            size = image_size_of(img_path)
-        boxes, labels = [], []
-        for obj in tree.findall("object"):
-            cls = _text(obj, "name", where)
-            if cls not in index:
-                raise DatasetFormatError(
-                    f"{where}: object class {cls!r} is not in the class list "
-                    f"({', '.join(class_names[:8])}{', ...' if len(class_names) > 8 else ''})"
-                )
-            difficult = obj.find("difficult")
-            if not keep_difficult and difficult is not None and (difficult.text or "0").strip() == "1":
-                continue
-            bb = obj.find("bndbox")
-            if bb is None:
-                raise DatasetFormatError(f"{where}: object {cls!r} has no <bndbox>")
-            try:
-                x1, y1, x2, y2 = (float(_text(bb, t, where)) for t in ("xmin", "ymin", "xmax", "ymax"))
-            except ValueError as err:
-                raise DatasetFormatError(f"{where}: object {cls!r}: bad coordinate ({err})") from None
-            boxes.append([x1 - 1, y1 - 1, x2, y2])
-            labels.append(index[cls])
-        split_.add(DetectionRecord(img_path, n, np.array(boxes, np.float32), np.array(labels, np.int64), size), where)
-    split_.warn_dropped()
-    return split_
+            h, w = int(float(_text(size_node, "height", where))), int(float(_text(size_node, "width", where)))
+            size = (h, w) if h > 0 and w > 0 else None
+        except (DatasetFormatError, ValueError):
+            size = None
+    if size is None:
+        size = image_size_of(img_path)
+    boxes, labels = [], []
+    for obj in tree.findall("object"):
+        cls = _text(obj, "name", where)
+        if cls not in index:
+            raise DatasetFormatError(
+                f"{where}: object class {cls!r} is not in the class list "
+                f"({', '.join(class_names[:8])}{', ...' if len(class_names) > 8 else ''})"
+            )
+        difficult = obj.find("difficult")
+        if not keep_difficult and difficult is not None and (difficult.text or "0").strip() == "1":
+            continue
+        bb = obj.find("bndbox")
+        if bb is None:
+            raise DatasetFormatError(f"{where}: object {cls!r} has no <bndbox>")
+        try:
+            x1, y1, x2, y2 = (float(_text(bb, t, where)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        except ValueError as err:
+            raise DatasetFormatError(f"{where}: object {cls!r}: bad coordinate ({err})") from None
+        boxes.append([x1 - 1, y1 - 1, x2, y2])
+        labels.append(index[cls])
+    return DetectionRecord(img_path, n, np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64), size)
 
 
 def write_voc_xml(path: str | Path, rec: DetectionRecord, class_names: list[str]) -> None:
@@ -137,6 +151,11 @@ class VocReader(DetectionReader):
 
     def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
         return read_voc(self.root, str(spec), class_names, self.keep_difficult, name=name)
+
+    def check_split(self, spec: Any, split: str, class_names: list[str]) -> tuple[list[Any], list[Any]]:
+        from .check import voc_split_jobs  # every XML file
+
+        return voc_split_jobs(self.root, str(spec), split, class_names, self.keep_difficult)
 
     @staticmethod
     def image_file(split: str, index: int) -> str:

@@ -109,42 +109,51 @@ def _bad_normalised(coords: list[float]) -> str:
     return ""
 
 
-def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def parse_label_line(line: str, n: int, path: Path, num_classes: int, size: tuple[int, int]
+                     ) -> tuple[list[float], int] | None:
+    """Line ``n`` of label file ``path`` as ``(box xyxy in pixels of an image of size (H, W), class)``;
+    ``None`` for a blank line. A wrong line raises :class:`DatasetFormatError` naming file and line."""
     h, w = size
+    parts = line.split()
+    if not parts:
+        return None
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        raise DatasetFormatError(f"{path}, line {n}: non-numeric value in {line.strip()!r}") from None
+    cls = values[0]
+    if cls != int(cls) or not 0 <= cls < num_classes:
+        raise DatasetFormatError(
+            f"{path}, line {n}: class id {parts[0]} is outside the {num_classes} classes "
+            f"(0..{num_classes - 1}) of the dataset YAML"
+        )
+    coords = values[1:]
+    bad = _bad_normalised(coords)
+    if bad:
+        raise DatasetFormatError(
+            f"{path}, line {n}: {bad} in {line.strip()!r}; YOLO coordinates are fractions of the image "
+            "width/height in [0, 1]: fix the label (pixel values must be divided by the image size)"
+        )
+    if len(coords) == 4:
+        cx, cy, bw, bh = coords
+        box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
+    elif len(coords) >= 6 and len(coords) % 2 == 0:  # polygon -> its box
+        xs, ys = np.array(coords[0::2]) * w, np.array(coords[1::2]) * h
+        box = [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
+    else:
+        raise DatasetFormatError(
+            f"{path}, line {n}: expected 'class cx cy w h' (or a polygon), got {len(parts)} values"
+        )
+    return box, int(cls)
+
+
+def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     boxes, labels = [], []
     for n, line in enumerate(path.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        try:
-            values = [float(v) for v in parts]
-        except ValueError:
-            raise DatasetFormatError(f"{path}, line {n}: non-numeric value in {line.strip()!r}") from None
-        cls = values[0]
-        if cls != int(cls) or not 0 <= cls < num_classes:
-            raise DatasetFormatError(
-                f"{path}, line {n}: class id {parts[0]} is outside the {num_classes} classes "
-                f"(0..{num_classes - 1}) of the dataset YAML"
-            )
-        coords = values[1:]
-        bad = _bad_normalised(coords)
-        if bad:
-            raise DatasetFormatError(
-                f"{path}, line {n}: {bad} in {line.strip()!r}; YOLO coordinates are fractions of the image "
-                "width/height in [0, 1]: fix the label (pixel values must be divided by the image size)"
-            )
-        if len(coords) == 4:
-            cx, cy, bw, bh = coords
-            box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
-        elif len(coords) >= 6 and len(coords) % 2 == 0:  # polygon -> its box
-            xs, ys = np.array(coords[0::2]) * w, np.array(coords[1::2]) * h
-            box = [xs.min(), ys.min(), xs.max(), ys.max()]
-        else:
-            raise DatasetFormatError(
-                f"{path}, line {n}: expected 'class cx cy w h' (or a polygon), got {len(parts)} values"
-            )
-        boxes.append(box)
-        labels.append(int(cls))
+        parsed = parse_label_line(line, n, path, num_classes, size)
+        if parsed is not None:
+            boxes.append(parsed[0])
+            labels.append(parsed[1])
     return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
 
 
@@ -216,6 +225,11 @@ class YoloReader(DetectionReader):
 
     def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
         return read_yolo(self.root, str(spec), name=name)
+
+    def check_split(self, spec: Any, split: str, class_names: list[str]) -> tuple[list[Any], list[Any]]:
+        from .check import yolo_split_jobs  # every image, every label line
+
+        return yolo_split_jobs(self.root, spec, split)
 
     @classmethod
     def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str]) -> None:

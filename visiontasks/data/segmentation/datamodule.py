@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from visiontasks.preprocessing import Preprocessing
 
 from ..base import VisionDataModule
+from ..check import CheckPlan
 from ..io import IMAGENET_MEAN, IMAGENET_STD, list_image_files
 from .dataset import SegmentationDataset, pad_collate
 from .masks import MaskDecoder
@@ -57,6 +58,8 @@ class SegmentationDataModule(VisionDataModule):
             kinds, i.e. ``synthetic_shapes + 1`` classes with the background).
         predict_root: a folder of images to predict on (default: the test split's images).
         in_chans: 1 or 3 image channels.
+        check: read every image and mask before training and stop with one error listing the
+            problems (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
     """
 
     def __init__(
@@ -98,8 +101,10 @@ class SegmentationDataModule(VisionDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        check: bool = False,
     ) -> None:
         super().__init__()
+        self.check_first = check
         # num_classes is the model's hyper-parameter too (Lightning refuses differing duplicates)
         self.save_hyperparameters(ignore=["num_classes"])
         reader_class = SEGMENTATION_READERS.get(format)  # an unknown format lists the available ones
@@ -174,8 +179,14 @@ class SegmentationDataModule(VisionDataModule):
         """The pairs of ``split``, or ``None`` when the dataset has no such split."""
         return None if split is None else self.reader.samples(split)
 
+    def check_plan(self) -> CheckPlan:
+        from .check import segmentation_plan
+
+        return segmentation_plan(self)
+
     def setup(self, stage: str | None = None) -> None:
         self.reader.prepare()  # no-op when prepare_data already did it
+        self.check_before(stage)
         hp = self.hparams
         make = lambda s, t: SegmentationDataset(s, self.decoder, t, hp.resize_mismatched_masks, hp.in_chans)  # noqa: E731
         need_val = stage == "validate" and "val" not in self.datasets
