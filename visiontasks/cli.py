@@ -35,6 +35,7 @@ EXTRA_COMMANDS = {
     "benchmark": "visiontasks.commands.benchmark",
     "evaluate": "visiontasks.commands.evaluate",
     "export-backbone": "visiontasks.commands.export_backbone",
+    "export": "visiontasks.commands.export",
 }
 
 
@@ -118,6 +119,7 @@ COMMAND_HELP = {
     "benchmark": "time and score the detector generations (benchmark detectors --config FILE)",
     "evaluate": "score prediction files against ground truth (evaluate detection|segmentation|classification)",
     "export-backbone": "write a checkpoint's backbone as a torchvision-layout state_dict (--ckpt_path X --output F)",
+    "export": "a checkpoint as ONNX / TorchScript / torch.export, uint8 in, with a JSON (--ckpt_path X --format F)",
 }
 
 

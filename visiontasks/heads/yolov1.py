@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from visiontasks.backbones import Backbone
 from visiontasks.ops import paired_box_iou, postprocess_detections
 
-from .detector import Detections, Detector, pick_feature, register_detector, select_features
+from .detector import Detections, Detector, ExportSupport, pick_feature, register_detector, select_features
 
 
 class _ChannelsLast(nn.Module):
@@ -80,6 +80,12 @@ class YOLOv1(Detector):
 
     paper = "YOLOv1"
     year = 2016
+    # decoding included; one input size per export (the S x S grid pooling and the box scaling are
+    # fixed to the size exported at)
+    export_support = ExportSupport(
+        formats=("onnx", "torchscript", "torch_export"), dynamic_size=False,
+        reason="YOLOv1 exports at one input size (its S x S grid pooling and box scaling are fixed to it)",
+    )
 
     def __init__(
         self,
