@@ -29,6 +29,8 @@ from visiontasks.tasks import ClassificationTask, DetectionTask, SegmentationTas
 
 pytest.importorskip("onnxruntime")
 
+# torch.export takes 10-40 s per model on a busy 2-core machine; the other formats a few seconds
+ALL_FORMATS = ["onnx", "torchscript", pytest.param("torch_export", marks=pytest.mark.slow)]
 ATOL = 1e-4
 BOX_ATOL = 1e-3
 
@@ -101,7 +103,7 @@ def _export_and_load(ckpt: Path, fmt: str, tmp_path: Path, **kw: Any) -> tuple[A
     return load_exported(done.path, fmt), spec
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "torch_export"])
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_classifier(classifier_ckpt: Path, fmt: str, tmp_path: Path) -> None:
     run, spec = _export_and_load(classifier_ckpt, fmt, tmp_path)
     task, _ = load_task(classifier_ckpt)
@@ -119,7 +121,7 @@ def test_classifier(classifier_ckpt: Path, fmt: str, tmp_path: Path) -> None:
     assert (spec["opset"] == 17) == (fmt == "onnx")
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "torch_export"])
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_fcn_takes_any_size(fcn_ckpt: Path, fmt: str, tmp_path: Path) -> None:
     run, spec = _export_and_load(fcn_ckpt, fmt, tmp_path)  # resize none: dynamic by default
     assert spec["input"]["dynamic_size"] and spec["input"]["shape"] == ["N", "H", "W", 3]
@@ -150,6 +152,7 @@ def _detect(task: Any, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return task.detector(list(_normalised(task, image[None])), None)[0]  # Detector.forward pads
 
 
+@pytest.mark.slow  # 35-55 s: two exports, and TorchScript optimises again for each new size
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_faster_rcnn(detector_ckpts: dict[str, Path], fmt: str, tmp_path: Path) -> None:
     ckpt = detector_ckpts["faster_rcnn"]
@@ -165,7 +168,7 @@ def test_faster_rcnn(detector_ckpts: dict[str, Path], fmt: str, tmp_path: Path) 
         _assert_same_detections(run(image[None]), _detect(task, image))
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "torch_export"])
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_yolov1(detector_ckpts: dict[str, Path], fmt: str, tmp_path: Path) -> None:
     ckpt = detector_ckpts["yolov1"]
     task, _ = load_task(ckpt)

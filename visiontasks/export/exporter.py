@@ -178,6 +178,10 @@ def export_checkpoint(
         EXPORTERS[fmt](module, example, path, names, family != "detection", dynamic, opset)
         if check:
             check_export(module, example, path, fmt)
+            if dynamic:  # a size the trace did not see: nothing of the example's size may be baked in
+                other = torch.randint(0, 256, (n, h + 24, w + 40, prep.in_chans), dtype=torch.uint8,
+                                      generator=generator)
+                check_export(module, other, path, fmt)
     spec = export_spec(task, family, fmt, path, prep, (h, w), dynamic, names, opset if fmt == "onnx" else None,
                        str(ckpt_path))
     json_path = write_spec(spec, path)
