@@ -149,17 +149,35 @@ def export_checkpoint(
     opset: int = OPSET,
     check: bool = True,
 ) -> Exported:
-    """Export the task of ``ckpt_path`` to ``fmt`` (``onnx|torchscript|torch_export``).
+    """Export the task of ``ckpt_path`` to ``fmt`` (``onnx|torchscript|torch_export``); see
+    :func:`export_task`. ``output`` defaults to the checkpoint's path with the format's suffix."""
+    if fmt not in FORMATS:
+        raise InvalidInputError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    task, family = load_task(ckpt_path)
+    path = Path(output) if output is not None else Path(ckpt_path).with_suffix(SUFFIX[fmt])
+    return export_task(task, family, fmt, path, dynamic, image_size, opset, check, checkpoint=str(ckpt_path))
+
+
+def export_task(
+    task: nn.Module,
+    family: str,
+    fmt: str,
+    path: str | Path,
+    dynamic: bool | None = None,
+    image_size: tuple[int, int] | None = None,
+    opset: int = OPSET,
+    check: bool = True,
+    checkpoint: str | None = None,
+) -> Exported:
+    """Export a task (``family``: classification|segmentation|detection) to ``path``.
 
     ``dynamic``: any input height/width in one export; ``None`` (the default) turns it on where the
     preprocessing does not fix the size (``resize`` ``none`` or ``shortest_edge``) and the model
     can take any size. ``image_size``: the (H, W) exported at (default: the preprocessing's).
-    ``output``: the file (default: beside the checkpoint, its name with the format's suffix).
-    ``check``: run the exported model on the example image and compare with the eager one.
+    ``check``: run the exported model on the example image (and, when dynamic, on a second size) and
+    compare with the eager module.
     """
-    if fmt not in FORMATS:
-        raise InvalidInputError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    task, family = load_task(ckpt_path)
+    check_supported(task, family, fmt, False)
     prep = task_preprocessing(task)
     if dynamic is None:
         varies = prep.resize in ("none", "shortest_edge") and image_size is None
@@ -170,7 +188,7 @@ def export_checkpoint(
     n = 1 if family == "detection" else EXAMPLE_BATCH
     generator = torch.Generator().manual_seed(0)
     example = torch.randint(0, 256, (n, h, w, prep.in_chans), dtype=torch.uint8, generator=generator)
-    path = Path(output) if output is not None else Path(ckpt_path).with_suffix(SUFFIX[fmt])
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(module.output_names)
     with torch.no_grad(), warnings.catch_warnings():
@@ -183,7 +201,7 @@ def export_checkpoint(
                                       generator=generator)
                 check_export(module, other, path, fmt)
     spec = export_spec(task, family, fmt, path, prep, (h, w), dynamic, names, opset if fmt == "onnx" else None,
-                       str(ckpt_path))
+                       checkpoint)
     json_path = write_spec(spec, path)
     return Exported(path, json_path, spec)
 

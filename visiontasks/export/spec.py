@@ -72,7 +72,7 @@ def _outputs(family: str, names: list[str], num_classes: int, dynamic: bool) -> 
 
 def export_spec(
     task: Any, family: str, fmt: str, path: Path, prep: Preprocessing, size: tuple[int, int], dynamic: bool,
-    output_names: list[str], opset: int | None, checkpoint: str,
+    output_names: list[str], opset: int | None, checkpoint: str | None,
 ) -> dict[str, Any]:
     """The description of one exported file (plain types, written as JSON)."""
     import torch
