@@ -217,8 +217,18 @@ def _export_onnx(module: nn.Module, example: Tensor, path: Path, names: list[str
     out_axes = {name: {0: "N"} for name in names} if free_batch else {}
     if dynamic and free_batch and "mask" in names:
         out_axes = {"logits": {0: "N", 2: "H", 3: "W"}, "mask": {0: "N", 1: "H", 2: "W"}}
-    torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset, input_names=["image"],
-                      output_names=names, dynamic_axes={"image": axes, **out_axes} if axes else None)
+    try:
+        torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset, input_names=["image"],
+                          output_names=names, dynamic_axes={"image": axes, **out_axes} if axes else None)
+    except Exception as err:  # noqa: BLE001 - the one case a person can fix is said in one line
+        if "adaptive_avg_pool2d" not in str(err):
+            raise
+        raise InvalidInputError(
+            f"ONNX has no adaptive average pooling: at {example.shape[1]}x{example.shape[2]} the model pools a "
+            "feature map to a size that does not divide it (e.g. YOLOv1's S x S grid); give --image_size H W "
+            "whose last feature map is a multiple of it (448 for stride 32 and S = 7), or use --format "
+            "torchscript / torch_export"
+        ) from None
 
 
 def _export_torchscript(module: nn.Module, example: Tensor, path: Path, names: list[str], free_batch: bool,
