@@ -29,6 +29,6 @@ def main(argv: list[str]) -> int:
     size = "any H x W" if spec["input"]["dynamic_size"] else "x".join(map(str, spec["input"]["size"]))
     outs = ", ".join(f"{o['name']} {o['shape']}" for o in spec["outputs"])
     print(f"{done.path}: {spec['task']} {spec['model']} as {args.format}; input image uint8 NHWC "
-          f"{spec['input']['channels']} at {size} ({spec['input']['batch']}); outputs {outs}")
+          f"{spec['input']['channels']} at {size}, batch: {spec['input']['batch']}; outputs {outs}")
     print(f"{done.json_path}: class names, preprocessing the caller does first, outputs")
     return 0

@@ -32,14 +32,14 @@ def caller_steps(prep: Preprocessing) -> list[str]:
             f"scale = min({h} / H0, {w} / W0); resize to (int(H0 * scale), int(W0 * scale)), {INTERPOLATION}",
             f"pad to H={h}, W={w} with the colour {fill}, the image centred: top = ({h} - h) // 2, "
             f"left = ({w} - w) // 2",
-            "boxes back to file pixels: x0 = (x - left) / scale, y0 = (y - top) / scale",
+            "boxes back to file pixels: x0 = (x - left) * W0 / w, y0 = (y - top) * H0 / h (w, h: the resized size)",
         ]
     elif prep.resize == "shortest_edge":
         short, long = prep.image_size
         steps += [
             f"scale = min({short} / min(H0, W0), {long} / max(H0, W0)); resize to (int(H0 * scale), "
             f"int(W0 * scale)), {INTERPOLATION}",
-            "boxes back to file pixels: divide by scale",
+            "boxes back to file pixels: x0 = x * W0 / w, y0 = y * H0 / h (w, h: the resized size)",
         ]
     else:
         steps.append("no resize: the image at its own size")
