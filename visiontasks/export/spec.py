@@ -66,6 +66,8 @@ def _outputs(family: str, names: list[str], num_classes: int, dynamic: bool) -> 
                   "meaning": "x1, y1, x2, y2 in pixels of the input image (after the resize), clipped to it"},
         "scores": {"dtype": "float32", "shape": ["D"], "meaning": "confidence in [0, 1], descending"},
         "labels": {"dtype": "int64", "shape": ["D"], "meaning": "class index into class_names (0-based)"},
+        "masks": {"dtype": "float32", "shape": ["D", 1, "H", "W"],
+                  "meaning": "per-detection mask probability at the input's size (threshold 0.5)"},
     }
     return [{"name": n, **known.get(n, {"meaning": "see the detector's documentation"})} for n in names]
 
