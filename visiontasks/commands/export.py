@@ -8,9 +8,13 @@ import argparse
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="visiontasks export", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="visiontasks export",
+        description="Export a checkpoint (any task) to a file that takes uint8 [N, H, W, C] images and normalises "
+                    "inside, with a JSON beside it (class names, input size, what the caller does first, outputs).")
     parser.add_argument("--ckpt_path", required=True, help="a .ckpt of any visiontasks task")
-    parser.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch_export"])
+    parser.add_argument("--format", default="onnx", choices=["onnx", "torchscript", "torch_export"],
+                        help="onnx (default; opset --opset), torchscript (torch.jit.trace) or torch_export (.pt2)")
     parser.add_argument("--output", default=None,
                         help="the file to write (default: beside the checkpoint, .onnx/.torchscript/.pt2)")
     parser.add_argument("--dynamic", action="store_true", default=None,

@@ -178,6 +178,8 @@ def export_task(
     compare with the eager module.
     """
     check_supported(task, family, fmt, False)
+    if fmt == "onnx" and opset < 11:
+        raise InvalidInputError(f"--opset {opset}: torchvision's detection ops need opset 11 or later; give --opset 17")
     prep = task_preprocessing(task)
     if dynamic is None:
         varies = prep.resize in ("none", "shortest_edge") and image_size is None
