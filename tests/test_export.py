@@ -221,3 +221,37 @@ def test_cli_writes_the_file_and_its_json(classifier_ckpt: Path, tmp_path: Path,
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     logits, probs = session.run(None, {"image": np.zeros((1, 32, 32, 3), np.uint8)})
     assert logits.shape == (1, 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_a_new_detector_joins_by_its_declaration(tmp_path: Path) -> None:
+    """What SSD or Mask R-CNN need: ``export_support`` on the class, ``detect`` per image; nothing in
+    the exporter names them. Here a toy detector with an extra output exports to ONNX and runs."""
+    from visiontasks.export.exporter import EXPORTERS, check_export
+    from visiontasks.export.wrappers import DetectorExport
+    from visiontasks.heads.detector import Detector, ExportSupport
+
+    class Toy(Detector):
+        export_support = ExportSupport(formats=("onnx",), dynamic_size=True,
+                                       outputs=("boxes", "scores", "labels", "masks"))
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_classes, self.size_divisible = 2, 16
+            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+        def detect(self, batch: torch.Tensor, sizes: list, proposals: Any) -> list[dict[str, torch.Tensor]]:
+            heat = self.conv(batch).sigmoid()[:, :, : sizes[0][0], : sizes[0][1]]  # [1, 1, h, w]
+            keep = torch.nonzero(heat.flatten() > 0.5).flatten()[:5]
+            ys, xs = keep // heat.shape[-1], keep % heat.shape[-1]
+            boxes = torch.stack([xs, ys, xs + 1, ys + 1], 1).float()
+            return [{"boxes": boxes, "scores": heat.flatten()[keep], "labels": torch.zeros_like(keep),
+                     "masks": heat.expand(len(keep), 1, -1, -1)}]
+
+    torch.manual_seed(0)
+    module = DetectorExport(Toy().eval(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), dynamic=True).eval()
+    assert module.output_names == ("boxes", "scores", "labels", "masks")
+    path = tmp_path / "toy.onnx"
+    with torch.no_grad():
+        EXPORTERS["onnx"](module, _images(1, 40, 56), path, list(module.output_names), False, True, 17)
+        for h, w in ((40, 56), (33, 70)):  # padded to 48 x 64 and 48 x 80 inside, cropped back
+            check_export(module, _images(1, h, w, seed=h), path, "onnx", atol=ATOL)
