@@ -7,7 +7,7 @@ against the PyTorch task on the data pipeline (a doc check, not a test: it needs
 Photos from ``--data`` (default ../shared/data: hymenoptera for ``cls``, COCO128 for ``det``); the
 exported files go to ``--out``.
 """
-import argparse, json, sys, tempfile, time
+import argparse, json, tempfile, time
 from pathlib import Path
 import cv2, numpy as np, onnxruntime as ort, torch
 
