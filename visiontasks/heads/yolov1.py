@@ -73,7 +73,8 @@ class YOLOv1(Detector):
         lambda_coord, lambda_noobj: loss weights (paper: 5 and 0.5).
         rescore: confidence target = IoU of the responsible box with its object (paper); else 1.
         score_thresh: minimum class-specific confidence (class prob x confidence) kept at decoding.
-        nms_thresh: IoU threshold of the per-class NMS (``torchvision.ops.batched_nms``).
+        nms_thresh: IoU threshold of the per-class NMS (``ops.postprocess_detections``: torchvision's ``nms``
+            with ``batched_nms``'s class offsets).
         detections_per_img: detections kept per image (highest scores).
         size_divisible: batch padding multiple.
     """
