@@ -36,6 +36,7 @@ EXTRA_COMMANDS = {
     "evaluate": "visiontasks.commands.evaluate",
     "export-backbone": "visiontasks.commands.export_backbone",
     "check": "visiontasks.commands.check",
+    "export": "visiontasks.commands.export",
 }
 
 
@@ -120,6 +121,7 @@ COMMAND_HELP = {
     "evaluate": "score prediction files against ground truth (evaluate detection|segmentation|classification)",
     "export-backbone": "write a checkpoint's backbone as a torchvision-layout state_dict (--ckpt_path X --output F)",
     "check": "read every image, mask and annotation of a config's data; list all problems, statistics, plots",
+    "export": "a checkpoint as ONNX / TorchScript / torch.export, uint8 in, with a JSON (--ckpt_path X --format F)",
 }
 
 

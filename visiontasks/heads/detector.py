@@ -23,6 +23,7 @@ classifiers).
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
 import torch
@@ -36,6 +37,22 @@ Losses = dict[str, Tensor]
 Detections = list[dict[str, Tensor]]
 
 
+@dataclass(frozen=True)
+class ExportSupport:
+    """How ``visiontasks export`` carries a detector (a class attribute, ``export_support``).
+
+    ``formats``: the formats (of ``onnx``, ``torchscript``, ``torch_export``) that carry
+    ``detect(batch [1, 3, H, W], [(h, w)], None)`` faithfully; empty: not exportable, ``reason`` says
+    why. ``dynamic_size``: one export accepts any image size (else the size it was exported at).
+    ``outputs``: the keys of ``detect``'s per-image dict that become the exported outputs, in order.
+    """
+
+    formats: tuple[str, ...] = ()
+    dynamic_size: bool = False
+    outputs: tuple[str, ...] = ("boxes", "scores", "labels")
+    reason: str = "it declares no export support (Detector.export_support)"
+
+
 class Detector(nn.Module):
     """Base class of all detectors (see the module docstring for the input/output contract).
 
@@ -47,10 +64,12 @@ class Detector(nn.Module):
     Class attributes: ``needs_proposals`` (``True`` for detectors that consume external region
     proposals, R-CNN and Fast R-CNN: the task then requires ``target["proposals"]`` and passes them
     as ``proposals``); ``paper`` and ``year``, the publication the detector follows (read by
-    ``visiontasks benchmark detectors``). Instances set ``num_classes`` and ``size_divisible``.
+    ``visiontasks benchmark detectors``); ``export_support``, what ``visiontasks export`` can do with
+    it (:class:`ExportSupport`). Instances set ``num_classes`` and ``size_divisible``.
     """
 
     needs_proposals: ClassVar[bool] = False
+    export_support: ClassVar[ExportSupport] = ExportSupport()
     paper: ClassVar[str] = ""
     year: ClassVar[int] = 0
     num_classes: int

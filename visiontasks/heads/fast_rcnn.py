@@ -28,7 +28,7 @@ from typing import Sequence
 
 from visiontasks.backbones import Backbone
 
-from .detector import pick_feature, register_detector
+from .detector import ExportSupport, pick_feature, register_detector
 from .two_stage import RoIMaxPool, SpatialPyramidRoIPool, TwoStageDetector, box_roi_heads
 
 
@@ -56,6 +56,10 @@ class FastRCNN(TwoStageDetector):
     needs_proposals = True
     paper = "Fast R-CNN"
     year = 2015
+    export_support = ExportSupport(
+        reason="Fast R-CNN needs selective-search proposals for every image, computed outside the network "
+               "(scikit-image); export a faster_rcnn, whose RPN proposes inside the network",
+    )
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from visiontasks.backbones import Backbone
 
-from .detector import pick_feature, register_detector
+from .detector import ExportSupport, pick_feature, register_detector
 from .detector_weights import load_torchvision_detector
 from .two_stage import RoIMaxPool, TwoStageDetector, box_roi_heads
 
@@ -97,6 +97,12 @@ class FasterRCNN(TwoStageDetector):
 
     paper = "Faster R-CNN"
     year = 2015
+    # traced exports (torchvision's own export path); torch.export stops at the data-dependent branches
+    export_support = ExportSupport(
+        formats=("onnx", "torchscript"), dynamic_size=True,
+        reason="torch.export cannot trace torchvision's RPN and RoI heads (their NMS branches on how many "
+               "boxes there are, a data-dependent shape); use --format onnx or torchscript",
+    )
 
     def __init__(
         self,

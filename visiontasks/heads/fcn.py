@@ -118,12 +118,13 @@ class BilinearUpsample(nn.ConvTranspose2d):
 
 def crop_or_pad(x: Tensor, size: Sequence[int], offset: int = 0) -> Tensor:
     """``x[..., offset:offset+H, offset:offset+W]``; replicate-pads bottom/right if ``x`` is short."""
-    h, w = int(size[0]), int(size[1])
+    # no int(): under tracing / torch.export the sizes are symbolic, so an exported FCN crops any size
+    h, w = size[0], size[1]
     x = x[..., offset : offset + h, offset : offset + w]
     dh, dw = h - x.shape[-2], w - x.shape[-1]
     if dh > 0 or dw > 0:
         # autocast runs replicate padding in fp32; keep the caller's dtype
-        x = F.pad(x, (0, max(dw, 0), 0, max(dh, 0)), mode="replicate").to(x.dtype)
+        x = F.pad(x, (0, dw if dw > 0 else 0, 0, dh if dh > 0 else 0), mode="replicate").to(x.dtype)
     return x
 
 

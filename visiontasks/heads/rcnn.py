@@ -45,7 +45,7 @@ from torchvision.ops import box_iou, roi_align
 from visiontasks.backbones import Backbone
 from visiontasks.ops import postprocess_detections
 
-from .detector import Detections, Detector, pick_feature, register_detector
+from .detector import Detections, Detector, ExportSupport, pick_feature, register_detector
 from .two_stage import clean_proposals, fill_empty_proposals
 
 STAGES = ("all", "finetune", "svm")
@@ -105,6 +105,10 @@ class RCNN(Detector):
     needs_proposals = True
     paper = "R-CNN"
     year = 2014
+    export_support = ExportSupport(
+        reason="R-CNN needs selective-search proposals for every image, computed outside the network "
+               "(scikit-image), and crops and warps each one; export a faster_rcnn instead",
+    )
     size_divisible = 1  # regions are warped from the images themselves
 
     def __init__(

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from visiontasks.backbones import Backbone
 from visiontasks.ops import paired_box_iou, postprocess_detections
 
-from .detector import Detections, Detector, pick_feature, register_detector, select_features
+from .detector import Detections, Detector, ExportSupport, pick_feature, register_detector, select_features
 
 
 class _ChannelsLast(nn.Module):
@@ -73,13 +73,20 @@ class YOLOv1(Detector):
         lambda_coord, lambda_noobj: loss weights (paper: 5 and 0.5).
         rescore: confidence target = IoU of the responsible box with its object (paper); else 1.
         score_thresh: minimum class-specific confidence (class prob x confidence) kept at decoding.
-        nms_thresh: IoU threshold of the per-class NMS (``torchvision.ops.batched_nms``).
+        nms_thresh: IoU threshold of the per-class NMS (``ops.postprocess_detections``: torchvision's ``nms``
+            with ``batched_nms``'s class offsets).
         detections_per_img: detections kept per image (highest scores).
         size_divisible: batch padding multiple.
     """
 
     paper = "YOLOv1"
     year = 2016
+    # decoding included; one input size per export (the S x S grid pooling and the box scaling are
+    # fixed to the size exported at)
+    export_support = ExportSupport(
+        formats=("onnx", "torchscript", "torch_export"), dynamic_size=False,
+        reason="YOLOv1 exports at one input size (its S x S grid pooling and box scaling are fixed to it)",
+    )
 
     def __init__(
         self,

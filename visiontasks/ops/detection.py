@@ -2,7 +2,7 @@
 
 Boxes are float ``[K, 4]`` xyxy in pixels of the image as the model saw it. Thresholds, clipping,
 small-box removal and per-class NMS are torchvision's ops (``clip_boxes_to_image``,
-``batched_nms``), applied in the order torchvision's ``RoIHeads.postprocess_detections`` uses.
+``nms`` with ``batched_nms``'s class offsets), applied in the order torchvision's ``RoIHeads.postprocess_detections`` uses.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image
+from torchvision.ops import box_iou, clip_boxes_to_image, nms
 
 __all__ = ["box_iou", "paired_box_iou", "postprocess_detections"]
 
@@ -31,7 +31,7 @@ def postprocess_detections(
     ``boxes`` ``[K, 4]`` xyxy pixels, ``scores`` ``[K]`` in [0, 1], ``labels`` ``[K]`` (0-based
     classes): keep ``scores > score_thresh``, clip the boxes to ``image_size`` = (H, W), drop boxes
     with a side shorter than ``min_size`` pixels (or empty), per-class NMS at IoU ``nms_thresh``
-    (``torchvision.ops.batched_nms``), then the ``detections_per_img`` best.
+    (``torchvision.ops.nms`` over boxes shifted apart by class, as ``batched_nms``), then the ``detections_per_img`` best.
 
     Returns ``dict(boxes=[D, 4] float32, scores=[D] float32 sorted descending, labels=[D] int64)``.
     """
@@ -43,7 +43,11 @@ def postprocess_detections(
     w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     keep = torch.nonzero((w >= min_size) & (h >= min_size) & (w > 0) & (h > 0)).flatten()
     boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-    keep = batched_nms(boxes, scores, labels, nms_thresh)[:detections_per_img]
+    # per-class NMS as torchvision's ``batched_nms`` does it (one ``nms`` over boxes shifted apart by
+    # class), with the shift bounded by the clip instead of ``boxes.max()``: no branch on the box
+    # count, so ``torch.export`` can trace it (``batched_nms`` returns early for no boxes)
+    offsets = labels.to(boxes.dtype) * float(max(int(image_size[0]), int(image_size[1])) + 1)
+    keep = nms(boxes + offsets[:, None], scores, nms_thresh)[:detections_per_img]
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}
 
 

@@ -1,0 +1,257 @@
+"""``visiontasks export``: every task family in every format it supports, run by onnxruntime (CPU),
+``torch.jit.load`` and ``torch.export.load``, against the PyTorch task on the same image.
+
+The reference is the task itself on the image normalised by the data pipeline's own albumentations
+``Normalize`` (so the normalisation inside the exported graph is checked too). Tolerances: logits and
+probabilities atol 1e-4; segmentation masks equal wherever the two best classes differ by more than
+1e-3; detections matched one to one (same label, IoU > 0.999), scores atol 1e-4, boxes atol 1e-3 px.
+Each model comes from a one-step fit on tiny synthetic data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from visiontasks.cli import main as cli_main
+from visiontasks.data import ClassificationDataModule, DetectionDataModule, SegmentationDataModule
+from visiontasks.errors import InvalidInputError
+from visiontasks.export import export_checkpoint, load_exported, load_task, spec_path
+from visiontasks.tasks import ClassificationTask, DetectionTask, SegmentationTask
+
+pytest.importorskip("onnxruntime")
+
+# torch.export takes 10-40 s per model on a busy 2-core machine; the other formats a few seconds
+ALL_FORMATS = ["onnx", "torchscript", pytest.param("torch_export", marks=pytest.mark.slow)]
+ATOL = 1e-4
+BOX_ATOL = 1e-3
+
+
+def _fit(task: pl.LightningModule, data: pl.LightningDataModule, path: Path) -> Path:
+    torch.manual_seed(0)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+                         default_root_dir=str(path.parent))
+    trainer.fit(task, datamodule=data)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cls")
+    data = ClassificationDataModule(source="synthetic", root=str(root / "data"), image_size=32, batch_size=8,
+                                    synthetic_classes=3, synthetic_per_class=12)
+    return _fit(ClassificationTask(backbone="resnet18", num_classes=3), data, root / "cls.ckpt")
+
+
+@pytest.fixture(scope="module")
+def fcn_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("seg")
+    data = SegmentationDataModule(root=str(root / "data"), format="synthetic", synthetic_counts=(4, 2, 2),
+                                  synthetic_size=48, synthetic_shapes=2, crop_size=48, batch_size=4)
+    task = SegmentationTask("fcn8s", "resnet18", num_classes=3, fc_channels=16, fc_kernel_size=1, dropout=0.0)
+    return _fit(task, data, root / "seg.ckpt")
+
+
+TINY_DETECTORS = {
+    "faster_rcnn": dict(fpn=True, fpn_channels=32, representation_size=32, rpn_pre_nms_top_n_test=100,
+                        rpn_post_nms_top_n_test=50, rpn_batch_size_per_image=32, box_batch_size_per_image=16),
+    "yolov1": dict(feature="layer2", grid_size=8, hidden_channels=16, representation_size=32, score_thresh=0.0),
+}
+
+
+@pytest.fixture(scope="module")
+def detector_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("det")
+    out = {}
+    for name, kwargs in TINY_DETECTORS.items():
+        data = DetectionDataModule(format="coco", root=str(root / "data"), image_size=64, batch_size=2, augment=False,
+                                   synthetic={"splits": {"train": 4, "val": 2}, "image_size": 64, "num_classes": 2,
+                                              "seed": 3})
+        task = DetectionTask(model=name, backbone="resnet18", num_classes=2, model_kwargs=kwargs)
+        out[name] = _fit(task, data, root / f"{name}.ckpt")
+    return out
+
+
+def _images(n: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
+    """``uint8 [n, h, w, 3]`` smooth random images (not noise: detectors find things in them)."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.randint(0, 256, (n, 3, max(h // 8, 1), max(w // 8, 1)), generator=g).float()
+    big = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    return big.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def _normalised(task: Any, images: torch.Tensor) -> torch.Tensor:
+    """The data pipeline's normalisation (albumentations) of ``uint8 [N, H, W, C]`` -> ``[N, C, H, W]``."""
+    prep = task.preprocessing
+    norm = A.Normalize(mean=prep.mean, std=prep.std, max_pixel_value=255.0)
+    return torch.stack([torch.from_numpy(norm(image=im.numpy())["image"]).permute(2, 0, 1) for im in images])
+
+
+def _export_and_load(ckpt: Path, fmt: str, tmp_path: Path, **kw: Any) -> tuple[Any, dict[str, Any]]:
+    done = export_checkpoint(ckpt, fmt, tmp_path / f"model.{fmt}", **kw)
+    spec = json.loads(spec_path(done.path).read_text())
+    return load_exported(done.path, fmt), spec
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_classifier(classifier_ckpt: Path, fmt: str, tmp_path: Path) -> None:
+    run, spec = _export_and_load(classifier_ckpt, fmt, tmp_path)
+    task, _ = load_task(classifier_ckpt)
+    images = _images(3, 32, 32)  # a batch of 3: the export was traced with 2
+    logits, probs = run(images)
+    with torch.no_grad():
+        expected = task(_normalised(task, images))
+    torch.testing.assert_close(logits, expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(probs, expected.softmax(1), atol=ATOL, rtol=0)
+    assert spec["task"] == "classification" and spec["class_names"] == task.class_names
+    assert spec["input"] == {"name": "image", "dtype": "uint8", "layout": "NHWC", "channels": "RGB",
+                             "shape": ["N", 32, 32, 3], "size": [32, 32], "dynamic_size": False, "batch": "any"}
+    assert spec["preprocessing"]["resize"] == "stretch" and spec["format"] == fmt
+    assert [o["name"] for o in spec["outputs"]] == ["logits", "probs"]
+    assert (spec["opset"] == 17) == (fmt == "onnx")
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_fcn_takes_any_size(fcn_ckpt: Path, fmt: str, tmp_path: Path) -> None:
+    run, spec = _export_and_load(fcn_ckpt, fmt, tmp_path)  # resize none: dynamic by default
+    assert spec["input"]["dynamic_size"] and spec["input"]["shape"] == ["N", "H", "W", 3]
+    task, _ = load_task(fcn_ckpt)
+    for h, w in ((40, 56), (72, 48)):
+        images = _images(2, h, w)
+        logits, mask = run(images)
+        with torch.no_grad():
+            expected = task(_normalised(task, images))
+        torch.testing.assert_close(logits, expected, atol=ATOL, rtol=0)
+        top2 = expected.topk(2, dim=1).values
+        clear = (top2[:, 0] - top2[:, 1]) > 1e-3
+        assert mask.shape == (2, h, w) and torch.equal(mask[clear], expected.argmax(1)[clear])
+
+
+def _assert_same_detections(got: tuple[torch.Tensor, ...], expected: dict[str, torch.Tensor]) -> None:
+    boxes, scores, labels = got
+    assert len(boxes) == len(expected["boxes"]) > 0
+    same = (box_iou(expected["boxes"], boxes) > 0.999) & (expected["labels"][:, None] == labels[None])
+    assert bool((same.sum(1) >= 1).all())
+    match = same.float().argmax(1)
+    torch.testing.assert_close(boxes[match], expected["boxes"], atol=BOX_ATOL, rtol=0)
+    torch.testing.assert_close(scores[match], expected["scores"], atol=ATOL, rtol=0)
+
+
+def _detect(task: Any, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        return task.detector(list(_normalised(task, image[None])), None)[0]  # Detector.forward pads
+
+
+@pytest.mark.slow  # 35-55 s: two exports, and TorchScript optimises again for each new size
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_faster_rcnn(detector_ckpts: dict[str, Path], fmt: str, tmp_path: Path) -> None:
+    ckpt = detector_ckpts["faster_rcnn"]
+    task, _ = load_task(ckpt)
+    run, spec = _export_and_load(ckpt, fmt, tmp_path)  # letterbox 64: one size
+    assert spec["input"]["shape"] == [1, 64, 64, 3] and spec["preprocessing"]["resize"] == "letterbox"
+    image = _images(1, 64, 64)[0]
+    _assert_same_detections(run(image[None]), _detect(task, image))
+    run, spec = _export_and_load(ckpt, fmt, tmp_path, dynamic=True)
+    assert spec["input"]["shape"] == [1, "H", "W", 3]
+    for h, w in ((64, 64), (50, 90)):  # 50 x 90 is padded to 64 x 96 inside, boxes clipped to 50 x 90
+        image = _images(1, h, w, seed=h)[0]
+        _assert_same_detections(run(image[None]), _detect(task, image))
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_yolov1(detector_ckpts: dict[str, Path], fmt: str, tmp_path: Path) -> None:
+    ckpt = detector_ckpts["yolov1"]
+    task, _ = load_task(ckpt)
+    run, spec = _export_and_load(ckpt, fmt, tmp_path)
+    image = _images(1, 64, 64)[0]
+    _assert_same_detections(run(image[None]), _detect(task, image))
+    assert [o["name"] for o in spec["outputs"]] == ["boxes", "scores", "labels"]
+
+
+def test_unsupported_combinations_are_one_line_errors(detector_ckpts: dict[str, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(InvalidInputError, match="faster_rcnn.*torch_export.*torch.export cannot trace"):
+        export_checkpoint(detector_ckpts["faster_rcnn"], "torch_export", tmp_path / "f.pt2")
+    with pytest.raises(InvalidInputError, match="yolov1.*dynamic input size"):
+        export_checkpoint(detector_ckpts["yolov1"], "onnx", tmp_path / "y.onnx", dynamic=True)
+    assert cli_main(["export", "--ckpt_path", str(detector_ckpts["faster_rcnn"]), "--format", "torch_export",
+                     "--output", str(tmp_path / "f.pt2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot be exported to torch_export" in err
+    assert not (tmp_path / "f.pt2").exists()
+
+
+@pytest.mark.parametrize("model", ["fast_rcnn", "rcnn"])
+def test_proposal_detectors_are_refused(model: str, tmp_path: Path) -> None:
+    task = DetectionTask(model=model, backbone="resnet18", num_classes=2, model_kwargs={"representation_size": 16})
+    path = tmp_path / f"{model}.ckpt"  # a checkpoint as Lightning writes it, without a fit
+    torch.save({"state_dict": task.state_dict(), "pytorch-lightning_version": pl.__version__,
+                "hyper_parameters": dict(task.hparams)}, path)
+    with pytest.raises(InvalidInputError, match="selective-search proposals"):
+        export_checkpoint(path, "onnx", tmp_path / "m.onnx")
+
+
+def test_missing_and_non_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["export", "--ckpt_path", str(tmp_path / "nope.ckpt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    assert cli_main(["export", "--ckpt_path", str(text)]) == 2
+    assert "is not a Lightning checkpoint" in capsys.readouterr().err
+
+
+def test_cli_writes_the_file_and_its_json(classifier_ckpt: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "clf.onnx"
+    assert cli_main(["export", "--ckpt_path", str(classifier_ckpt), "--output", str(out)]) == 0
+    assert out.is_file() and (tmp_path / "clf.onnx.json").is_file()
+    assert "clf.onnx" in capsys.readouterr().out
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits, probs = session.run(None, {"image": np.zeros((1, 32, 32, 3), np.uint8)})
+    assert logits.shape == (1, 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_a_new_detector_joins_by_its_declaration(tmp_path: Path) -> None:
+    """What SSD or Mask R-CNN need: ``export_support`` on the class, ``detect`` per image; nothing in
+    the exporter names them. Here a toy detector with an extra output exports to ONNX and runs."""
+    from visiontasks.export.exporter import EXPORTERS, check_export
+    from visiontasks.export.wrappers import DetectorExport
+    from visiontasks.heads.detector import Detector, ExportSupport
+
+    class Toy(Detector):
+        export_support = ExportSupport(formats=("onnx",), dynamic_size=True,
+                                       outputs=("boxes", "scores", "labels", "masks"))
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_classes, self.size_divisible = 2, 16
+            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+        def detect(self, batch: torch.Tensor, sizes: list, proposals: Any) -> list[dict[str, torch.Tensor]]:
+            heat = self.conv(batch).sigmoid()[:, :, : sizes[0][0], : sizes[0][1]]  # [1, 1, h, w]
+            keep = torch.nonzero(heat.flatten() > 0.5).flatten()[:5]
+            ys, xs = keep // heat.shape[-1], keep % heat.shape[-1]
+            boxes = torch.stack([xs, ys, xs + 1, ys + 1], 1).float()
+            return [{"boxes": boxes, "scores": heat.flatten()[keep], "labels": torch.zeros_like(keep),
+                     "masks": heat.expand(len(keep), 1, -1, -1)}]
+
+    torch.manual_seed(0)
+    module = DetectorExport(Toy().eval(), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), dynamic=True).eval()
+    assert module.output_names == ("boxes", "scores", "labels", "masks")
+    path = tmp_path / "toy.onnx"
+    with torch.no_grad():
+        EXPORTERS["onnx"](module, _images(1, 40, 56), path, list(module.output_names), False, True, 17)
+        for h, w in ((40, 56), (33, 70)):  # padded to 48 x 64 and 48 x 80 inside, cropped back
+            check_export(module, _images(1, h, w, seed=h), path, "onnx", atol=ATOL)

@@ -1,0 +1,133 @@
+"""The JSON written beside an exported model: what goes in, what comes out, what the caller does first.
+
+One file per exported file, ``<file name>.json`` (``best.onnx`` -> ``best.onnx.json``, so the three
+formats of one checkpoint can sit side by side). Plain data; the keys are documented in docs/reuse.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from visiontasks.preprocessing import Preprocessing
+
+INTERPOLATION = "bilinear (OpenCV cv2.INTER_LINEAR, what albumentations uses)"
+
+
+def caller_steps(prep: Preprocessing) -> list[str]:
+    """What the caller does to a decoded ``uint8 [H0, W0, C]`` image before the model, in words that
+    match the data pipeline of the checkpoint (albumentations' ``Resize`` / ``LongestMaxSize`` +
+    ``PadIfNeeded`` / visiontasks' ``ShortestEdgeResize``)."""
+    channels = "RGB" if prep.in_chans == 3 else "grey (one channel)"
+    steps = [f"decode the image as {channels} uint8 [H0, W0, {prep.in_chans}] (EXIF orientation applied)"]
+    if prep.resize == "stretch":
+        h, w = prep.image_size
+        steps.append(f"resize to H={h}, W={w} ignoring the aspect ratio, {INTERPOLATION}: "
+                     f"cv2.resize(image, ({w}, {h}), interpolation=cv2.INTER_LINEAR)")
+    elif prep.resize == "letterbox":
+        h, w = prep.image_size
+        fill = [int(round(m * 255)) for m in prep.mean]
+        steps += [
+            f"scale = min({h} / H0, {w} / W0); resize to (int(H0 * scale), int(W0 * scale)), {INTERPOLATION}",
+            f"pad to H={h}, W={w} with the colour {fill}, the image centred: top = ({h} - h) // 2, "
+            f"left = ({w} - w) // 2",
+            "boxes back to file pixels: x0 = (x - left) * W0 / w, y0 = (y - top) * H0 / h (w, h: the resized size)",
+        ]
+    elif prep.resize == "shortest_edge":
+        short, long = prep.image_size
+        steps += [
+            f"scale = min({short} / min(H0, W0), {long} / max(H0, W0)); resize to (int(H0 * scale), "
+            f"int(W0 * scale)), {INTERPOLATION}",
+            "boxes back to file pixels: x0 = x * W0 / w, y0 = y * H0 / h (w, h: the resized size)",
+        ]
+    else:
+        steps.append("no resize: the image at its own size")
+    steps.append("stack into the input batch (layout N, H, W, C); normalisation happens inside the model")
+    return steps
+
+
+def _outputs(family: str, names: list[str], num_classes: int, dynamic: bool) -> list[dict[str, Any]]:
+    k = num_classes
+    if family == "classification":
+        return [
+            {"name": "logits", "dtype": "float32", "shape": ["N", k], "meaning": "class scores before softmax"},
+            {"name": "probs", "dtype": "float32", "shape": ["N", k], "meaning": "softmax of logits"},
+        ]
+    if family == "segmentation":
+        return [
+            {"name": "logits", "dtype": "float32", "shape": ["N", k, "H", "W"],
+             "meaning": "per-pixel class scores at the input's size"},
+            {"name": "mask", "dtype": "int64", "shape": ["N", "H", "W"],
+             "meaning": "per-pixel class index (argmax of logits); to the file's size with nearest-neighbour"},
+        ]
+    known = {
+        "boxes": {"dtype": "float32", "shape": ["D", 4],
+                  "meaning": "x1, y1, x2, y2 in pixels of the input image (after the resize), clipped to it"},
+        "scores": {"dtype": "float32", "shape": ["D"], "meaning": "confidence in [0, 1], descending"},
+        "labels": {"dtype": "int64", "shape": ["D"], "meaning": "class index into class_names (0-based)"},
+        "masks": {"dtype": "float32", "shape": ["D", 1, "H", "W"],
+                  "meaning": "per-detection mask probability at the input's size (threshold 0.5)"},
+    }
+    return [{"name": n, **known.get(n, {"meaning": "see the detector's documentation"})} for n in names]
+
+
+def export_spec(
+    task: Any, family: str, fmt: str, path: Path, prep: Preprocessing, size: tuple[int, int], dynamic: bool,
+    output_names: list[str], opset: int | None, checkpoint: str | None,
+) -> dict[str, Any]:
+    """The description of one exported file (plain types, written as JSON)."""
+    import torch
+
+    import visiontasks
+
+    hp = task.hparams
+    model = f"{hp.backbone} ({hp.head} head)" if family == "classification" else f"{hp.model} on {hp.backbone}"
+    batch: Any = "N (any)" if family != "detection" else 1
+    shape: list[Any] = [batch if family == "detection" else "N",
+                        "H" if dynamic else size[0], "W" if dynamic else size[1], prep.in_chans]
+    details = {}
+    if family == "detection":
+        d = task.detector
+        details = {k: getattr(d, k) for k in ("score_thresh", "nms_thresh", "detections_per_img") if hasattr(d, k)}
+        heads = getattr(d, "roi_heads", None)
+        if heads is not None:
+            details = {"score_thresh": heads.score_thresh, "nms_thresh": heads.nms_thresh,
+                       "detections_per_img": heads.detections_per_img}
+    return {
+        "format": fmt,
+        "file": path.name,
+        "task": family,
+        "model": model,
+        "class_names": list(task.class_names),
+        "input": {
+            "name": "image", "dtype": "uint8", "layout": "NHWC",
+            "channels": "RGB" if prep.in_chans == 3 else "grey",
+            "shape": shape,
+            "size": None if dynamic else list(size),
+            "dynamic_size": bool(dynamic),
+            "batch": "any" if family != "detection" else "1 image per call",
+        },
+        "preprocessing": {**prep.to_dict(), "interpolation": INTERPOLATION},
+        "caller_steps": caller_steps(prep),
+        "in_graph": "x = float32(image) in NCHW; x = (x - 255 * mean) / (255 * std)",
+        "outputs": _outputs(family, output_names, task.num_classes, dynamic),
+        "postprocessing": details or None,
+        "opset": opset,
+        "exporter": {"onnx": "torch.onnx.export(dynamo=False)", "torchscript": "torch.jit.trace",
+                     "torch_export": "torch.export.export"}[fmt],
+        "visiontasks_version": visiontasks.__version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "checkpoint": checkpoint,
+    }
+
+
+def spec_path(path: Path) -> Path:
+    """``best.onnx -> best.onnx.json``."""
+    return path.with_name(path.name + ".json")
+
+
+def write_spec(spec: dict[str, Any], path: Path) -> Path:
+    out = spec_path(path)
+    out.write_text(json.dumps(spec, indent=2) + "\n")
+    return out

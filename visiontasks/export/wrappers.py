@@ -1,0 +1,96 @@
+"""The modules that are exported: a task's network behind the input normalisation (plain
+``nn.Module``s, no Lightning).
+
+Every wrapper takes ``image``: ``uint8 [N, H, W, C]`` (RGB, or grey with ``C = 1``; the layout of
+numpy / PIL / OpenCV arrays, so a caller stacks decoded images and passes them as they are) and
+computes inside the graph what albumentations' ``Normalize`` did in the data:
+``(x - 255 * mean) / (255 * std)`` in float32, channels first. Resizing stays outside the graph
+(see ``visiontasks.export.spec``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Normalize(nn.Module):
+    """``uint8 [N, H, W, C] -> float32 [N, C, H, W]``, ``(x - 255 mean) / (255 std)`` (the same
+    arithmetic as albumentations' ``Normalize(max_pixel_value=255)``)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        c = len(mean)
+        self.register_buffer("mean", torch.tensor([255.0 * m for m in mean], dtype=torch.float32).view(1, c, 1, 1))
+        self.register_buffer("std", torch.tensor([255.0 * s for s in std], dtype=torch.float32).view(1, c, 1, 1))
+
+    def forward(self, image: Tensor) -> Tensor:
+        return (image.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
+
+
+class ClassifierExport(nn.Module):
+    """``image uint8 [N, H, W, C] -> (logits float [N, K], probs float [N, K])`` (softmax)."""
+
+    output_names = ("logits", "probs")
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.model = model
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(self.normalize(image)).float()
+        return logits, logits.softmax(1)
+
+
+class SegmenterExport(nn.Module):
+    """``image uint8 [N, H, W, C] -> (logits float [N, K, H, W], mask int64 [N, H, W])`` (argmax)."""
+
+    output_names = ("logits", "mask")
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.model = model
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(self.normalize(image)).float()
+        return logits, logits.argmax(1)
+
+
+class DetectorExport(nn.Module):
+    """``image uint8 [1, H, W, 3] -> detections of that image`` (one image per call, as
+    torchvision's detectors export): by default ``boxes float [D, 4]`` xyxy in the pixels of the
+    given image, ``scores float [D]`` descending, ``labels int64 [D]`` 0-based classes; the
+    detector's ``export_support.outputs`` names them.
+
+    The image is normalised, padded at the bottom/right to a multiple of the detector's
+    ``size_divisible`` (zeros after normalisation, as ``Detector.forward`` pads a batch) and given to
+    ``detector.detect`` with its own size, so boxes are clipped to the image, not the padding.
+    """
+
+    def __init__(self, detector: nn.Module, mean: Sequence[float], std: Sequence[float], dynamic: bool = False) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.detector = detector
+        self.dynamic = dynamic
+        self.output_names = tuple(detector.export_support.outputs)
+
+    def forward(self, image: Tensor) -> tuple[Tensor, ...]:
+        x = self.normalize(image)
+        h, w = x.shape[-2], x.shape[-1]
+        if not self.dynamic:  # a fixed size: plain numbers (an exporter keeps the shapes static)
+            h, w = int(h), int(w)
+        d = int(self.detector.size_divisible)
+        pad_w, pad_h = (d - w % d) % d, (d - h % d) % d
+        if self.dynamic:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        elif pad_w or pad_h:  # zeros concatenated: the ONNX exporter keeps the shapes static (not so through Pad)
+            n, c = x.shape[0], x.shape[1]
+            x = torch.cat([x, x.new_zeros(n, c, h, pad_w)], 3)
+            x = torch.cat([x, x.new_zeros(n, c, pad_h, w + pad_w)], 2)
+        det = self.detector.detect(x, [(h, w)], None)[0]
+        return tuple(det[name] for name in self.output_names)
