@@ -52,7 +52,7 @@ OVERFIT = {  # the shapes configs' layouts (stride-8 features), shrunk
                          rpn_batch_size_per_image=64, box_batch_size_per_image=32), 45, 3e-3),
     "yolov1": (dict(feature="layer2", head="conv", grid_size=8, hidden_channels=64, dropout=0.0,
                     activation="sigmoid"), 30, 3e-3),
-    "ssd": (dict(image_size=64, extra_channels=[128, 64], detections_per_img=50), 30, 3e-3),
+    "ssd": (dict(image_size=64, extra_channels=[128, 64], detections_per_img=50), 50, 3e-3),
 }
 
 
