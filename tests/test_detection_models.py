@@ -59,8 +59,8 @@ def _check_outputs(out: list[dict], sizes: list[tuple[int, int]]) -> None:
 
 def test_registry_lists_both() -> None:
     assert {"faster_rcnn", "yolov1"} <= set(list_detectors())
-    with pytest.raises(ValueError, match="unknown detector 'ssd'"):
-        build_detector("ssd", build_backbone("resnet18"), 3)
+    with pytest.raises(ValueError, match="unknown detector 'retinanet'"):
+        build_detector("retinanet", build_backbone("resnet18"), 3)
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "vgg11", "mobilenet_v2", "densenet121"])
