@@ -278,6 +278,8 @@ class SSD(Detector):
     def features(self, x: Tensor) -> list[Tensor]:
         """The maps the boxes are predicted from, shallow to deep, for a padded batch ``[N, C, H, W]``."""
         if self.fc is not None:  # VGG: conv4_3 inside stage 4, fc7 after stage 5's convolutions
+            if x.shape[1] != self.backbone.in_chans:  # what Backbone.forward checks, bypassed here
+                raise ValueError(f"expected input [N, {self.backbone.in_chans}, H, W], got {list(x.shape)}")
             stages = list(self.backbone.stages.values())
             for stage in stages[:3]:
                 x = stage(x)
