@@ -1,6 +1,6 @@
 """Run by tests/test_detection_train.py as a subprocess: a 2-process CPU DDP fit, then validate.
 
-``python detection_ddp_script.py MODEL DATA_ROOT OUT_DIR``: fits ``MODEL`` (faster_rcnn | yolov1) for a
+``python detection_ddp_script.py MODEL DATA_ROOT OUT_DIR``: fits ``MODEL`` (faster_rcnn | yolov1 | ssd) for a
 few steps with ``strategy="ddp"`` on 2 CPU processes, validates, and (rank 0) writes the validation
 metrics to ``OUT_DIR/metrics.json`` and the weights to ``OUT_DIR/weights.pt``. The test then validates
 the same weights in one process and compares the mAP. (A DDP Trainer inside pytest would re-run the
@@ -26,10 +26,11 @@ TINY = {
                         rpn_batch_size_per_image=32, box_batch_size_per_image=16, roi_op="pool"),
     "yolov1": dict(feature="layer2", head="conv", grid_size=8, hidden_channels=32, dropout=0.0,
                    activation="sigmoid"),
+    "ssd": dict(image_size=64, extra_channels=[64, 32], detections_per_img=50),
 }
 # steps of the DDP fit: an untrained YOLO finds nothing (mAP 0 = a check that cannot fail), so it
 # trains until some of its detections match; Faster R-CNN's untrained proposals already do.
-EPOCHS = {"faster_rcnn": 1, "yolov1": 12}
+EPOCHS = {"faster_rcnn": 1, "yolov1": 12, "ssd": 2}
 
 
 def make(model: str, root: str) -> tuple[DetectionTask, DetectionDataModule]:

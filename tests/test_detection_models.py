@@ -1,4 +1,4 @@
-"""Detector contracts (Faster R-CNN, YOLOv1) on several backbones, the YOLOv1 loss, the registry."""
+"""Detector contracts (Faster R-CNN, YOLOv1, SSD) on several backbones, the YOLOv1 loss, the registry."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ SMALL = {
                             box_batch_size_per_image=16),
     "yolov1": dict(hidden_channels=32, representation_size=64),
     "yolov1_conv": dict(head="conv", hidden_channels=32, feature="layer3"),
+    "ssd": dict(image_size=64, extra_channels=[64, 32]),  # VGG backbones: the paper's conv4_3 + fc6/fc7
 }
 
 
@@ -37,7 +38,7 @@ def _images_targets() -> tuple[list[torch.Tensor], list[dict]]:
 
 
 def _build(kind: str, backbone: str) -> Detector:
-    name = "faster_rcnn" if kind.startswith("faster_rcnn") else "yolov1"
+    name = "faster_rcnn" if kind.startswith("faster_rcnn") else "ssd" if kind == "ssd" else "yolov1"
     torch.manual_seed(0)
     return build_detector(name, build_backbone(backbone), 3, **SMALL[kind])
 
@@ -59,12 +60,12 @@ def _check_outputs(out: list[dict], sizes: list[tuple[int, int]]) -> None:
 
 def test_registry_lists_both() -> None:
     assert {"faster_rcnn", "yolov1"} <= set(list_detectors())
-    with pytest.raises(ValueError, match="unknown detector 'ssd'"):
-        build_detector("ssd", build_backbone("resnet18"), 3)
+    with pytest.raises(ValueError, match="unknown detector 'retinanet'"):
+        build_detector("retinanet", build_backbone("resnet18"), 3)
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "vgg11", "mobilenet_v2", "densenet121"])
-@pytest.mark.parametrize("kind", ["faster_rcnn", "faster_rcnn_fpn", "yolov1", "yolov1_conv"])
+@pytest.mark.parametrize("kind", ["faster_rcnn", "faster_rcnn_fpn", "yolov1", "yolov1_conv", "ssd"])
 def test_forward_loss_contract(kind: str, backbone: str) -> None:
     if kind == "faster_rcnn_fpn" and backbone in ("vgg11", "densenet121"):
         pytest.skip("FPN is covered on resnet18 and mobilenet_v2 (keeps the suite fast)")

@@ -52,11 +52,12 @@ OVERFIT = {  # the shapes configs' layouts (stride-8 features), shrunk
                          rpn_batch_size_per_image=64, box_batch_size_per_image=32), 45, 3e-3),
     "yolov1": (dict(feature="layer2", head="conv", grid_size=8, hidden_channels=64, dropout=0.0,
                     activation="sigmoid"), 30, 3e-3),
+    "ssd": (dict(image_size=64, extra_channels=[128, 64], detections_per_img=50), 50, 3e-3),
 }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["faster_rcnn", "yolov1"])
+@pytest.mark.parametrize("model", ["faster_rcnn", "yolov1", "ssd"])
 def test_tiny_overfit(model: str, shapes: Path) -> None:
     """A few images, many steps: the loss falls and the detections land on the boxes."""
     torch.manual_seed(0)
@@ -89,7 +90,7 @@ def test_tiny_overfit(model: str, shapes: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["faster_rcnn", "yolov1"])
+@pytest.mark.parametrize("model", ["faster_rcnn", "yolov1", "ssd"])
 def test_bf16_mixed_fit(model: str, shapes: Path, tmp_path: Path) -> None:
     task, dm = make(model, str(shapes))
     trainer = _trainer(tmp_path, precision="bf16-mixed", max_epochs=1, limit_train_batches=2,
@@ -107,7 +108,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["faster_rcnn", "yolov1"])
+@pytest.mark.parametrize("model", ["faster_rcnn", "yolov1", "ssd"])
 def test_ddp_two_processes_map_equals_single_process(model: str, shapes: Path, tmp_path: Path) -> None:
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
@@ -186,7 +187,8 @@ def test_num_classes_must_match_the_data(shapes: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["yolov1_resnet18_shapes.yaml", "faster_rcnn_resnet18_shapes.yaml"])
+@pytest.mark.parametrize("config", ["yolov1_resnet18_shapes.yaml", "faster_rcnn_resnet18_shapes.yaml",
+                                    "ssd_shapes.yaml"])
 def test_cli_fit_smoke(config: str, tmp_path: Path) -> None:
     """The shipped config through the real entry point, shrunk to a couple of steps."""
     cli = pytest.importorskip("visiontasks.cli")
