@@ -264,3 +264,15 @@ def test_predict_help_documents_source(capsys) -> None:
         main(["predict", "--help"])
     out = capsys.readouterr().out
     assert "--source PATH|DIR|GLOB" in out and "--ckpt_path" in out and "--config" in out
+
+
+def test_detectors_needing_proposals_are_refused_with_what_to_do() -> None:
+    from visiontasks.predictor import Predictor
+    from visiontasks.preprocessing import Preprocessing
+    from visiontasks.tasks import DetectionTask
+
+    task = DetectionTask(model="fast_rcnn", backbone="resnet18", num_classes=2,
+                         model_kwargs={"representation_size": 16})
+    task.preprocessing = Preprocessing("letterbox", (64, 64))
+    with pytest.raises(InvalidInputError, match=r"'fast_rcnn' needs region proposals.*--config"):
+        Predictor(task, "cpu")

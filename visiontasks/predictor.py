@@ -132,7 +132,7 @@ class Predictor:
         from visiontasks.data.images import ImageFilesDataModule
 
         return ImageFilesDataModule(self.family, images, self.task.preprocessing, self.class_names,
-                                    self.task.category_ids, batch_size, num_workers)
+                                    getattr(self.task, "category_ids", None), batch_size, num_workers)
 
     def predict(self, images: Any, batch_size: int = 8, num_workers: int = 0) -> list[Result]:
         """One result per image, in order: ``images`` is a file, folder (recursive), glob pattern,

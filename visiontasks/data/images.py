@@ -116,7 +116,8 @@ class ImageFilesDataModule(VisionDataModule):
         super().__init__()
         self.family = family
         self.images = resolve_images(images)
-        self.prep = preprocessing if isinstance(preprocessing, Preprocessing) else Preprocessing.from_dict(preprocessing)
+        prep = preprocessing
+        self.prep = prep if isinstance(prep, Preprocessing) else Preprocessing.from_dict(prep)
         self.class_names = [str(n) for n in class_names]
         if category_ids is not None and len(category_ids) == len(self.class_names):
             self.category_ids = [int(c) for c in category_ids]

@@ -50,7 +50,6 @@ class BaseTask(pl.LightningModule):
         self.num_classes = num_classes
         self.class_names: list[str] = [str(i) for i in range(num_classes)]
         self.preprocessing: Preprocessing | None = None  # from the data (setup) or the checkpoint
-        self.category_ids: list[int] | None = None  # the dataset's id of each class (COCO), when it has them
         self.optimizer_factory = optimizer or default_optimizer
         self.scheduler_factory = lr_scheduler
         self.build_model()
@@ -133,9 +132,6 @@ class BaseTask(pl.LightningModule):
                     "make them agree in the config"
                 )
             self.class_names = [str(n) for n in names]
-        ids = getattr(datamodule, "category_ids", None)
-        if ids is not None and len(ids) == self.num_classes:
-            self.category_ids = [int(i) for i in ids]
         if callable(getattr(datamodule, "preprocessing", None)):
             self.preprocessing = datamodule.preprocessing()
         for attr in self.checked_with_data:
@@ -144,15 +140,11 @@ class BaseTask(pl.LightningModule):
                 raise InvalidInputError(f"model.{attr}={mine} but data.{attr}={theirs}; make them agree in the config")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # which class to rebuild for inference (``visiontasks.load_model``), also without LightningCLI
-        checkpoint["task_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
-        checkpoint["class_names"] = list(self.class_names)
-        checkpoint["category_ids"] = self.category_ids
+        checkpoint.update(task_class=f"{type(self).__module__}.{type(self).__name__}", class_names=list(self.class_names))
         checkpoint["preprocessing"] = self.preprocessing.to_dict() if self.preprocessing is not None else None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.class_names = list(checkpoint.get("class_names", self.class_names))
-        self.category_ids = checkpoint.get("category_ids", self.category_ids)
         if checkpoint.get("preprocessing"):
             self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
 
