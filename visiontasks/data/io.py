@@ -75,10 +75,6 @@ class InMemoryImage:
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def stem(self) -> str:
-        return self.name
-
 
 ImageInput = Union[str, Path, InMemoryImage]
 

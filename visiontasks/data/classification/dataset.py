@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 from visiontasks.preprocessing import Preprocessing
 
 from ..io import ImageInput, read_image
+from .transforms import eval_transform
 
 
 class ImageSource(Protocol):
@@ -74,7 +75,5 @@ class ClassificationDataset(Dataset):
 def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> ClassificationDataset:
     """``images`` (files or in-memory images, label -1) through the evaluation pipeline of ``prep``,
     as the datamodule's predict split (``id``: the path or the in-memory image's name)."""
-    from .transforms import eval_transform
-
     return ClassificationDataset(FileSource(images, [-1] * len(images)), range(len(images)), eval_transform(prep),
                                  prep.in_chans)

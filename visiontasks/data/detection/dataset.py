@@ -15,7 +15,7 @@ from visiontasks.data.io import ImageInput, read_image
 from visiontasks.preprocessing import Preprocessing
 
 from .common import DetectionRecord
-from .transforms import apply_detection_transform
+from .transforms import apply_detection_transform, eval_transform
 
 ProposalSource = Callable[[Path], np.ndarray]
 
@@ -80,8 +80,6 @@ def worker_init_fn(worker_id: int) -> None:
 def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> DetectionDataset:
     """``images`` (files or in-memory images, no boxes; ``image_id`` = position) through the
     evaluation pipeline of ``prep``, as the datamodule's predict split; batch with :func:`detection_collate`."""
-    from .transforms import eval_transform
-
     empty = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
     records = [DetectionRecord(p, i, *empty) for i, p in enumerate(images)]  # type: ignore[arg-type]
     return DetectionDataset(records, eval_transform(prep))

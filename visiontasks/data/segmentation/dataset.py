@@ -15,6 +15,7 @@ from visiontasks.preprocessing import Preprocessing
 from ..io import ImageInput, read_image
 from .masks import MaskDecoder, MaskError
 from .readers import SegmentationSample
+from .transforms import eval_transform
 
 
 @dataclass(eq=False, repr=False)
@@ -112,7 +113,5 @@ def pad_collate(ignore_index: int = 255) -> Callable[[list[dict[str, Any]]], dic
 def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> SegmentationDataset:
     """``images`` (files or in-memory images, no masks) through the evaluation pipeline of ``prep``,
     as the datamodule's predict split; batch them with :func:`pad_collate`."""
-    from .transforms import eval_transform
-
     return SegmentationDataset([SegmentationSample(p, None) for p in images], None, eval_transform(prep),
                                in_chans=prep.in_chans)
