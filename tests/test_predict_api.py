@@ -5,6 +5,8 @@ trained for two steps through the real CLI on tiny synthetic data)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from unittest import mock
@@ -276,3 +278,13 @@ def test_detectors_needing_proposals_are_refused_with_what_to_do() -> None:
     task.preprocessing = Preprocessing("letterbox", (64, 64))
     with pytest.raises(InvalidInputError, match=r"'fast_rcnn' needs region proposals.*--config"):
         Predictor(task, "cpu")
+
+
+def test_load_model_is_a_lazy_top_level_name() -> None:
+    code = ("import json, sys, visiontasks\nlight = 'torch' not in sys.modules\n"
+            "print(json.dumps([light, visiontasks.load_model.__module__, 'load_model' in dir(visiontasks)]))")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, "visiontasks.predictor", True]
