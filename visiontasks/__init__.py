@@ -7,3 +7,10 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
+
+from visiontasks._lazy import lazy_attributes  # noqa: E402  (after the environment is set)
+
+# ``from visiontasks import load_model`` imports torch and Lightning only when used (PEP 562)
+_LAZY = {"load_model": "predictor", "Predictor": "predictor"}
+__all__ = sorted(_LAZY)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -113,7 +113,8 @@ COMMAND_HELP = {
     "fit": "train a model from a YAML config (--config FILE; --ckpt_path last resumes)",
     "validate": "score a checkpoint on the validation split (--ckpt_path best|last|FILE)",
     "test": "score a checkpoint on the test split and write its tables and figures",
-    "predict": "run a checkpoint on the predict split and write predictions",
+    "predict": "write a checkpoint's predictions: on the config's predict split, or on images without a "
+               "config (--ckpt_path X --source PATH|DIR|GLOB)",
     "demo": "train LeNet-5 on scikit-learn's digits, test it, print where the run is",
     "summary": "a backbone's per-layer table: output shapes, parameters, multiply-adds",
     "proposals": "precompute selective-search proposals of a detection config and report recall",
@@ -154,7 +155,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _predicts_on_source(argv: list[str]) -> bool:
+    """``predict --source ...`` (no data config): the checkpoint alone says how to read images."""
+    return argv[0] == "predict" and any(a == "--source" or a.startswith("--source=") for a in argv[1:])
+
+
 def _run(argv: list[str], from_command_line: bool) -> int:
+    if _predicts_on_source(argv):
+        from visiontasks.commands import predict_source
+
+        return int(predict_source.main(argv[1:]) or 0)
+    if argv[0] == "predict" and any(a in ("-h", "--help") for a in argv[1:]):
+        from visiontasks.commands import predict_source
+
+        print(predict_source.build_parser().format_help())
+        print("Predict with a data config (LightningCLI; the options below):\n")
     if argv[0] in EXTRA_COMMANDS:
         try:
             module = importlib.import_module(EXTRA_COMMANDS[argv[0]])

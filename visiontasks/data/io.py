@@ -4,7 +4,9 @@ deep inside PIL), and the normalisation statistics every transform defaults to."
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -62,23 +64,75 @@ def _to_uint8(img: Image.Image, path: Path) -> Image.Image:
     return img
 
 
-def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class InMemoryImage:
+    """An image given as an object rather than a file (a PIL image or a numpy array), under a
+    ``name`` that stands for its path in ids and messages (``str(x)`` is the name)."""
+
+    name: str
+    image: "Image.Image | np.ndarray"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+ImageInput = Union[str, Path, InMemoryImage]
+
+
+def _array_to_pil(arr: np.ndarray, name: str) -> Image.Image:
+    """A PIL image from ``[H, W]``, ``[H, W, 1]``, ``[H, W, 3]`` (RGB) or ``[H, W, 4]`` (RGBA) of any
+    dtype; values are brought to 8 bits by the rules of :func:`_to_uint8` (uint16 by 65535 -> 255,
+    floats by [0, 1] when they lie in it)."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))) or arr.size == 0:
+        raise InvalidInputError(f"{name}: an image array must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], "
+                                f"got shape {tuple(arr.shape)}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if arr.ndim == 2 and arr.dtype != np.uint8:  # one channel: PIL's own 16-bit / float modes
+        if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= 65535:
+            return Image.fromarray(arr.astype(np.uint16))  # mode I;16
+        if np.issubdtype(arr.dtype, np.integer):
+            return Image.fromarray(arr.astype(np.int32))  # mode I
+        return Image.fromarray(arr.astype(np.float32))  # mode F
+    if arr.dtype != np.uint8:  # several channels: PIL has no 16-bit / float RGB, scale each like one
+        scaled = [np.asarray(_to_uint8(_array_to_pil(arr[..., c], name), Path(name))) for c in range(arr.shape[-1])]
+        arr = np.stack(scaled, axis=-1)
+    return Image.fromarray(np.ascontiguousarray(arr))  # uint8: L, RGB or RGBA by the channels
+
+
+def _pil_to_array(img: Image.Image, channels: int, path: Path) -> np.ndarray:
+    img = ImageOps.exif_transpose(img)
+    img = _to_uint8(img, path).convert("L" if channels == 1 else "RGB")
+    return np.asarray(img)
+
+
+def read_image(path: ImageInput, channels: int = 3) -> np.ndarray:
     """Decode ``path`` to ``uint8 [H, W, channels]`` (channels 1 or 3), turned upright by its EXIF
     orientation (as torchvision's ``decode_image(apply_exif_orientation=True)`` and labelling tools
     show it).
 
     Grayscale, RGBA (alpha dropped), palette, 16-bit (scaled by 65535 -> 255, not clipped) and float
-    images are converted; a corrupt file raises :class:`ImageReadError` naming the file.
+    images are converted; a corrupt file raises :class:`ImageReadError` naming the file. An
+    :class:`InMemoryImage` (PIL image or numpy array) is converted by the same rules.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if isinstance(path, InMemoryImage):
+        img = path.image
+        if isinstance(img, np.ndarray):
+            img = _array_to_pil(img, path.name)
+        elif not isinstance(img, Image.Image):
+            raise InvalidInputError(f"{path.name}: expected a PIL image or a numpy array, got {type(img).__name__}")
+        arr = _pil_to_array(img, channels, Path(path.name))
+        return arr[..., None] if channels == 1 else arr
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()  # decode fully now: a truncated file fails here, not later
-            img = ImageOps.exif_transpose(img)
-            img = _to_uint8(img, path).convert("L" if channels == 1 else "RGB")
-            arr = np.asarray(img)
+            arr = _pil_to_array(img, channels, path)
     except FileNotFoundError:
         raise ImageReadError(f"image file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

@@ -11,12 +11,11 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
-from torchvision.ops import nms
 
 from visiontasks.data.io import read_image
 
 from .common import PerImageWriter, gather_rows, output_dir, write_text_atomic
-from .drawing import class_colours, draw_detections
+from .drawing import DRAW_NMS_IOU, DRAW_SCORE_THRESH, render_detections, shown_detections
 
 
 def category_ids(trainer: pl.Trainer, num_classes: int) -> list[int]:
@@ -73,7 +72,7 @@ class DetectionDrawingWriter(PerImageWriter):
     rather than a stack of near-identical ones of different classes; ``results.json`` keeps every
     detection. Every process writes the images of its own batches."""
 
-    def __init__(self, draw_score_thresh: float = 0.5, draw_nms_iou: float | None = 0.7,
+    def __init__(self, draw_score_thresh: float = DRAW_SCORE_THRESH, draw_nms_iou: float | None = DRAW_NMS_IOU,
                  output_dir: str | os.PathLike | None = None) -> None:
         super().__init__(output_dir)
         self.draw_score_thresh = draw_score_thresh
@@ -81,20 +80,11 @@ class DetectionDrawingWriter(PerImageWriter):
 
     def shown(self, boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Indices of the detections to draw (``boxes [N, 4]`` xyxy, ``scores [N]``), best first."""
-        keep = torch.nonzero(scores >= self.draw_score_thresh).flatten()
-        if self.draw_nms_iou is None:
-            return keep[scores[keep].argsort(descending=True)]
-        return keep[nms(boxes[keep].float(), scores[keep].float(), self.draw_nms_iou)]
+        return shown_detections(boxes, scores, self.draw_score_thresh, self.draw_nms_iou)
 
     def write_images(self, prediction: Any, class_names: list[str], folder: Path) -> None:
-        names = class_names
-        colours = class_colours(len(names))
         for p in prediction:
             path = Path(p["path"])
-            image = read_image(path, 3)
-            boxes, scores, labels = p["boxes"].detach().cpu(), p["scores"].detach().cpu(), p["labels"].detach().cpu()
-            idx = self.shown(boxes, scores)
-            if len(idx):
-                text = [f"{names[c]} {s:.2f}" for c, s in zip(labels[idx].tolist(), scores[idx].tolist())]
-                image = draw_detections(image, boxes[idx].tolist(), text, [colours[c] for c in labels[idx].tolist()])
+            image = render_detections(read_image(path, 3), p["boxes"], p["scores"], p["labels"], class_names,
+                                      self.draw_score_thresh, self.draw_nms_iou)
             Image.fromarray(image).save(folder / f"{int(p['image_id']):06d}_{path.stem}.png")

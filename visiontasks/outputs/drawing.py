@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from visiontasks.data.segmentation.masks import voc_colormap
@@ -25,6 +26,10 @@ BACKGROUND_NAMES = ("background", "bg", "unlabeled", "unlabelled", "void")
 # no VOC colour has a 190 or 255 component, so it is never another class's colour.
 CLASS0_COLOUR: RGB = (0, 190, 255)
 _VOC = voc_colormap(256)
+# What a detection drawing shows by default (the CLI's writer and ``Result.save`` alike): detections
+# scoring at least DRAW_SCORE_THRESH that survive a class-agnostic NMS at IoU DRAW_NMS_IOU.
+DRAW_SCORE_THRESH = 0.5
+DRAW_NMS_IOU = 0.7
 
 
 def is_background(name: str) -> bool:
@@ -177,3 +182,63 @@ def draw_legend(image: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> np.nda
             draw.text((x + swatch + pad, y), name, fill=(0, 0, 0), font=f, anchor="la")
         x += cw + pad
     return np.asarray(out)
+
+
+# -- whole pictures: what the prediction writers save and ``Result.save`` saves ------------------------
+def shown_detections(boxes: torch.Tensor, scores: torch.Tensor, score_thresh: float = DRAW_SCORE_THRESH,
+                     nms_iou: float | None = DRAW_NMS_IOU) -> torch.Tensor:
+    """Indices of the detections to draw (``boxes [N, 4]`` xyxy, ``scores [N]``), best first: those
+    scoring at least ``score_thresh`` that survive a class-agnostic NMS at IoU ``nms_iou`` (``None``:
+    no NMS), so one object shows one box rather than a stack of boxes of different classes."""
+    from torchvision.ops import nms
+
+    keep = torch.nonzero(scores >= score_thresh).flatten()
+    if nms_iou is None:
+        return keep[scores[keep].argsort(descending=True)]
+    return keep[nms(boxes[keep].float(), scores[keep].float(), nms_iou)]
+
+
+def render_detections(image: np.ndarray, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                      names: Sequence[str], score_thresh: float = DRAW_SCORE_THRESH,
+                      nms_iou: float | None = DRAW_NMS_IOU) -> np.ndarray:
+    """``image`` (``uint8 [H, W, 3]``, the file's pixels) with the detections chosen by
+    :func:`shown_detections` drawn: box and ``"<class> <score>"`` label in the class colour."""
+    boxes, scores, labels = boxes.detach().cpu(), scores.detach().cpu(), labels.detach().cpu()
+    idx = shown_detections(boxes, scores, score_thresh, nms_iou)
+    if not len(idx):
+        return np.ascontiguousarray(image[..., :3])
+    colours = class_colours(len(names))
+    text = [f"{names[c]} {s:.2f}" for c, s in zip(labels[idx].tolist(), scores[idx].tolist())]
+    return draw_detections(image, boxes[idx].tolist(), text, [colours[c] for c in labels[idx].tolist()])
+
+
+def render_segmentation(image: np.ndarray, mask: np.ndarray, names: Sequence[str], alpha: float = 0.5) -> np.ndarray:
+    """``image`` (``uint8 [H, W, 3]``) with the classes of ``mask`` (``int [H, W]``, same size) drawn
+    over it at opacity ``alpha`` in :func:`mask_colour` (a background class 0 is not drawn), and a
+    legend of the classes present in its top-left corner."""
+    from torchvision.utils import draw_segmentation_masks
+
+    shown = [k for k in np.unique(mask).tolist() if not (k == 0 and is_background(names[0]))]
+    img_t = torch.from_numpy(np.ascontiguousarray(image[..., :3].transpose(2, 0, 1)))
+    if shown:
+        masks = torch.stack([torch.from_numpy(mask == k) for k in shown])
+        img_t = draw_segmentation_masks(img_t, masks, alpha=alpha, colors=[mask_colour(k, names) for k in shown])
+    legend = [(names[k] if k < len(names) else str(k), mask_colour(k, names)) for k in shown]
+    return draw_legend(img_t.permute(1, 2, 0).numpy(), legend)
+
+
+def save_mask_png(path: str | Path, mask: np.ndarray, names: Sequence[str]) -> None:
+    """The class indices ``mask`` as a palette PNG in :func:`mask_palette` (16-bit greyscale ids
+    beyond 256 classes)."""
+    from visiontasks.data.segmentation.masks import save_index_mask
+
+    if len(names) <= 256:
+        save_index_mask(Path(path), mask.astype(np.uint8), mask_palette(names))
+    else:  # more classes than a palette PNG holds
+        Image.fromarray(mask.astype(np.uint16)).save(path)
+
+
+def render_classification(image: np.ndarray, name: str, prob: float, k: int, num_classes: int) -> np.ndarray:
+    """``image`` with ``"<class> <probability>"`` in the class colour (:func:`class_colours`) as a
+    legend in its top-left corner."""
+    return draw_legend(image, [(f"{name} {prob:.2f}", class_colours(num_classes)[k])])

@@ -9,20 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
-from torchvision.utils import draw_segmentation_masks
 
 from visiontasks.data.io import read_image
-from visiontasks.data.segmentation.masks import save_index_mask
 from visiontasks.metrics.segmentation import format_iou_table
 from visiontasks.ops import mask_to_original
 from visiontasks.runs import run_dir
 
 from .common import PerImageWriter, write_text_atomic
-from .drawing import draw_legend, is_background, mask_colour, mask_palette
+from .drawing import render_segmentation, save_mask_png
 
 
 class SegmentationMaskWriter(PerImageWriter):
@@ -48,19 +45,8 @@ class SegmentationMaskWriter(PerImageWriter):
         if tuple(mask_t.shape) != image.shape[:2]:
             mask_t = mask_to_original(mask_t, mask_t.shape, image.shape[:2])
         mask = mask_t.numpy()
-        mask_path = folder / f"{path.stem}_mask.png"
-        if len(names) <= 256:
-            save_index_mask(mask_path, mask.astype(np.uint8), mask_palette(names))
-        else:  # more classes than a palette PNG holds: 16-bit greyscale ids
-            Image.fromarray(mask.astype(np.uint16)).save(mask_path)
-        shown = [k for k in np.unique(mask).tolist() if not (k == 0 and is_background(names[0]))]
-        img_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        if shown:
-            masks = torch.stack([torch.from_numpy(mask == k) for k in shown])
-            colours = [mask_colour(k, names) for k in shown]
-            img_t = draw_segmentation_masks(img_t, masks, alpha=self.overlay_alpha, colors=colours)
-        legend = [(names[k] if k < len(names) else str(k), mask_colour(k, names)) for k in shown]
-        overlay = draw_legend(img_t.permute(1, 2, 0).numpy(), legend)
+        save_mask_png(folder / f"{path.stem}_mask.png", mask, names)
+        overlay = render_segmentation(image, mask, names, self.overlay_alpha)
         Image.fromarray(overlay).save(folder / f"{path.stem}_overlay.png")
 
 

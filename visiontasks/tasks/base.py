@@ -140,7 +140,7 @@ class BaseTask(pl.LightningModule):
                 raise InvalidInputError(f"model.{attr}={mine} but data.{attr}={theirs}; make them agree in the config")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["class_names"] = list(self.class_names)
+        checkpoint.update(task_class=f"{type(self).__module__}.{type(self).__name__}", class_names=list(self.class_names))
         checkpoint["preprocessing"] = self.preprocessing.to_dict() if self.preprocessing is not None else None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -58,6 +58,7 @@ class DetectionTask(BaseTask):
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__(num_classes, optimizer, lr_scheduler)
+        self.category_ids: list[int] | None = None  # the dataset's id of each class (COCO's), for results files
 
     def build_model(self) -> None:
         h = self.hparams
@@ -67,6 +68,20 @@ class DetectionTask(BaseTask):
 
     def build_metrics(self) -> MeanAveragePrecision:
         return make_map_metric()
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        ids = getattr(getattr(self.trainer, "datamodule", None), "category_ids", None) if self._trainer else None
+        if ids is not None and len(ids) == self.num_classes:
+            self.category_ids = [int(i) for i in ids]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["category_ids"] = self.category_ids
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.category_ids = checkpoint.get("category_ids", self.category_ids)
 
     # -- model ------------------------------------------------------------------------------------
     def forward(self, images: list[Tensor], proposals: list[Tensor] | None = None) -> list[dict[str, Tensor]]:

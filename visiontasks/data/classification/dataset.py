@@ -8,7 +8,10 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..io import read_image
+from visiontasks.preprocessing import Preprocessing
+
+from ..io import ImageInput, read_image
+from .transforms import eval_transform
 
 
 class ImageSource(Protocol):
@@ -67,3 +70,10 @@ class ClassificationDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         image, label, key = self.source.load(self.indices[i], self.channels)
         return {"image": self.transform(image=image)["image"], "label": label, "id": key}
+
+
+def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> ClassificationDataset:
+    """``images`` (files or in-memory images, label -1) through the evaluation pipeline of ``prep``,
+    as the datamodule's predict split (``id``: the path or the in-memory image's name)."""
+    return ClassificationDataset(FileSource(images, [-1] * len(images)), range(len(images)), eval_transform(prep),
+                                 prep.in_chans)

@@ -7,6 +7,8 @@ from typing import Literal, Sequence
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
+from visiontasks.preprocessing import Preprocessing
+
 from ..io import IMAGENET_MEAN, IMAGENET_STD
 
 Augment = Literal["none", "light", "standard"]
@@ -51,3 +53,11 @@ def classification_transforms(
             ]
     ops += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
     return A.Compose(ops)
+
+
+def eval_transform(prep: Preprocessing) -> A.Compose:
+    """The evaluation pipeline of :class:`ClassificationDataModule` (stretch to ``image_size``,
+    normalise) from a checkpoint's :class:`~visiontasks.preprocessing.Preprocessing`."""
+    if prep.resize != "stretch" or prep.image_size is None:
+        raise ValueError(f"classification evaluation stretches to image_size; got resize={prep.resize!r}")
+    return classification_transforms(prep.image_size, False, "none", prep.mean, prep.std, prep.in_chans)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from visiontasks.data.io import read_image
+from visiontasks.data.io import ImageInput, read_image
+from visiontasks.preprocessing import Preprocessing
 
 from .common import DetectionRecord
-from .transforms import apply_detection_transform
+from .transforms import apply_detection_transform, eval_transform
 
 ProposalSource = Callable[[Path], np.ndarray]
 
@@ -74,3 +75,11 @@ def worker_init_fn(worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     if info is not None and hasattr(info.dataset, "transform"):
         info.dataset.transform.set_random_seed(int(torch.initial_seed() % 2**31))
+
+
+def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> DetectionDataset:
+    """``images`` (files or in-memory images, no boxes; ``image_id`` = position) through the
+    evaluation pipeline of ``prep``, as the datamodule's predict split; batch with :func:`detection_collate`."""
+    empty = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    records = [DetectionRecord(p, i, *empty) for i, p in enumerate(images)]  # type: ignore[arg-type]
+    return DetectionDataset(records, eval_transform(prep))

@@ -27,6 +27,7 @@ from albumentations.augmentations.geometric.resize import MaxSizeTransform
 from albumentations.pytorch import ToTensorV2
 
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD
+from visiontasks.preprocessing import Preprocessing
 from visiontasks.ops.geometry import boxes_to_original  # noqa: F401  (re-exported: data.detection API)
 
 RESIZE_MODES = ("letterbox", "stretch", "shortest_edge", "none")
@@ -112,6 +113,12 @@ def build_detection_transform(
                                      filter_invalid_bboxes=True),
             seed=seed,
         )
+
+
+def eval_transform(prep: Preprocessing) -> A.Compose:
+    """The evaluation pipeline of :class:`DetectionDataModule` (its resize, normalise) from a
+    checkpoint's :class:`~visiontasks.preprocessing.Preprocessing`."""
+    return build_detection_transform(prep.image_size, prep.resize, train=False, mean=prep.mean, std=prep.std)
 
 
 def apply_detection_transform(

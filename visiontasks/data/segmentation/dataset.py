@@ -10,9 +10,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..io import read_image
+from visiontasks.preprocessing import Preprocessing
+
+from ..io import ImageInput, read_image
 from .masks import MaskDecoder, MaskError
 from .readers import SegmentationSample
+from .transforms import eval_transform
 
 
 @dataclass(eq=False, repr=False)
@@ -28,7 +31,7 @@ class SegmentationDataset(Dataset):
     """
 
     samples: Sequence[SegmentationSample]
-    decoder: MaskDecoder
+    decoder: MaskDecoder | None  # None: no masks (prediction)
     transform: Callable[..., dict[str, Any]]
     resize_mismatched_masks: bool = False
     in_chans: int = 3
@@ -45,6 +48,7 @@ class SegmentationDataset(Dataset):
         image = read_image(s.image, self.in_chans)
         if s.mask is None:
             return image, None
+        assert self.decoder is not None, "masks need a decoder"
         mask = self.decoder.read(s.mask)
         if mask.shape != image.shape[:2]:
             if not self.resize_mismatched_masks:
@@ -104,3 +108,10 @@ def pad_collate(ignore_index: int = 255) -> Callable[[list[dict[str, Any]]], dic
 
     return collate
 
+
+
+def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> SegmentationDataset:
+    """``images`` (files or in-memory images, no masks) through the evaluation pipeline of ``prep``,
+    as the datamodule's predict split; batch them with :func:`pad_collate`."""
+    return SegmentationDataset([SegmentationSample(p, None) for p in images], None, eval_transform(prep),
+                               in_chans=prep.in_chans)

@@ -11,6 +11,8 @@ from typing import Sequence
 import albumentations as A
 import cv2
 
+from visiontasks.preprocessing import Preprocessing
+
 from ..io import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -69,3 +71,11 @@ def segmentation_eval_transforms(
 ) -> A.Compose:
     """Normalise only: evaluation and prediction run at each image's own resolution."""
     return A.Compose([A.Normalize(mean=tuple(mean), std=tuple(std))])
+
+
+def eval_transform(prep: Preprocessing) -> A.Compose:
+    """The evaluation pipeline of :class:`SegmentationDataModule` (each image at its own size,
+    normalised) from a checkpoint's :class:`~visiontasks.preprocessing.Preprocessing`."""
+    if prep.resize != "none":
+        raise ValueError(f"segmentation evaluation runs at each image's own size; got resize={prep.resize!r}")
+    return segmentation_eval_transforms(prep.mean, prep.std)

@@ -1,0 +1,135 @@
+"""Images to predict on without a data config: files, folders, globs or in-memory images, through a
+checkpoint's evaluation :class:`~visiontasks.preprocessing.Preprocessing`, batched exactly as the
+family's own datamodule batches its predict split (same dataset class, same transform builder,
+same collate), so predictions equal those of ``visiontasks predict --config``."""
+
+from __future__ import annotations
+
+import glob
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from visiontasks.errors import InvalidInputError, MissingFileError
+from visiontasks.preprocessing import Preprocessing
+
+from .base import VisionDataModule
+from .io import IMAGE_EXTENSIONS, ImageInput, InMemoryImage, list_image_files
+
+FAMILIES = ("classification", "segmentation", "detection")
+_GLOB_CHARS = set("*?[")
+
+
+def resolve_images(sources: Any) -> list[ImageInput]:
+    """Every image ``sources`` names, in order: an image file; a folder (its images, recursively,
+    sorted); a glob pattern (``imgs/*.png``, ``**`` recursive; the image files it matches and the images
+    of the folders it matches, sorted); a PIL
+    image or a numpy array (an :class:`InMemoryImage` named ``image<i>``, ``i`` its position); or a
+    list of these. A missing file, an empty folder or a glob matching no image raises an error
+    naming it."""
+    if isinstance(sources, (str, Path)) or not isinstance(sources, Iterable) or isinstance(sources, np.ndarray):
+        sources = [sources]
+    found: list[ImageInput] = []
+    for i, src in enumerate(sources):
+        if isinstance(src, (str, Path)):
+            found += _resolve_path(src)
+        elif isinstance(src, np.ndarray) or _is_pil(src):
+            found.append(InMemoryImage(f"image{i}", src))
+        else:
+            raise InvalidInputError(
+                f"cannot predict on a {type(src).__name__}; give image files, folders, glob patterns, "
+                "PIL images or numpy arrays"
+            )
+    if not found:
+        raise InvalidInputError("no images given to predict on")
+    return found
+
+
+def _is_pil(obj: Any) -> bool:
+    from PIL import Image
+
+    return isinstance(obj, Image.Image)
+
+
+def _resolve_path(src: str | Path) -> list[ImageInput]:
+    text = str(src)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        files = list_image_files(path, recursive=True)
+        if not files:
+            raise InvalidInputError(f"folder {path} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        return list(files)
+    if path.is_file():
+        return [path]
+    if _GLOB_CHARS & set(text):
+        files: list[Path] = []
+        for match in sorted(Path(p) for p in glob.glob(str(path), recursive=True)):
+            if match.is_dir():  # a matched folder stands for its images, as a folder given by name
+                files += list_image_files(match, recursive=True)
+            elif match.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(match)
+        if not files:
+            raise MissingFileError(f"{text} matches no image files")
+        return list(dict.fromkeys(files))  # "**" matches a folder and its files: each image once
+    raise MissingFileError(f"image file or folder {path} does not exist")
+
+
+def _family_parts(family: str) -> tuple[Callable[[Sequence[ImageInput], Preprocessing], Dataset], Callable]:
+    """``(prediction_dataset, collate)`` of a data family (imported only when used)."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    module = importlib.import_module(f"visiontasks.data.{family}.dataset")
+    if family == "segmentation":
+        collate = module.pad_collate()
+    elif family == "detection":
+        collate = module.detection_collate
+    else:
+        collate = None  # torch's default collate, as the classification datamodule
+    return module.prediction_dataset, collate
+
+
+class ImageFilesDataModule(VisionDataModule):
+    """The predict split of images without labels, for a model of ``family``.
+
+    Args:
+        family: ``classification``, ``segmentation`` or ``detection`` (the batch layout).
+        images: what :func:`resolve_images` accepts (files, folders, globs, PIL images, arrays).
+        preprocessing: the checkpoint's evaluation preprocessing (a ``Preprocessing`` or its dict).
+        class_names: the model's classes (``num_classes`` is their count).
+        category_ids: the dataset id of each class (COCO category ids) for the results file.
+        batch_size, num_workers: loader settings.
+    """
+
+    def __init__(
+        self,
+        family: str,
+        images: Any,
+        preprocessing: Preprocessing | dict[str, Any],
+        class_names: Sequence[str],
+        category_ids: Sequence[int] | None = None,
+        batch_size: int = 8,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.family = family
+        self.images = resolve_images(images)
+        prep = preprocessing
+        self.prep = prep if isinstance(prep, Preprocessing) else Preprocessing.from_dict(prep)
+        self.class_names = [str(n) for n in class_names]
+        if category_ids is not None and len(category_ids) == len(self.class_names):
+            self.category_ids = [int(c) for c in category_ids]
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self._make_dataset, self._collate = _family_parts(family)
+
+    def preprocessing(self) -> Preprocessing:
+        return self.prep
+
+    def loader(self, stage: str) -> DataLoader:
+        if stage != "predict":
+            raise ValueError(f"images without labels can only be predicted on, not used for {stage!r}")
+        return DataLoader(self._make_dataset(self.images, self.prep), batch_size=self.batch_size,
+                          num_workers=self.num_workers, collate_fn=self._collate,
+                          persistent_workers=False)

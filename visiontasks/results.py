@@ -1,0 +1,134 @@
+"""What :meth:`visiontasks.predictor.Predictor.predict` returns: one result per image, in the pixels
+of the image as given (file pixels, EXIF orientation applied), with ``save(path)`` drawing it exactly
+as ``visiontasks predict``'s writers draw it (the same functions of :mod:`visiontasks.outputs.drawing`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+
+from visiontasks.data.io import ImageInput, InMemoryImage, read_image
+from visiontasks.outputs.drawing import (
+    DRAW_NMS_IOU,
+    DRAW_SCORE_THRESH,
+    render_classification,
+    render_detections,
+    render_segmentation,
+    save_mask_png,
+)
+
+
+@dataclass(repr=False)
+class Result:
+    """One image's prediction. ``source``: the file path or ``image<i>`` for an in-memory image
+    (its position in the list given); ``class_names``: the model's classes (label ``k`` is
+    ``class_names[k]``)."""
+
+    source: str
+    class_names: list[str]
+    image_input: ImageInput = field(repr=False)
+
+    @property
+    def path(self) -> Path | None:
+        """The image file, or ``None`` for an in-memory image."""
+        return None if isinstance(self.image_input, InMemoryImage) else Path(self.image_input)
+
+    def image(self) -> np.ndarray:
+        """The image as the model saw it before preprocessing: ``uint8 [H, W, 3]``."""
+        return read_image(self.image_input, 3)
+
+    def plot(self) -> np.ndarray:
+        """The drawing :meth:`save` writes, as ``uint8 [H, W, 3]``."""
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`plot` to ``path`` (format from the suffix, e.g. ``.png``); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(self.plot()).save(path)
+        return path
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r}, {self._summary()})"
+
+    def _summary(self) -> str:
+        return ""
+
+
+@dataclass(repr=False)
+class ClassificationResult(Result):
+    """``label``: the class index with the highest probability; ``probs``: float ``[num_classes]``
+    (softmax), on the CPU; ``name``: ``class_names[label]``."""
+
+    label: int = 0
+    probs: Tensor | None = None
+
+    @property
+    def name(self) -> str:
+        return self.class_names[self.label]
+
+    def plot(self) -> np.ndarray:
+        """The image with ``"<class> <probability>"`` in the class colour in its top-left corner."""
+        assert self.probs is not None
+        return render_classification(self.image(), self.name, float(self.probs[self.label]), self.label,
+                                     len(self.class_names))
+
+    def _summary(self) -> str:
+        assert self.probs is not None
+        return f"{self.name} {float(self.probs[self.label]):.3f}"
+
+
+@dataclass(repr=False)
+class SegmentationResult(Result):
+    """``mask``: int64 ``[H, W]`` class indices at the image's own size, on the CPU."""
+
+    mask: Tensor | None = None
+
+    def plot(self, alpha: float = 0.5) -> np.ndarray:
+        """The classes drawn over the image with a legend (as ``<stem>_overlay.png`` of the CLI)."""
+        assert self.mask is not None
+        return render_segmentation(self.image(), self.mask.numpy(), self.class_names, alpha)
+
+    def save_mask(self, path: str | Path) -> Path:
+        """The class indices as a palette PNG (as ``<stem>_mask.png`` of the CLI)."""
+        assert self.mask is not None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_mask_png(path, self.mask.numpy(), self.class_names)
+        return path
+
+    def _summary(self) -> str:
+        assert self.mask is not None
+        present = [self.class_names[k] for k in self.mask.unique().tolist() if k < len(self.class_names)]
+        return f"{tuple(self.mask.shape)} mask, classes {present}"
+
+
+@dataclass(repr=False)
+class DetectionResult(Result):
+    """``boxes``: float ``[D, 4]`` xyxy in the image's pixels; ``scores``: float ``[D]`` in [0, 1],
+    best first; ``labels``: int64 ``[D]`` class indices; ``names``: the class name of each
+    detection. All of them (no drawing threshold here), on the CPU."""
+
+    boxes: Tensor | None = None
+    scores: Tensor | None = None
+    labels: Tensor | None = None
+
+    @property
+    def names(self) -> list[str]:
+        assert self.labels is not None
+        return [self.class_names[k] for k in self.labels.tolist()]
+
+    def plot(self, score_thresh: float = DRAW_SCORE_THRESH, nms_iou: float | None = DRAW_NMS_IOU) -> np.ndarray:
+        """The detections scoring at least ``score_thresh`` that survive a class-agnostic NMS at IoU
+        ``nms_iou`` drawn on the image (the CLI's drawing and defaults)."""
+        assert self.boxes is not None and self.scores is not None and self.labels is not None
+        return render_detections(self.image(), self.boxes, self.scores, self.labels, self.class_names,
+                                 score_thresh, nms_iou)
+
+    def _summary(self) -> str:
+        assert self.scores is not None
+        return f"{len(self.scores)} detections, {int((self.scores >= DRAW_SCORE_THRESH).sum())} >= {DRAW_SCORE_THRESH}"
