@@ -66,6 +66,7 @@ TINY_DETECTORS = {
     "faster_rcnn": dict(fpn=True, fpn_channels=32, representation_size=32, rpn_pre_nms_top_n_test=100,
                         rpn_post_nms_top_n_test=50, rpn_batch_size_per_image=32, box_batch_size_per_image=16),
     "yolov1": dict(feature="layer2", grid_size=8, hidden_channels=16, representation_size=32, score_thresh=0.0),
+    "ssd": dict(score_thresh=0.0),
 }
 
 
@@ -166,6 +167,16 @@ def test_faster_rcnn(detector_ckpts: dict[str, Path], fmt: str, tmp_path: Path) 
     for h, w in ((64, 64), (50, 90)):  # 50 x 90 is padded to 64 x 96 inside, boxes clipped to 50 x 90
         image = _images(1, h, w, seed=h)[0]
         _assert_same_detections(run(image[None]), _detect(task, image))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_ssd_at_its_training_size(detector_ckpts: dict[str, Path], fmt: str, tmp_path: Path) -> None:
+    ckpt = detector_ckpts["ssd"]
+    task, _ = load_task(ckpt)
+    run, spec = _export_and_load(ckpt, fmt, tmp_path)  # letterbox 64: the default boxes are fixed
+    assert spec["input"]["shape"] == [1, 64, 64, 3]
+    image = _images(1, 64, 64)[0]
+    _assert_same_detections(run(image[None]), _detect(task, image))
 
 
 @pytest.mark.parametrize("fmt", ALL_FORMATS)

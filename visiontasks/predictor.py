@@ -78,14 +78,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def load_task(path: str | Path) -> BaseTask:
+def load_task(path: str | Path, need_preprocessing: bool = True) -> BaseTask:
     """The task in checkpoint ``path``, on the CPU in eval mode, with its ``preprocessing`` and
     ``class_names``. Backbone or detector weights named in its hyper-parameters are not fetched
     again (the checkpoint holds every tensor). A checkpoint without preprocessing (written before
-    checkpoints carried it) raises an error saying what to do."""
+    checkpoints carried it) raises an error saying what to do, unless ``need_preprocessing`` is
+    false (``task.preprocessing`` is then ``None``)."""
     ckpt = read_checkpoint(path)
     cls = task_class_of(ckpt, path)
-    if not ckpt.get("preprocessing"):
+    if need_preprocessing and not ckpt.get("preprocessing"):
         raise InvalidInputError(
             f"{path} has no evaluation preprocessing (written by an older visiontasks); predict with its "
             "data config (visiontasks predict --config CONFIG --ckpt_path CKPT), or run one validation "

@@ -26,7 +26,6 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from visiontasks.checkpoints import checkpoint_task_class, read_checkpoint
 from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import Preprocessing
 
@@ -49,42 +48,13 @@ class Exported:
     spec: dict[str, Any]
 
 
-def task_family(ckpt: dict[str, Any]) -> str:
-    """``classification``, ``segmentation`` or ``detection``: from the task class LightningCLI stored,
-    else from the hyper-parameters each task alone has."""
-    name = (checkpoint_task_class(ckpt) or "").rsplit(".", 1)[-1]
-    by_class = {"ClassificationTask": "classification", "SegmentationTask": "segmentation",
-                "DetectionTask": "detection"}
-    if name in by_class:
-        return by_class[name]
-    hp = ckpt.get("hyper_parameters") or {}
-    if "head" in hp:
-        return "classification"
-    if "model_kwargs" in hp:
-        return "detection"
-    if str(hp.get("model", "")).startswith("fcn"):
-        return "segmentation"
-    raise InvalidInputError(f"cannot tell which visiontasks task wrote this checkpoint (class {name or 'unknown'})")
-
-
 def load_task(path: str | Path) -> tuple[nn.Module, str]:
-    """The task of a checkpoint on the CPU in eval mode, and its family. Weights named in the
-    hyper-parameters (``backbone_weights``, a detector's ``weights``) are not fetched again: the
-    checkpoint's tensors replace them."""
-    ckpt = read_checkpoint(path)
-    family = task_family(ckpt)
-    from visiontasks import tasks
+    """The task of a checkpoint on the CPU in eval mode (as ``load_model`` loads it; a checkpoint
+    without preprocessing is allowed, see :func:`task_preprocessing`), and its family."""
+    from visiontasks.predictor import family_of, load_task as load_predictor_task
 
-    cls = {"classification": tasks.ClassificationTask, "segmentation": tasks.SegmentationTask,
-           "detection": tasks.DetectionTask}[family]
-    hp = ckpt.get("hyper_parameters") or {}
-    overrides: dict[str, Any] = {"backbone_weights": None}
-    if isinstance(hp.get("model_kwargs"), dict) and hp["model_kwargs"].get("weights") is not None:
-        overrides["model_kwargs"] = {k: v for k, v in hp["model_kwargs"].items() if k != "weights"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        task = cls.load_from_checkpoint(str(path), map_location="cpu", **overrides)
-    return task.eval(), family
+    task = load_predictor_task(path, need_preprocessing=False)
+    return task, family_of(type(task))
 
 
 def wrap_task(task: nn.Module, family: str, dynamic: bool = False) -> nn.Module:

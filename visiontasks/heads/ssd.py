@@ -58,7 +58,7 @@ from torchvision.ops import box_iou
 
 from visiontasks.backbones import Backbone
 
-from .detector import Detections, Detector, Losses, register_detector, select_features
+from .detector import Detections, Detector, ExportSupport, Losses, register_detector, select_features
 
 # torchvision's ssd300_vgg16 (Caffe SSD300 on COCO): 21/45/99/153/207/261/315 px default boxes of 300
 TORCHVISION_SSD300: dict[str, Any] = {
@@ -176,6 +176,11 @@ class SSD(Detector):
 
     paper = "SSD"
     year = 2016
+    export_support = ExportSupport(
+        formats=("onnx", "torchscript"), dynamic_size=False,
+        reason="torch.export cannot trace torchvision's per-class NMS (a data-dependent box count); "
+               "use --format onnx or torchscript",
+    )
 
     def __init__(
         self,
