@@ -69,3 +69,27 @@ def test_yolo_coordinates_outside_unit_range_are_named(tmp_path: Path, line: str
     (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nnames: [thing]\n")
     with pytest.raises(DatasetFormatError, match=rf"a\.txt, line 2: {expected}"):
         read_yolo(tmp_path / "data.yaml", "train")
+
+
+def test_yolo_bad_lines_can_be_skipped_with_a_count(tmp_path: Path) -> None:
+    import warnings
+
+    from visiontasks.data.detection import read_yolo
+    from visiontasks.data.detection.common import DatasetFormatError
+
+    (tmp_path / "images/train").mkdir(parents=True)
+    (tmp_path / "labels/train").mkdir(parents=True)
+    Image.new("RGB", (20, 10)).save(tmp_path / "images/train/a.png")
+    (tmp_path / "labels/train/a.txt").write_text(
+        "0 0.5 0.5 0.2 0.2\n0 nan 0.5 0.2 0.2\nnan 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.2 0.2\n0 0.5 0.5 1.5 0.2\n0 0.5\n"
+    )
+    (tmp_path / "data.yaml").write_text(f"path: {tmp_path}\ntrain: images/train\nnames: [thing]\n")
+    with pytest.raises(DatasetFormatError, match=r"a\.txt, line 2: NaN .*skip_bad_labels: true"):
+        read_yolo(tmp_path / "data.yaml", "train")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        split = read_yolo(tmp_path / "data.yaml", "train", skip_bad_labels=True)
+    assert split.records[0].labels.tolist() == [0]  # the one good line
+    (message,) = [str(w.message) for w in caught if "bad label line" in str(w.message)]
+    assert "skipped 5 bad label line(s)" in message and "a.txt, line 2: NaN or infinite coordinate" in message
+    assert split.notes == [message]

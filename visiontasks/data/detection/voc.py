@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from visiontasks.errors import MissingFileError
+
 from .common import DatasetFormatError, DetectionRecord, DetectionSplit, image_size_of, safe_join
 from .reader import DetectionReader, register_reader
 
@@ -50,7 +52,7 @@ def read_voc(
     index = {n: i for i, n in enumerate(class_names)}
     list_file = split_list_path(root, split)
     if not list_file.is_file():
-        raise FileNotFoundError(f"VOC split list {list_file} does not exist")
+        raise MissingFileError(f"VOC split list {list_file} does not exist")
     ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
     split_ = DetectionSplit(name or f"VOC {split}", [], class_names, list(range(len(class_names))))
     for n, image_id in enumerate(ids):
