@@ -283,3 +283,233 @@ def test_bad_voc_data(case: str, base_sets: dict[str, Path], tmp_path: Path,
     cfg = detection_config(tmp_path / "c.yaml", "voc", root, class_names=["circle", "square"])
     code, text = run_cli(["fit", "--config", str(cfg), *FAST], capsys)
     assert_one_line_error(code, text, where, *expected)
+
+
+# -- segmentation and classification data ------------------------------------------------------------
+def _mask_path(root: Path) -> Path:
+    return root / "masks" / "train" / "0.png"
+
+
+def _wrong_mask_size(root: Path) -> str:
+    Image.fromarray(np.zeros((20, 32), np.uint8)).save(_mask_path(root))
+    return str(_mask_path(root))
+
+
+def _unknown_mask_value(root: Path) -> str:
+    mask = np.zeros((32, 32), np.uint8)
+    mask[0, 0] = 9
+    Image.fromarray(mask).save(_mask_path(root))
+    return str(_mask_path(root))
+
+
+def _missing_mask(root: Path) -> str:
+    _mask_path(root).unlink()
+    return str(_mask_path(root))
+
+
+def _corrupt_mask(root: Path) -> str:
+    _mask_path(root).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return str(_mask_path(root))
+
+
+def _missing_image_folder(root: Path) -> str:
+    shutil.rmtree(root / "images")
+    return str(root)
+
+
+SEGMENTATION_CASES = {
+    "mask-of-other-size": (_wrong_mask_size, ["is 32x20 (WxH)", "resize_mismatched_masks"]),
+    "unknown-mask-value": (_unknown_mask_value, ["9"]),
+    "missing-mask": (_missing_mask, ["have no mask", "skip_missing_masks"]),
+    "corrupt-mask": (_corrupt_mask, ["cannot read"]),
+    "truncated-image": (lambda r: truncate_first_image(r), ["cannot read image"]),
+    "missing-image-folder": (_missing_image_folder, ["no 'train' split (expected images/<split>/"]),
+}
+
+
+@pytest.mark.parametrize("case", list(SEGMENTATION_CASES))
+def test_bad_segmentation_data(case: str, base_sets: dict[str, Path], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    mutate, expected = SEGMENTATION_CASES[case]
+    root = shutil.copytree(base_sets["seg"], tmp_path / "seg")
+    where = mutate(root)
+    cfg = segmentation_config(tmp_path / "c.yaml", root)
+    code, text = run_cli(["fit", "--config", str(cfg), *FAST], capsys)
+    assert_one_line_error(code, text, where, *expected)
+
+
+def _no_class_folders(root: Path) -> str:
+    for d in (root / "train").iterdir():
+        shutil.rmtree(d)
+    return str(root / "train")
+
+
+CLASSIFICATION_CASES = {
+    "missing-root": (lambda r: shutil.rmtree(r) or str(r), ["does not exist"]),
+    "no-class-folders": (_no_class_folders, ["no class sub-folders"]),
+    "truncated-image": (lambda r: truncate_first_image(r, "train"), ["cannot read image"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CLASSIFICATION_CASES))
+def test_bad_classification_data(case: str, base_sets: dict[str, Path], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    mutate, expected = CLASSIFICATION_CASES[case]
+    root = shutil.copytree(base_sets["cls"], tmp_path / "cls")
+    where = mutate(root)
+    cfg = classification_config(tmp_path / "c.yaml", root)
+    code, text = run_cli(["fit", "--config", str(cfg), *FAST], capsys)
+    assert_one_line_error(code, text, where, *expected)
+
+
+# -- config values ---------------------------------------------------------------------------------
+CONFIG_CASES = {  # (task, extra arguments, expected pieces of the one line)
+    "unknown-backbone": ("det", ["--model.init_args.backbone", "resnet19"],
+                         ["unknown backbone 'resnet19'", "did you mean 'resnet18'"]),
+    "unknown-detector": ("det", ["--model.init_args.model", "yolov2"], ["unknown detector 'yolov2'", "did you mean 'yolov1'"]),
+    "unknown-format": ("det", ["--data.init_args.format", "yolov5"], ["unknown detection format 'yolov5'", "did you mean 'yolo'"]),
+    "unknown-source": ("cls", ["--data.init_args.source", "imagefoldr"],
+                       ["unknown classification source 'imagefoldr'", "did you mean 'imagefolder'"]),
+    "unknown-detector-setting": ("det", ["--model.init_args.model_kwargs.grid_sise", "4"], ["grid_sise", "grid_size"]),
+    "batch-size-text": ("det", ["--data.init_args.batch_size", "eight"],
+                        ["option --data.init_args.batch_size", "Expected a <class 'int'>. Got value: eight"]),
+    "batch-size-negative": ("det", ["--data.init_args.batch_size", "-4"], ["data.init_args.batch_size=-4: must be a number >= 1"]),
+    "image-size-zero": ("cls", ["--data.init_args.image_size", "0"], ["data.init_args.image_size=0"]),
+    "crop-size-negative": ("seg", ["--data.init_args.crop_size", "-32"], ["data.init_args.crop_size=-32"]),
+    "misspelt-option": ("det", ["--data.init_args.batchsize", "4"], ["option --data", "'batchsize' is not accepted"]),
+    "unknown-argument": ("cls", ["--trainer.epochs", "3"], ["unrecognized arguments: --trainer.epochs"]),
+    "max-epochs-text": ("cls", ["--trainer.max_epochs", "many"], ["option --trainer.max_epochs", "got many"]),
+    "max-time-text": ("det", ["--trainer.max_time", "ten minutes"], ["trainer.max_time='ten minutes'", "DD:HH:MM:SS"]),
+    "num-classes-mismatch": ("cls", ["--model.init_args.num_classes", "5"],
+                             ["model.init_args.num_classes=5, but the data has 2 classes (ant, bee)"]),
+    "seg-num-classes-vs-names": ("seg", ["--data.init_args.num_classes", "5"], ["num_classes=5 but the classes are 3"]),
+    "scheduler-warmup": ("cls", ["--model.init_args.lr_scheduler", "visiontasks.schedulers.BudgetScheduler",
+                                 "--model.init_args.lr_scheduler.init_args.warmup", "1.5"],
+                         ["warmup=1.5: give a fraction in [0, 1)"]),
+    "scheduler-schedule": ("cls", ["--model.init_args.lr_scheduler", "visiontasks.schedulers.BudgetScheduler",
+                                   "--model.init_args.lr_scheduler.init_args.schedule", "cosin"],
+                           ["option --model.init_args.lr_scheduler.init_args.schedule", "Got value: cosin"]),
+    "scheduler-min-lr": ("cls", ["--model.init_args.lr_scheduler", "visiontasks.schedulers.BudgetScheduler",
+                                 "--model.init_args.lr_scheduler.init_args.min_lr_ratio", "2"],
+                         ["min_lr_ratio=2.0: must be in [0, 1]"]),
+    "frozen-stages": ("det", ["--model.init_args.frozen_stages", "9"], ["frozen_stages must be in [0, 5], got 9"]),
+    "config-file-missing": ("cls", ["--config", "no_such_config.yaml"], ["option --config", "no_such_config.yaml"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_CASES))
+def test_bad_config_values(case: str, base_sets: dict[str, Path], tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    task, extra, expected = CONFIG_CASES[case]
+    if task == "det":
+        cfg = detection_config(tmp_path / "c.yaml", "yolo", base_sets["yolo"])
+    elif task == "seg":
+        cfg = segmentation_config(tmp_path / "c.yaml", base_sets["seg"])
+    else:
+        cfg = classification_config(tmp_path / "c.yaml", base_sets["cls"])
+    code, text = run_cli(["fit", "--config", str(cfg), *FAST, *extra], capsys)
+    assert_one_line_error(code, text, *expected)
+
+
+# -- --ckpt_path -----------------------------------------------------------------------------------
+def _fake_checkpoint(path: Path, task: str) -> Path:
+    import torch
+
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.5.0",
+                "hyper_parameters": {"_class_path": f"visiontasks.tasks.{task}"}}, path)
+    return path
+
+
+def _checkpoint_case(kind: str, tmp_path: Path) -> tuple[str, list[str]]:
+    import torch
+
+    if kind == "text-file":
+        (tmp_path / "notes.ckpt").write_text("hello")
+        return str(tmp_path / "notes.ckpt"), ["notes.ckpt is not a Lightning checkpoint"]
+    if kind == "state-dict":
+        torch.save({"conv.weight": torch.zeros(2)}, tmp_path / "w.pth")
+        return str(tmp_path / "w.pth"), ["w.pth is not a Lightning checkpoint (it holds a plain state_dict)"]
+    if kind == "missing":
+        return str(tmp_path / "gone.ckpt"), ["gone.ckpt does not exist"]
+    if kind == "other-task":
+        path = _fake_checkpoint(tmp_path / "seg.ckpt", "SegmentationTask")
+        return str(path), ["seg.ckpt was written by SegmentationTask, but the config's model is DetectionTask"]
+    return "last", ["--ckpt_path last: no run with checkpoints/last.ckpt"]
+
+
+@pytest.mark.parametrize("kind", ["text-file", "state-dict", "missing", "other-task", "last-without-run"])
+@pytest.mark.parametrize("command", ["test", "fit"])
+def test_bad_checkpoint_paths(kind: str, command: str, base_sets: dict[str, Path], tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt, expected = _checkpoint_case(kind, tmp_path)
+    cfg = detection_config(tmp_path / "c.yaml", "yolo", base_sets["yolo"], test="val")
+    code, text = run_cli([command, "--config", str(cfg), "--ckpt_path", ckpt,
+                          "--trainer.enable_progress_bar", "false"], capsys)
+    assert_one_line_error(code, text, *expected)
+
+
+# -- visiontasks evaluate ----------------------------------------------------------------------------
+def _evaluate_case(kind: str, sets: dict[str, Path], tmp_path: Path) -> tuple[list[str], list[str]]:
+    gt = ["--gt", str(sets["coco"]), "--format", "coco", "--split", "val", "--output", str(tmp_path / "out")]
+    pred = tmp_path / "pred.json"
+    if kind == "missing-pred":
+        return ["detection", *gt, "--pred", str(pred)], [str(pred), "does not exist"]
+    if kind == "broken-pred-json":
+        pred.write_text("[{\"image_id\": 0,")
+        return ["detection", *gt, "--pred", str(pred)], [str(pred)]
+    if kind == "pred-unknown-category":
+        pred.write_text(json.dumps([{"image_id": 0, "category_id": 42, "bbox": [1, 1, 5, 5], "score": 0.9}]))
+        return ["detection", *gt, "--pred", str(pred)], [str(pred), "42"]
+    if kind == "pred-unknown-image":
+        pred.write_text(json.dumps([{"image_id": 777, "category_id": 1, "bbox": [1, 1, 5, 5], "score": 0.9}]))
+        return ["detection", *gt, "--pred", str(pred)], [str(pred), "777"]
+    if kind == "gt-format-unknown":
+        return ["detection", "--gt", str(sets["coco"]), "--format", "cocoo", "--pred", str(pred)], ["did you mean 'coco'"]
+    if kind == "segmentation-missing-gt":
+        return ["segmentation", "--gt", str(tmp_path / "nomasks"), "--pred", str(tmp_path)], ["nomasks", "does not exist"]
+    bad_csv = tmp_path / "pred.csv"
+    bad_csv.write_text("filename;class\n")
+    return ["classification", "--gt", str(sets["cls"] / "val"), "--pred", str(bad_csv)], [str(bad_csv)]
+
+
+@pytest.mark.parametrize("kind", ["missing-pred", "broken-pred-json", "pred-unknown-category", "pred-unknown-image",
+                                  "gt-format-unknown", "segmentation-missing-gt", "classification-bad-csv"])
+def test_evaluate_bad_inputs(kind: str, base_sets: dict[str, Path], tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    args, expected = _evaluate_case(kind, base_sets, tmp_path)
+    code, text = run_cli(["evaluate", *args], capsys)
+    assert_one_line_error(code, text, *expected)
+
+
+# -- counted skips: the options that turn an error into a warning with a count ------------------------------
+def test_bad_yolo_lines_skipped_by_option(base_sets: dict[str, Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    root = shutil.copytree(base_sets["yolo"], tmp_path / "yolo")
+    label = first_label(root)
+    label.write_text("0 nan 0.5 0.2 0.2\n1 0.5 0.5 0.3 0.3\n0 0.5 0.5 1.5 0.2\n")
+    cfg = detection_config(tmp_path / "c.yaml", "yolo", root, skip_bad_labels=True)
+    with pytest.warns(UserWarning, match=r"skipped 2 bad label line\(s\) \(skip_bad_labels\); first: .*line 1: NaN"):
+        code = main(["fit", "--config", str(cfg), *FAST])
+    assert code == 0
+
+
+def test_unreadable_images_skipped_by_option(base_sets: dict[str, Path], tmp_path: Path) -> None:
+    root = shutil.copytree(base_sets["yolo"], tmp_path / "yolo")
+    truncate_first_image(root)
+    cfg = detection_config(tmp_path / "c.yaml", "yolo", root, skip_bad_images=True)
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\)"):
+        assert main(["fit", "--config", str(cfg), *FAST]) == 0
+
+
+# -- the console script itself (exit status from the process, stderr as the user sees it) -------------
+def test_console_script(base_sets: dict[str, Path], tmp_path: Path) -> None:
+    """One data mistake through ``python -m visiontasks.cli`` (tests/test_cli_errors.py runs a config
+    mistake the same way, and VISIONTASKS_DEBUG=1)."""
+    root = shutil.copytree(base_sets["yolo"], tmp_path / "yolo")
+    where = set_label("0 0.5 nan 0.2 0.2")(root)
+    cfg = detection_config(tmp_path / "c.yaml", "yolo", root)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("VISIONTASKS_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-m", "visiontasks.cli", "fit", "--config", str(cfg), *FAST],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert_one_line_error(proc.returncode, proc.stdout + proc.stderr, where, "NaN or infinite coordinate")

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from visiontasks.errors import InvalidInputError, MissingFileError
 
-from ..base import VisionDataModule
+from ..base import VisionDataModule, check_sizes
 from ..io import check_images, list_image_files
 from .dataset import ClassificationDataset, FileSource, ImageSource
 from .sources import CLASSIFICATION_SOURCES, SourceOptions
@@ -63,6 +63,8 @@ class ClassificationDataModule(VisionDataModule):
         synthetic_per_class: int = 60,
     ) -> None:
         super().__init__()
+        check_sizes(image_size=image_size, batch_size=batch_size)
+        check_sizes(0, num_workers=num_workers)
         if in_chans not in (1, 3):
             raise InvalidInputError(f"in_chans must be 1 or 3, got {in_chans}")
         source_class = CLASSIFICATION_SOURCES.get(source)  # an unknown name lists the available ones

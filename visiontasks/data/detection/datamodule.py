@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
-from visiontasks.data.base import VisionDataModule
+from visiontasks.data.base import VisionDataModule, check_sizes
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
 from visiontasks.data.synthetic import STAMP
 from visiontasks.errors import InvalidInputError, MissingFileError
@@ -94,6 +94,8 @@ class DetectionDataModule(VisionDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        check_sizes(image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        check_sizes(0, num_workers=num_workers)
         reader_class = DETECTION_READERS.get(format)  # an unknown format lists the available ones
         self.save_hyperparameters()
         self.format = format

@@ -110,6 +110,8 @@ def _bad_normalised(coords: list[float]) -> str:
     return ""
 
 
+_FRACTIONS_HINT = ("; YOLO coordinates are fractions of the image width/height in [0, 1]: fix the label "
+                   "(pixel values must be divided by the image size)")
 _SKIP_HINT = "; or set skip_bad_labels: true in the data config to skip such lines (counted in a warning)"
 
 
@@ -125,11 +127,7 @@ def _line_problem(parts: list[str], num_classes: int) -> str:
     coords = values[1:]
     if not (len(coords) == 4 or (len(coords) >= 6 and len(coords) % 2 == 0)):
         return f"expected 'class cx cy w h' (or a polygon), got {len(parts)} values"
-    bad = _bad_normalised(coords)
-    if bad:
-        return (f"{bad}; YOLO coordinates are fractions of the image width/height in [0, 1]: fix the label "
-                "(pixel values must be divided by the image size)")
-    return ""
+    return _bad_normalised(coords)
 
 
 def _parse_label_file(
@@ -147,7 +145,8 @@ def _parse_label_file(
         if problem:
             where = f"{path}, line {n}: {problem} in {line.strip()!r}"
             if skipped is None:
-                raise DatasetFormatError(where + _SKIP_HINT)
+                fix = _FRACTIONS_HINT if "coordinate" in problem else ""
+                raise DatasetFormatError(where + fix + _SKIP_HINT)
             skipped.append(where)
             continue
         values = [float(v) for v in parts]

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from visiontasks.errors import InvalidInputError, MissingFileError
 
-from ..base import VisionDataModule
+from ..base import VisionDataModule, check_sizes
 from ..io import IMAGENET_MEAN, IMAGENET_STD, list_image_files
 from .dataset import SegmentationDataset, pad_collate
 from .masks import MaskDecoder
@@ -100,6 +100,8 @@ class SegmentationDataModule(VisionDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        check_sizes(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        check_sizes(0, num_workers=num_workers)
         # num_classes is the model's hyper-parameter too (Lightning refuses differing duplicates)
         self.save_hyperparameters(ignore=["num_classes"])
         reader_class = SEGMENTATION_READERS.get(format)  # an unknown format lists the available ones
