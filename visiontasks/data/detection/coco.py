@@ -15,7 +15,7 @@ import numpy as np
 
 from visiontasks.errors import InvalidInputError, MissingFileError
 
-from .common import DatasetFormatError, DetectionRecord, DetectionSplit, safe_join
+from .common import DatasetFormatError, DetectionRecord, DetectionSplit, check_stored_size, safe_join
 from .reader import DetectionReader, register_reader
 
 
@@ -81,6 +81,8 @@ def read_coco(
         size = None
         if img.get("height") and img.get("width"):
             size = (int(img["height"]), int(img["width"]))
+            if check_files:
+                size = check_stored_size(path, size, f"{where} (image id {image_id})")
         if image_id in records:
             raise DatasetFormatError(f"{where}: image id {image_id} appears twice")
         records[image_id] = DetectionRecord(path, image_id, np.zeros((0, 4), np.float32),

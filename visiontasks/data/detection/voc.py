@@ -16,7 +16,9 @@ import numpy as np
 
 from visiontasks.errors import MissingFileError
 
-from .common import DatasetFormatError, DetectionRecord, DetectionSplit, image_size_of, safe_join
+from .common import (
+    DatasetFormatError, DetectionRecord, DetectionSplit, check_stored_size, image_size_of, safe_join,
+)
 from .reader import DetectionReader, register_reader
 
 VOC_CLASSES = [
@@ -79,6 +81,8 @@ def read_voc(
                 size = None
         if size is None:
             size = image_size_of(img_path)
+        else:
+            size = check_stored_size(img_path, size, where)
         boxes, labels = [], []
         for obj in tree.findall("object"):
             cls = _text(obj, "name", where)
