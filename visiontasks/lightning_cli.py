@@ -14,16 +14,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from visiontasks.checkpoints import check_checkpoint_for
 from visiontasks.cli import _config_stem, _resolve_checkpoint, _run_version
 from visiontasks.errors import InvalidInputError
 from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
+from visiontasks.runs import agree_run_folder, is_first_process
 from visiontasks.schedulers import parse_duration
 from visiontasks.tasks.base import BaseTask
+
+
+class _AgreeRunFolder(Callback):
+    """Every process writes into rank 0's run folder (see :func:`visiontasks.runs.agree_run_folder`)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        agree_run_folder(trainer)
 
 
 class VisionCLI(LightningCLI):
@@ -92,7 +100,7 @@ class VisionCLI(LightningCLI):
             run = Path(root) / name / version
             if self.subcommand not in (None, "fit"):
                 version = f"{version}/{self.subcommand}"  # e.g. runs/NAME/version_0/test
-            elif (run / "metrics.csv").is_file():
+            elif (run / "metrics.csv").is_file() and is_first_process():
                 # Resuming: Lightning's CSV logger would delete the earlier metrics; keep them.
                 n = len(list(run.glob("metrics.part*.csv")))
                 (run / "metrics.csv").rename(run / f"metrics.part{n}.csv")
@@ -138,6 +146,7 @@ class VisionCLI(LightningCLI):
         wants_bar = self._get(self.config_init, "trainer.enable_progress_bar", default=None) is not False
         if wants_bar and not any(isinstance(c, TQDMProgressBar) for c in given):
             extra.append(TQDMProgressBar(refresh_rate=10))
+        extra.append(_AgreeRunFolder())  # processes started by torchrun/srun chose their folders apart
         # the task's output files (predictions, figures, tables), unless the config lists that type
         extra += [c for c in default_callbacks(model) if not any(isinstance(g, type(c)) for g in given)]
         # `callbacks=` replaces the config's list in Lightning's instantiate_trainer: pass both
