@@ -126,9 +126,10 @@ class VisionCLI(LightningCLI):
         classes = getattr(self.datamodule, "num_classes", None)
         if given is not None and given != default and classes is not None and given != classes:
             names = list(getattr(self.datamodule, "class_names", []))[:10]
+            shown = ", ".join(map(str, names)) + (", ..." if classes > 10 else "")
             raise InvalidInputError(
-                f"model.init_args.num_classes={given}, but the data has {classes} classes ({', '.join(map(str, names))}"
-                f"{', ...' if classes > 10 else ''}); remove num_classes from the model section: it is taken from the data"
+                f"model.init_args.num_classes={given}, but the data has {classes} classes ({shown}); remove "
+                "num_classes from the model section: it is taken from the data"
             )
 
     def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 - Lightning's signature
@@ -153,8 +154,10 @@ class VisionCLI(LightningCLI):
         return super().instantiate_trainer(callbacks=[*given, *extra], **kwargs)
 
 
-_NOT_DETAIL = re.compile(r"^(Does not validate|Subtypes:|Errors:|Given value|Expected a <class 'NoneType'>|- Expected a "
-                         r"<class 'NoneType'>|Problem with given class_path|tip:)")
+# lines of jsonargparse's report that say where, not what is wrong
+_NOT_DETAIL = re.compile(
+    r"^(Does not validate|Subtypes:|Errors:|Given value|Expected a <class 'NoneType'>|Problem with given class_path|tip:)"
+)
 
 
 def parser_error_line(report: str) -> str:
