@@ -425,3 +425,34 @@ def test_detection_test_writes_the_report_and_evaluate_reproduces_it(tmp_path: P
     # results.json rounds boxes to 0.01 px and scores to 1e-5: the same numbers within that
     for key in ("mAP", "mAP50", "mAP75", "mAR100"):
         assert evaluated["coco"][key] == pytest.approx(report["coco"][key], abs=2e-3), key
+
+
+def test_diagnostics_writer_reads_the_test_metric_boxes(tmp_path: Path) -> None:
+    """The callback's report has the numbers of the task's own test metric (the metric keeps boxes as
+    xywh inside; the report needs them back as xyxy)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from visiontasks.metrics.detection import make_map_metric
+    from visiontasks.outputs import DetectionDiagnosticsWriter
+
+    rng = np.random.default_rng(0)
+    metric = make_map_metric()
+    for _ in range(6):
+        xy = rng.uniform(0, 60, (3, 2))
+        gt = np.concatenate([xy, xy + rng.uniform(10, 40, (3, 2))], 1)
+        det = gt + rng.normal(0, 3, gt.shape)  # near misses: AP strictly between 0 and 1
+        labels = torch.as_tensor(rng.integers(0, 2, 3))
+        metric.update([{"boxes": torch.as_tensor(det, dtype=torch.float32), "labels": labels,
+                        "scores": torch.as_tensor(rng.uniform(0.3, 1, 3), dtype=torch.float32)}],
+                      [{"boxes": torch.as_tensor(gt, dtype=torch.float32), "labels": labels}])
+    module = SimpleNamespace(metrics={"test": metric}, class_names=["cat", "dog"], num_classes=2)
+    trainer = SimpleNamespace(is_global_zero=True, logger=None, default_root_dir=str(tmp_path))
+    DetectionDiagnosticsWriter().on_test_epoch_end(trainer, module)
+    expected = metric.compute()
+    report = json.loads((tmp_path / "diagnostics/metrics.json").read_text())
+    assert 0.2 < float(expected["map"]) < 0.95
+    for key, src in (("mAP", "map"), ("mAP50", "map_50"), ("mAR100", "mar_100"), ("AP_small", "map_small")):
+        assert report["coco"][key] == pytest.approx(float(expected[src]), abs=1e-6), key
+    assert report["images"] == 6 and report["ground_truth_boxes"] == 18

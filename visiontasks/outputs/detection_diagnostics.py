@@ -8,6 +8,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.callbacks import Callback
+from torchvision.ops import box_convert
 
 from visiontasks.metrics.detection_diagnostics import ImageBoxes
 from visiontasks.runs import run_dir
@@ -44,12 +45,16 @@ class DetectionDiagnosticsWriter(Callback):
 
 
 def _image_boxes(metric: Any) -> tuple[list[ImageBoxes], list[ImageBoxes]]:
-    """Per-image ground truth and detections from a ``MeanAveragePrecision``'s list states."""
-    def arr(t: Any, shape: tuple[int, ...] = (-1,)) -> np.ndarray:
-        return t.detach().cpu().double().numpy().reshape(shape)
+    """Per-image ground truth and detections (xyxy) from a ``MeanAveragePrecision``'s list states,
+    which hold boxes as COCO's ``xywh`` whatever ``box_format`` the metric was given."""
+    def arr(t: Any) -> np.ndarray:
+        return t.detach().cpu().double().numpy().reshape(-1)
 
-    gts = [ImageBoxes(arr(b, (-1, 4)), arr(lab).astype(np.int64))
+    def xyxy(t: Any) -> np.ndarray:
+        return box_convert(t.detach().cpu().double().reshape(-1, 4), "xywh", "xyxy").numpy()
+
+    gts = [ImageBoxes(xyxy(b), arr(lab).astype(np.int64))
            for b, lab in zip(metric.groundtruth_box, metric.groundtruth_labels)]
-    dets = [ImageBoxes(arr(b, (-1, 4)), arr(lab).astype(np.int64), arr(s))
+    dets = [ImageBoxes(xyxy(b), arr(lab).astype(np.int64), arr(s))
             for b, s, lab in zip(metric.detection_box, metric.detection_scores, metric.detection_labels)]
     return gts, dets
