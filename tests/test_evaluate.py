@@ -377,3 +377,82 @@ def test_missing_mask_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert run_eval(["segmentation", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(tmp_path / "none") in err
+
+
+# -- a detection test writes the same report; evaluate on predict's output reproduces it ----------------
+def test_detection_test_writes_the_report_and_evaluate_reproduces_it(tmp_path: Path) -> None:
+    import yaml
+
+    from visiontasks.data.detection import write_synthetic_detection
+
+    data = write_synthetic_detection(tmp_path / "shapes", "coco", splits={"train": 6, "val": 4}, image_size=48,
+                                     num_classes=2, max_objects=2, background_fraction=0.0, seed=2)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": {"class_path": "visiontasks.tasks.DetectionTask",
+                  "init_args": {"model": "yolov1", "backbone": "resnet18",
+                                "model_kwargs": {"feature": "layer2", "head": "conv", "grid_size": 6,
+                                                 "hidden_channels": 16, "score_thresh": 0.0}}},
+        "data": {"class_path": "visiontasks.data.DetectionDataModule",
+                 "init_args": {"format": "coco", "root": str(data), "test": "val", "image_size": 48,
+                               "batch_size": 3, "augment": False}},
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 2, "limit_val_batches": 1,
+                    "enable_progress_bar": False, "enable_model_summary": False,
+                    "default_root_dir": str(tmp_path / "runs")},
+    }))
+    assert main(["fit", "--config", str(cfg)]) == 0
+    assert main(["test", "--config", str(cfg), "--ckpt_path", "last"]) == 0
+    run = tmp_path / "runs/tiny/version_0"
+    diag = run / "test/diagnostics"
+    assert {"metrics.json", "metrics.txt", "confusion_matrix.csv", "confusion_matrix.png"} <= {
+        p.name for p in diag.iterdir()}
+    assert sorted(p.name for p in (diag / "pr_curves").iterdir()) == ["circle.png", "square.png"]
+    report = json.loads((diag / "metrics.json").read_text())
+    assert {"AP_small", "AP_medium", "AP_large"} <= set(report["coco"])
+    assert report["images"] == 4 and report["detections"] > 0
+    with open(run / "test/metrics.csv") as f:
+        logged = {k: float(v) for row in csv.DictReader(f) for k, v in row.items() if k.startswith("test/") and v}
+    assert report["coco"]["mAP"] == pytest.approx(logged["test/mAP"], abs=1e-6)
+    assert report["coco"]["mAP50"] == pytest.approx(logged["test/mAP50"], abs=1e-6)
+
+    # predict writes COCO results; evaluate scores them against the same ground truth
+    assert main(["predict", "--config", str(cfg), "--ckpt_path", "last"]) == 0
+    results = run / "predict/predictions/results.json"
+    assert main(["evaluate", "detection", "--gt", str(data), "--format", "coco", "--split", "val",
+                 "--pred", str(results), "--output", str(tmp_path / "eval")]) == 0
+    evaluated = json.loads((tmp_path / "eval/metrics.json").read_text())
+    assert evaluated["detections"] == report["detections"]
+    # results.json rounds boxes to 0.01 px and scores to 1e-5: the same numbers within that
+    for key in ("mAP", "mAP50", "mAP75", "mAR100"):
+        assert evaluated["coco"][key] == pytest.approx(report["coco"][key], abs=2e-3), key
+
+
+def test_diagnostics_writer_reads_the_test_metric_boxes(tmp_path: Path) -> None:
+    """The callback's report has the numbers of the task's own test metric (the metric keeps boxes as
+    xywh inside; the report needs them back as xyxy)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from visiontasks.metrics.detection import make_map_metric
+    from visiontasks.outputs import DetectionDiagnosticsWriter
+
+    rng = np.random.default_rng(0)
+    metric = make_map_metric()
+    for _ in range(6):
+        xy = rng.uniform(0, 60, (3, 2))
+        gt = np.concatenate([xy, xy + rng.uniform(10, 40, (3, 2))], 1)
+        det = gt + rng.normal(0, 3, gt.shape)  # near misses: AP strictly between 0 and 1
+        labels = torch.as_tensor(rng.integers(0, 2, 3))
+        metric.update([{"boxes": torch.as_tensor(det, dtype=torch.float32), "labels": labels,
+                        "scores": torch.as_tensor(rng.uniform(0.3, 1, 3), dtype=torch.float32)}],
+                      [{"boxes": torch.as_tensor(gt, dtype=torch.float32), "labels": labels}])
+    module = SimpleNamespace(metrics={"test": metric}, class_names=["cat", "dog"], num_classes=2)
+    trainer = SimpleNamespace(is_global_zero=True, logger=None, default_root_dir=str(tmp_path))
+    DetectionDiagnosticsWriter().on_test_epoch_end(trainer, module)
+    expected = metric.compute()
+    report = json.loads((tmp_path / "diagnostics/metrics.json").read_text())
+    assert 0.2 < float(expected["map"]) < 0.95
+    for key, src in (("mAP", "map"), ("mAP50", "map_50"), ("mAR100", "mar_100"), ("AP_small", "map_small")):
+        assert report["coco"][key] == pytest.approx(float(expected[src]), abs=1e-6), key
+    assert report["images"] == 6 and report["ground_truth_boxes"] == 18

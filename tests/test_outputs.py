@@ -16,6 +16,7 @@ from visiontasks.outputs import (
     ClassificationPredictionWriter,
     CocoResultsWriter,
     ConfusionMatrixPlot,
+    DetectionDiagnosticsWriter,
     DetectionDrawingWriter,
     IoUTableWriter,
     MetricsJSONWriter,
@@ -37,7 +38,7 @@ def test_default_callbacks_follow_the_task_type() -> None:
     seg = SegmentationTask("fcn32s", "resnet18", num_classes=3, fc_channels=0)
     assert _types(default_callbacks(seg)) == {SegmentationMaskWriter, IoUTableWriter}
     det = DetectionTask("yolov1", "resnet18", num_classes=2)
-    assert _types(default_callbacks(det)) == {CocoResultsWriter, DetectionDrawingWriter}
+    assert _types(default_callbacks(det)) == {CocoResultsWriter, DetectionDrawingWriter, DetectionDiagnosticsWriter}
     assert next(c for c in default_callbacks(det) if isinstance(c, DetectionDrawingWriter)).draw_score_thresh == 0.5
 
     class MyTask(ClassificationTask):

@@ -4,21 +4,34 @@ subcommands start without it)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import inspect
+import io
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from visiontasks.checkpoints import check_checkpoint_for
 from visiontasks.cli import _config_stem, _resolve_checkpoint, _run_version
+from visiontasks.errors import InvalidInputError
 from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
+from visiontasks.runs import agree_run_folder, is_first_process
+from visiontasks.schedulers import parse_duration
 from visiontasks.tasks.base import BaseTask
+
+
+class _AgreeRunFolder(Callback):
+    """Every process writes into rank 0's run folder (see :func:`visiontasks.runs.agree_run_folder`)."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        agree_run_folder(trainer)
 
 
 class VisionCLI(LightningCLI):
@@ -33,6 +46,21 @@ class VisionCLI(LightningCLI):
         )
         # the data knows its classes: the model's num_classes is taken from the datamodule
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # jsonargparse reports a bad option as the whole usage (50+ lines) and a nested "Does not
+        # validate against any of the Union subtypes" report, then exits: keep its report, and raise
+        # it as one line naming the option instead (``--help`` and a good parse are untouched).
+        report = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(report):
+                super().parse_arguments(parser, args)
+        except SystemExit as stop:
+            if stop.code in (0, None) or "error:" not in report.getvalue():
+                sys.stderr.write(report.getvalue())
+                raise
+            raise InvalidInputError(parser_error_line(report.getvalue())) from None
+        sys.stderr.write(report.getvalue())
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI's hook (private, stable since 2.1) re-reads the model's hyper-parameters from
@@ -52,6 +80,12 @@ class VisionCLI(LightningCLI):
         )
         self.save_config_kwargs["overwrite"] = True  # run folders are fresh, except on resume
         trainer = cfg.trainer
+        if isinstance(trainer.get("max_time"), str):  # Lightning's own message names no option
+            try:
+                parse_duration(trainer.max_time)
+            except InvalidInputError:
+                raise InvalidInputError(f"trainer.max_time={trainer.max_time!r}: give a DD:HH:MM:SS string, "
+                                        "e.g. 00:00:10:00, or a mapping such as {hours: 1}") from None
         name = cfg.get("run_name") or _config_stem(cfg) or "run"
         if trainer.get("logger") in (None, True):
             root = trainer.get("default_root_dir") or "runs"
@@ -66,7 +100,7 @@ class VisionCLI(LightningCLI):
             run = Path(root) / name / version
             if self.subcommand not in (None, "fit"):
                 version = f"{version}/{self.subcommand}"  # e.g. runs/NAME/version_0/test
-            elif (run / "metrics.csv").is_file():
+            elif (run / "metrics.csv").is_file() and is_first_process():
                 # Resuming: Lightning's CSV logger would delete the earlier metrics; keep them.
                 n = len(list(run.glob("metrics.part*.csv")))
                 (run / "metrics.csv").rename(run / f"metrics.part{n}.csv")
@@ -83,6 +117,21 @@ class VisionCLI(LightningCLI):
                 )
             trainer.logger = loggers
 
+    def instantiate_classes(self) -> None:
+        # model.num_classes is linked from the data (LightningCLI's link silently overrides a value the
+        # config gives): a value that differs from both the task's default and the data is a mistake.
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        given, default = _given_num_classes(cfg)
+        super().instantiate_classes()
+        classes = getattr(self.datamodule, "num_classes", None)
+        if given is not None and given != default and classes is not None and given != classes:
+            names = list(getattr(self.datamodule, "class_names", []))[:10]
+            shown = ", ".join(map(str, names)) + (", ..." if classes > 10 else "")
+            raise InvalidInputError(
+                f"model.init_args.num_classes={given}, but the data has {classes} classes ({shown}); remove "
+                "num_classes from the model section: it is taken from the data"
+            )
+
     def instantiate_trainer(self, **kwargs: Any):  # noqa: ANN201 - Lightning's signature
         model = self.model
         extra = list(kwargs.pop("callbacks", []) or [])
@@ -98,10 +147,58 @@ class VisionCLI(LightningCLI):
         wants_bar = self._get(self.config_init, "trainer.enable_progress_bar", default=None) is not False
         if wants_bar and not any(isinstance(c, TQDMProgressBar) for c in given):
             extra.append(TQDMProgressBar(refresh_rate=10))
+        extra.append(_AgreeRunFolder())  # processes started by torchrun/srun chose their folders apart
         # the task's output files (predictions, figures, tables), unless the config lists that type
         extra += [c for c in default_callbacks(model) if not any(isinstance(g, type(c)) for g in given)]
         # `callbacks=` replaces the config's list in Lightning's instantiate_trainer: pass both
         return super().instantiate_trainer(callbacks=[*given, *extra], **kwargs)
+
+
+# lines of jsonargparse's report that say where, not what is wrong
+_NOT_DETAIL = re.compile(
+    r"^(Does not validate|Subtypes:|Errors:|Given value|Expected a <class 'NoneType'>|Problem with given class_path|tip:)"
+)
+
+
+def parser_error_line(report: str) -> str:
+    """One line from jsonargparse's error report: the option (``data.init_args.batch_size``) and the
+    innermost reason (``Expected a <class 'int'>. Got value: abc``), with where to look for help."""
+    text = report.split("error:", 1)[1] if "error:" in report else report
+    keys: list[str] = []
+    reason = ""
+    for raw in text.strip().splitlines():
+        line = raw.strip().lstrip("- ").strip()
+        if not line:
+            continue
+        found = re.findall(r'Parser key "([^"]+)"', line)
+        if found:
+            if keys and not found[0].startswith(keys[-1]):
+                keys.append("init_args")
+            keys += found
+            line = re.split(r'Parser key "[^"]+":?', line)[-1].strip()
+        if line and not reason and not _NOT_DETAIL.match(line):
+            reason = line
+    reason = re.sub(r"(Got value: [^.]*)\. Got value: .*", r"\1", reason or text.strip().splitlines()[0])
+    given = re.search(r"Given value: (.*)", text)
+    if "Got value" not in reason and given and "NestedArg" not in given.group(1):
+        reason += f"; got {given.group(1).strip()}"
+    option = ".".join(keys).replace("init_args.init_args", "init_args")
+    where = f"option --{option}: " if option else ""
+    return f"{where}{reason} (see --help for the accepted options)"
+
+
+def _given_num_classes(cfg: Any) -> tuple[Any, Any]:
+    """``(model.init_args.num_classes in the config, the task class's default for it)``."""
+    model = cfg.get("model")
+    if model is None or not model.get("class_path"):
+        return None, None
+    given = (model.get("init_args") or {}).get("num_classes")
+    try:
+        module, _, name = str(model.class_path).rpartition(".")
+        param = inspect.signature(getattr(importlib.import_module(module), name)).parameters.get("num_classes")
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return None, None
+    return given, (param.default if param is not None else None)
 
 
 # ``visiontasks.tasks`` and ``visiontasks.data`` import their classes on first use; jsonargparse

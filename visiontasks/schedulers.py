@@ -21,6 +21,8 @@ from typing import Any, Callable, Literal
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from visiontasks.errors import InvalidInputError
+
 Clock = Callable[[], float]  # seconds of the budget spent so far
 
 
@@ -32,7 +34,7 @@ def parse_duration(value: float | str | timedelta | None) -> float | None:
         return value.total_seconds()
     match = re.fullmatch(r"(\d+):(\d\d):(\d\d):(\d\d)", value.strip())
     if not match:
-        raise ValueError(f"max_time={value!r}: give seconds or a DD:HH:MM:SS string, e.g. 00:00:10:00")
+        raise InvalidInputError(f"max_time={value!r}: give seconds or a DD:HH:MM:SS string, e.g. 00:00:10:00")
     d, h, m, s = (int(g) for g in match.groups())
     return timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
 
@@ -72,20 +74,20 @@ class BudgetScheduler(LRScheduler):
         max_time: float | str | None = None,
     ) -> None:
         if schedule not in ("linear", "cosine"):
-            raise ValueError(f"schedule={schedule!r}: choose 'linear' or 'cosine'")
+            raise InvalidInputError(f"schedule={schedule!r}: choose 'linear' or 'cosine'")
         if warmup < 0 or (warmup >= 1 and warmup != int(warmup)):
-            raise ValueError(f"warmup={warmup}: give a fraction in [0, 1) or a whole number of steps")
+            raise InvalidInputError(f"warmup={warmup}: give a fraction in [0, 1) or a whole number of steps")
         if not 0.0 <= min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio={min_lr_ratio}: must be in [0, 1]")
+            raise InvalidInputError(f"min_lr_ratio={min_lr_ratio}: must be in [0, 1]")
         if max_steps is not None and max_steps < 1:
-            raise ValueError(f"max_steps={max_steps}: must be >= 1 (or None to take the Trainer's)")
+            raise InvalidInputError(f"max_steps={max_steps}: must be >= 1 (or None to take the Trainer's)")
         self.schedule = schedule
         self.warmup = float(warmup)
         self.min_lr_ratio = float(min_lr_ratio)
         self.max_steps = max_steps
         self.max_time = parse_duration(max_time)
         if self.max_time is not None and self.max_time <= 0:
-            raise ValueError(f"max_time={max_time!r}: must be positive")
+            raise InvalidInputError(f"max_time={max_time!r}: must be positive")
         self._clock: Clock | None = None
         self._offset = 0.0  # own clock: seconds spent before this process (restored on resume)
         self._t0 = time.monotonic()
@@ -106,7 +108,7 @@ class BudgetScheduler(LRScheduler):
         if clock is not None:
             self._clock = clock
         if self.max_steps is None and self.max_time is None:
-            raise ValueError(
+            raise InvalidInputError(
                 "BudgetScheduler has no budget: set trainer.max_steps, max_epochs or max_time "
                 "(or the scheduler's max_steps / max_time)"
             )
@@ -132,7 +134,7 @@ class BudgetScheduler(LRScheduler):
         if self.max_time:
             fractions.append(self.elapsed() / self.max_time)
         elif self.max_steps is None and self.last_epoch > 0:
-            raise ValueError(
+            raise InvalidInputError(
                 "BudgetScheduler has no budget: give max_steps or max_time, or train it under a "
                 "Trainer with max_steps, max_epochs or max_time"
             )

@@ -14,6 +14,8 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from visiontasks.errors import InvalidInputError
+
 
 @dataclass(frozen=True)
 class FeatureInfo:
@@ -65,12 +67,12 @@ class Backbone(nn.Module):
             j = i + n if i < 0 else i
             if not 0 <= j < n:
                 names = [f.name for f in self._all_info]
-                raise ValueError(f"out_indices entry {i} is out of range for stages {names}")
+                raise InvalidInputError(f"out_indices entry {i} is out of range for stages {names}")
             normalized.append(j)
         self.out_indices = tuple(sorted(set(normalized)))
         self.feature_info = [self._all_info[i] for i in self.out_indices]
         if not 0 <= frozen_stages <= n:
-            raise ValueError(f"frozen_stages must be in [0, {n}], got {frozen_stages}")
+            raise InvalidInputError(f"frozen_stages must be in [0, {n}], got {frozen_stages}")
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self._freeze()
@@ -92,7 +94,7 @@ class Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
+            raise InvalidInputError(
                 f"expected input [N, {self.in_chans}, H, W], got {list(x.shape)}; "
                 f"build the backbone with in_chans={x.shape[1] if x.ndim == 4 else '?'} "
                 "or convert the images"

@@ -105,7 +105,7 @@ def _read_weights_file(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"cannot read weights file {path}: {err}") from err
+        raise InvalidInputError(f"cannot read weights file {path}: {err}") from err
     if is_lightning_checkpoint(obj):
         return obj
     return _as_state_dict(obj, path)
@@ -116,7 +116,7 @@ def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict):
-        raise ValueError(f"weights file {path} holds a {type(obj).__name__}, not a state_dict")
+        raise InvalidInputError(f"weights file {path} holds a {type(obj).__name__}, not a state_dict")
     return obj
 
 
@@ -136,7 +136,7 @@ def resolve_weights(spec: BackboneSpec, weights: str | os.PathLike) -> dict[str,
     if _looks_like_path(weights) or Path(str(weights)).is_file():
         return _read_weights_file(Path(weights))
     if spec.tv_weights is None:
-        raise ValueError(
+        raise InvalidInputError(
             f"backbone {spec.name!r} has no torchvision weights; pass a path to a state_dict file"
         )
     from torchvision.models import get_weight
@@ -144,7 +144,7 @@ def resolve_weights(spec: BackboneSpec, weights: str | os.PathLike) -> dict[str,
     try:
         enum_value = get_weight(f"{spec.tv_weights}.{weights}")
     except (ValueError, KeyError, AttributeError) as err:
-        raise ValueError(
+        raise InvalidInputError(
             f"unknown weights {weights!r} for {spec.name!r}: neither a file nor a member of "
             f"torchvision's {spec.tv_weights}"
         ) from err
@@ -162,7 +162,7 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], spec: BackboneS
             n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)
         ][-1:]
         if not all(k.rsplit(".", 1)[0] in last_linear for k in mismatched):
-            raise ValueError(f"weights do not fit {spec.name!r}: shape mismatch for {mismatched}")
+            raise InvalidInputError(f"weights do not fit {spec.name!r}: shape mismatch for {mismatched}")
         warnings.warn(
             f"{spec.name}: classifier layer {last_linear[0]} re-initialised (class count differs)",
             stacklevel=3,
@@ -173,7 +173,7 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], spec: BackboneS
     if missing and not result.unexpected_keys:
         missing = _missing_beyond_backbone(model, spec, missing)
     if missing or result.unexpected_keys:
-        raise ValueError(
+        raise InvalidInputError(
             f"weights do not fit {spec.name!r}: missing {missing[:5]}, "
             f"unexpected {result.unexpected_keys[:5]}"
         )
@@ -213,7 +213,7 @@ def _build_canonical(
     ``with_head`` and the checkpoint holds one (a ``ClassificationTask`` with ``head: paper``)."""
     spec = get_spec(name)
     if in_chans < 1:
-        raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+        raise InvalidInputError(f"in_chans must be >= 1, got {in_chans}")
     model = spec.make_model(num_classes)
     source = None if weights is None else resolve_weights(spec, weights)
     if source is not None and is_lightning_checkpoint(source):

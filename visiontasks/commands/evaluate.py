@@ -18,77 +18,21 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 
 from visiontasks.errors import InvalidInputError, MissingFileError, UserInputError
+from visiontasks.outputs.report import fmt, nanmean, plot_matrix, write_matrix_csv, write_metrics
 
 TASKS = ("detection", "segmentation", "classification")
 
 
-# -- shared writing ----------------------------------------------------------------------------------
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN -> None, numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    """Mean of the values that are not NaN (NaN when there are none)."""
-    kept = [v for v in values if v == v]
-    return float(np.mean(kept)) if kept else float("nan")
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None or v != v else f"{v:.4f}"
-
-
+# -- shared writing (the helpers live in outputs/report.py: a detection test writes the same report) --
 def _write(out: Path, metrics: dict[str, Any], table: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(_clean(metrics), indent=1) + "\n")
-    (out / "metrics.txt").write_text(table + "\n")
+    write_metrics(out, metrics, table)
     print(table)
     print(f"written to {out}")
-
-
-def _write_matrix_csv(path: Path, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["ground truth \\ predicted", *cols])
-        for name, row in zip(rows, matrix.tolist()):
-            w.writerow([name, *row])
-
-
-def _plot_matrix(path: Path, matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n, m = matrix.shape
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * m + 2), max(4, 0.6 * n + 1.5)))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(m), [str(c) for c in cols], rotation=45, ha="right")
-    ax.set_yticks(range(n), [str(r) for r in rows])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("ground truth")
-    if n * m <= 900:
-        top = matrix.max() if matrix.size else 0
-        for i in range(n):
-            for j in range(m):
-                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if top and matrix[i, j] > top / 2 else "black")
-    ax.set_title(title)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _need(path: str | Path, what: str) -> Path:
@@ -218,99 +162,23 @@ def _read_pred_yolo(folder: Path, split) -> dict[int, list[tuple[list[float], fl
 
 
 def evaluate_detection(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
-    from visiontasks.metrics.detection import make_map_metric
-    from visiontasks.metrics.detection_diagnostics import (
-        ImageBoxes,
-        detection_confusion_matrix,
-        voc_results,
-    )
+    from visiontasks.metrics.detection_diagnostics import ImageBoxes
+    from visiontasks.outputs.report import write_detection_report
 
     split = _read_gt_detection(args)
     pred_path = _need(args.pred, "predictions")
     preds = _read_pred_yolo(pred_path, split) if pred_path.is_dir() else _read_pred_coco(pred_path, split)
-    names = list(split.class_names)
-    k = len(names)
     gts, dets = [], []
     for r in split.records:
         gts.append(ImageBoxes(np.asarray(r.boxes, np.float64).reshape(-1, 4), np.asarray(r.labels, np.int64)))
         p = preds.get(r.image_id, [])
         dets.append(ImageBoxes(np.array([b for b, _, _ in p], np.float64).reshape(-1, 4),
                                np.array([c for _, _, c in p], np.int64), np.array([s for _, s, _ in p], np.float64)))
-
-    metric = make_map_metric(class_metrics=True)
-    metric.update(
-        [{"boxes": torch.as_tensor(d.boxes, dtype=torch.float64), "scores": torch.as_tensor(d.scores, dtype=torch.float64),
-          "labels": torch.as_tensor(d.labels)} for d in dets],
-        [{"boxes": torch.as_tensor(g.boxes, dtype=torch.float64), "labels": torch.as_tensor(g.labels)} for g in gts],
-    )
-    res = metric.compute()
-    coco = {key: float(res[src]) for key, src in (
-        ("mAP", "map"), ("mAP50", "map_50"), ("mAP75", "map_75"), ("mAR1", "mar_1"), ("mAR10", "mar_10"),
-        ("mAR100", "mar_100"), ("AP_small", "map_small"), ("AP_medium", "map_medium"), ("AP_large", "map_large"))}
-    coco = {key: (v if v >= 0 else float("nan")) for key, v in coco.items()}  # COCO's -1: no data
-    coco_ap = {n: float("nan") for n in names}
-    for c, ap in zip(res["classes"].reshape(-1).tolist(), res["map_per_class"].reshape(-1).tolist()):
-        if 0 <= c < k and ap >= 0:
-            coco_ap[names[c]] = float(ap)
-
-    curves, voc_ap, voc07_ap = voc_results(gts, dets, k, iou_thresh=0.5)
-    cm = detection_confusion_matrix(gts, dets, k, iou_thresh=0.5, score_thresh=args.conf)
-    metrics: dict[str, Any] = {
-        "coco": coco, "coco_AP_per_class": coco_ap,
-        "voc_AP50_per_class": dict(zip(names, voc_ap)), "voc_mAP50": _nanmean(voc_ap),
-        "images": len(gts), "ground_truth_boxes": int(sum(len(g.labels) for g in gts)),
-        "detections": int(sum(len(d.labels) for d in dets)),
-        "confusion_matrix": {"rows": [*names, "background"], "columns": [*names, "missed"],
-                             "score_thresh": args.conf, "matrix": cm.tolist()},
-    }
-    if args.voc07:
-        metrics["voc07_AP50_per_class"] = dict(zip(names, voc07_ap))
-        metrics["voc07_mAP50"] = _nanmean(voc07_ap)
-
-    lines = [f"detection: {len(gts)} images, {metrics['ground_truth_boxes']} boxes, {metrics['detections']} detections"]
-    lines += [f"  COCO {key:<10} {_fmt(v)}" for key, v in coco.items()]
-    lines.append(f"  VOC mAP@0.5 (all points) {_fmt(metrics['voc_mAP50'])}"
-                 + (f"   VOC07 11-point {_fmt(metrics['voc07_mAP50'])}" if args.voc07 else ""))
-    width = max([5, *(len(n) for n in names)])
-    head = f"{'class':<{width}}  {'COCO AP':>8}  {'VOC AP50':>8}" + (f"  {'VOC07':>8}" if args.voc07 else "") + f"  {'gt':>6}"
-    lines += ["", head, "-" * len(head)]
-    for c, n in enumerate(names):
-        lines.append(f"{n:<{width}}  {_fmt(coco_ap[n]):>8}  {_fmt(voc_ap[c]):>8}"
-                     + (f"  {_fmt(voc07_ap[c]):>8}" if args.voc07 else "") + f"  {curves[c].num_gt:>6d}")
     out = _output(args, "detection")
-    _write(out, metrics, "\n".join(lines))
-    _write_matrix_csv(out / "confusion_matrix.csv", cm, [*names, "background"], [*names, "missed"])
-    _plot_matrix(out / "confusion_matrix.png", cm, [*names, "background"], [*names, "missed"],
-                 f"detections (score >= {args.conf}) at IoU 0.5")
-    _plot_pr(out / "pr_curves", names, curves, voc_ap)
+    metrics, table = write_detection_report(out, gts, dets, list(split.class_names), args.conf, args.voc07)
+    print(table)
+    print(f"written to {out}")
     return metrics
-
-
-def _plot_pr(folder: Path, names: list[str], curves: list, aps: list[float]) -> None:  # noqa: ANN001
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, pr, ap in zip(names, curves, aps):
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        if pr.num_gt and len(pr.recall):
-            # raw precision at each detection, and the monotone envelope whose area is the AP
-            envelope = np.maximum.accumulate(pr.precision[::-1])[::-1]
-            ax.plot(pr.recall, pr.precision, color="0.6", lw=1, label="precision")
-            ax.plot(pr.recall, envelope, drawstyle="steps-pre", lw=1.5, label="interpolated (AP area)")
-            ax.legend(loc="lower left", fontsize=8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-        ax.set_title(f"{name}: AP@0.5 {_fmt(ap)} ({pr.num_gt} objects)")
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-        fig.savefig(folder / f"{safe}.png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
 
 
 # -- segmentation ----------------------------------------------------------------------------------------
@@ -391,8 +259,8 @@ def evaluate_segmentation(args: argparse.Namespace) -> dict[str, Any]:
     }
     out = _output(args, "segmentation")
     _write(out, metrics, f"segmentation: {len(pairs)} masks\n" + format_iou_table(names, scores))
-    _write_matrix_csv(out / "confusion_matrix.csv", cm, names, names)
-    _plot_matrix(out / "confusion_matrix.png", cm, names, names, "pixels")
+    write_matrix_csv(out / "confusion_matrix.csv", cm, names, names)
+    plot_matrix(out / "confusion_matrix.png", cm, names, names, "pixels")
     return metrics
 
 
@@ -476,20 +344,20 @@ def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
     metrics: dict[str, Any] = {"images": len(truth), "top1": float((truth_a == top1_a).mean())}
     if prob_cols:
         metrics[f"top{min(5, k)}"] = float((np.array(ranks) < min(5, k)).mean())
-    metrics["mean_class_acc"] = _nanmean(per_class)
+    metrics["mean_class_acc"] = nanmean(per_class)
     metrics["acc_per_class"] = dict(zip(names, per_class))
     metrics["confusion_matrix"] = {"classes": names, "matrix": cm.tolist()}
     if missing:
         metrics["ground_truth_without_prediction"] = missing
     lines = [f"classification: {len(truth)} images" + (f" ({missing} ground-truth images have no prediction)" if missing else "")]
-    lines += [f"  {key:<15} {_fmt(v)}" for key, v in metrics.items() if key.startswith("top") or key == "mean_class_acc"]
+    lines += [f"  {key:<15} {fmt(v)}" for key, v in metrics.items() if key.startswith("top") or key == "mean_class_acc"]
     width = max([5, *(len(n) for n in names)])
     lines += ["", f"{'class':<{width}}  {'acc':>7}  {'images':>7}"]
-    lines += [f"{n:<{width}}  {_fmt(a):>7}  {int(s):>7d}" for n, a, s in zip(names, per_class, support)]
+    lines += [f"{n:<{width}}  {fmt(a):>7}  {int(s):>7d}" for n, a, s in zip(names, per_class, support)]
     out = _output(args, "classification")
     _write(out, metrics, "\n".join(lines))
-    _write_matrix_csv(out / "confusion_matrix.csv", cm, names, names)
-    _plot_matrix(out / "confusion_matrix.png", cm, names, names, "images")
+    write_matrix_csv(out / "confusion_matrix.csv", cm, names, names)
+    plot_matrix(out / "confusion_matrix.png", cm, names, names, "images")
     return metrics
 
 

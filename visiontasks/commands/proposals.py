@@ -20,6 +20,7 @@ from typing import Any
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from visiontasks.data.proposals import proposal_recall
+from visiontasks.errors import InvalidInputError
 
 
 def build_parser() -> ArgumentParser:
@@ -55,7 +56,7 @@ def _build_datamodule(parser: ArgumentParser, cfg: Namespace) -> Any:
     """The data module of ``cfg.data``, with ``cfg.processes`` (when given) as the proposal workers."""
     proposals = cfg.data.init_args.get("proposals")
     if not proposals:
-        raise ValueError(
+        raise InvalidInputError(
             "the config's data.init_args has no proposals section; add e.g. "
             "`proposals: {mode: fast, max_boxes: 2000}` (the R-CNN / Fast R-CNN configs have one)"
         )

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
+from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     from .check import CheckPlan
+
+
+def check_sizes(minimum: int = 1, **values: Any) -> None:
+    """Refuse a size option below ``minimum`` (``batch_size: -4``, ``image_size: [0, 64]``) naming it,
+    before torch or albumentations fail on it deep inside a loader. ``None`` means "not set"."""
+    for name, value in values.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for v in items:
+            if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < minimum):
+                raise InvalidInputError(f"data.init_args.{name}={value!r}: must be a number >= {minimum}")
 
 
 class VisionDataModule(pl.LightningDataModule):

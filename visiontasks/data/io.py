@@ -143,6 +143,12 @@ def read_image(path: ImageInput, channels: int = 3) -> np.ndarray:
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(width, height)`` of the image as :func:`read_image` returns it (EXIF orientation applied),
     read from the header only."""
+    return image_size_and_orientation(path)[0]
+
+
+def image_size_and_orientation(path: str | Path) -> tuple[tuple[int, int], int]:
+    """``((width, height) as read_image returns it, EXIF orientation 1..8)`` from the header only;
+    orientations 5-8 swap the stored width and height."""
     path = Path(path)
     try:
         with Image.open(path) as img:
@@ -155,7 +161,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise ImageReadError(f"image file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"cannot read image {path}: {err}") from None
-    return (h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)
+    return ((h, w) if orientation in _TRANSPOSING_ORIENTATIONS else (w, h)), int(orientation)
 
 
 def check_images(paths: list[Path], skip_bad: bool, what: str = "dataset") -> tuple[list[int], list[Path]]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from visiontasks.errors import InvalidInputError
+
 SHAPE_NAMES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 
 
@@ -66,7 +68,7 @@ def draw_shape(kind: str, height: int, width: int, cx: float, cy: float, r: floa
         d.rectangle([cx - r, cy - t, cx + r, cy + t], fill=1)
         d.rectangle([cx - t, cy - r, cx + t, cy + r], fill=1)
     else:
-        raise ValueError(f"unknown shape {kind!r}; known: {SHAPE_NAMES}")
+        raise InvalidInputError(f"unknown shape {kind!r}; known: {SHAPE_NAMES}")
     return np.asarray(canvas, dtype=bool)
 
 
@@ -87,7 +89,7 @@ def render_scene(
     mask is what remains visible. Returns ``(uint8 [H, W, 3], instances)``.
     """
     if not 1 <= num_classes <= len(SHAPE_NAMES):
-        raise ValueError(f"num_classes must be in [1, {len(SHAPE_NAMES)}], got {num_classes}")
+        raise InvalidInputError(f"num_classes must be in [1, {len(SHAPE_NAMES)}], got {num_classes}")
     image = textured_background(rng, height, width)
     placed: list[tuple[int, np.ndarray]] = []
     side = min(height, width)

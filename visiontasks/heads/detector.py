@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from visiontasks.backbones import Backbone, FeatureInfo
-from visiontasks.errors import unknown_name
+from visiontasks.errors import InvalidInputError, unknown_name
 from visiontasks.ops import detections_to_original
 
 Losses = dict[str, Tensor]
@@ -139,7 +139,7 @@ def build_detector(name: str, backbone: Backbone, num_classes: int, **kwargs: An
     if name not in DETECTORS:
         raise unknown_name("detector", name, DETECTORS)
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1 (real classes, no background), got {num_classes}")
+        raise InvalidInputError(f"num_classes must be >= 1 (real classes, no background), got {num_classes}")
     accepted = detector_settings(name)
     for key in kwargs:
         if accepted is not None and key not in accepted:  # e.g. a setting's old name: say the new one
@@ -166,7 +166,7 @@ def select_features(backbone: Backbone, names: Sequence[str]) -> Backbone:
     all_names = [f.name for f in backbone.stage_info]
     missing = [n for n in names if n not in all_names]
     if missing:
-        raise ValueError(f"backbone has no output(s) {missing}; it has {all_names}")
+        raise InvalidInputError(f"backbone has no output(s) {missing}; it has {all_names}")
     idx = sorted(all_names.index(n) for n in names)
     keep = idx[-1] + 1
     stages = [(f.name, backbone.stages[f.name], f.channels, f.stride) for f in backbone.stage_info[:keep]]
@@ -181,7 +181,7 @@ def pick_feature(backbone: Backbone, name: str | None = None, max_stride: int | 
     if name is not None:
         found = [f for f in infos if f.name == name]
         if not found:
-            raise ValueError(f"backbone has no output {name!r}; it has {[f.name for f in infos]}")
+            raise InvalidInputError(f"backbone has no output {name!r}; it has {[f.name for f in infos]}")
         return found[0]
     if max_stride is None:
         return infos[-1]

@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from visiontasks.backbones import Backbone
+from visiontasks.errors import InvalidInputError
 
 from .detector import ExportSupport, pick_feature, register_detector
 from .two_stage import RoIMaxPool, SpatialPyramidRoIPool, TwoStageDetector, box_roi_heads
@@ -86,7 +87,7 @@ class FastRCNN(TwoStageDetector):
         elif roi_pool == "spp":
             pool = SpatialPyramidRoIPool(spp_levels, 1.0 / info.stride, info.name)
         else:
-            raise ValueError(f"roi_pool must be 'roi' or 'spp', got {roi_pool!r}")
+            raise InvalidInputError(f"roi_pool must be 'roi' or 'spp', got {roi_pool!r}")
         # background IoU range [0, fg_iou) (torchvision/detectron2) rather than the paper's [0.1, 0.5)
         heads = box_roi_heads(pool, pool.out_features(info.channels), representation_size, num_classes,
                               fg_iou, fg_iou, rois_per_image, fg_fraction, None,

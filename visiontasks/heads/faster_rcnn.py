@@ -36,6 +36,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from visiontasks.backbones import Backbone
+from visiontasks.errors import InvalidInputError
 
 from .detector import ExportSupport, pick_feature, register_detector
 from .detector_weights import load_torchvision_detector
@@ -54,16 +55,16 @@ def _anchor_sizes(
         if not fpn:
             return (tuple(float(s) for s in sizes),)
         if len(sizes) != levels:
-            raise ValueError(
+            raise InvalidInputError(
                 f"with fpn=True give one anchor size per level ({levels} levels), or a list of "
                 f"sizes per level; got {sizes}"
             )
         return tuple((float(s),) for s in sizes)
     nested = tuple(tuple(float(v) for v in s) for s in sizes)
     if len(nested) != levels:
-        raise ValueError(f"anchor_sizes has {len(nested)} levels, the model has {levels}")
+        raise InvalidInputError(f"anchor_sizes has {len(nested)} levels, the model has {levels}")
     if len({len(s) for s in nested}) != 1:
-        raise ValueError("every level needs the same number of anchor sizes (the RPN head is shared)")
+        raise InvalidInputError("every level needs the same number of anchor sizes (the RPN head is shared)")
     return nested
 
 
@@ -144,7 +145,7 @@ class FasterRCNN(TwoStageDetector):
         if fpn:
             chosen = [f for f in infos if f.stride >= fpn_min_stride]
             if not chosen:
-                raise ValueError(f"no backbone output has stride >= {fpn_min_stride}: {infos}")
+                raise InvalidInputError(f"no backbone output has stride >= {fpn_min_stride}: {infos}")
             fpn_module = FeaturePyramidNetwork(
                 [f.channels for f in chosen], fpn_channels, extra_blocks=LastLevelMaxPool()
             )
@@ -169,10 +170,10 @@ class FasterRCNN(TwoStageDetector):
             roi: nn.Module = MultiScaleRoIAlign(names, roi_output_size, roi_sampling_ratio)
         elif roi_op == "pool":
             if fpn:
-                raise ValueError("roi_op='pool' works on one level; use roi_op='align' with fpn=True")
+                raise InvalidInputError("roi_op='pool' works on one level; use roi_op='align' with fpn=True")
             roi = RoIMaxPool(roi_output_size, 1.0 / chosen[0].stride, chosen[0].name)
         else:
-            raise ValueError(f"roi_op must be 'align' or 'pool', got {roi_op!r}")
+            raise InvalidInputError(f"roi_op must be 'align' or 'pool', got {roi_op!r}")
         heads = box_roi_heads(
             roi, channels * roi_output_size**2, representation_size, num_classes,
             box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,

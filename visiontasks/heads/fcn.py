@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visiontasks.errors import InvalidInputError
+
 FCN_VARIANTS: dict[str, tuple[int, ...]] = {
     # variant -> strides of the features it uses, coarse first
     "fcn32s": (32,),
@@ -80,7 +82,7 @@ class BilinearUpsample(nn.ConvTranspose2d):
 
     def __init__(self, channels: int, factor: int, learnable: bool = True) -> None:
         if factor < 2:
-            raise ValueError(f"upsampling factor must be >= 2, got {factor}")
+            raise InvalidInputError(f"upsampling factor must be >= 2, got {factor}")
         groups = 1 if learnable else channels
         super().__init__(
             channels, channels, kernel_size=2 * factor, stride=factor, groups=groups, bias=False
@@ -133,14 +135,14 @@ def select_fcn_features(feature_info: Iterable[_Info], variant: str) -> dict[int
     exactly that stride. Raises a ``ValueError`` naming what the backbone offers when one is missing.
     """
     if variant not in FCN_VARIANTS:
-        raise ValueError(f"unknown FCN variant {variant!r}; choose one of {sorted(FCN_VARIANTS)}")
+        raise InvalidInputError(f"unknown FCN variant {variant!r}; choose one of {sorted(FCN_VARIANTS)}")
     infos = list(feature_info)
     chosen: dict[int, _Info] = {}
     for stride in FCN_VARIANTS[variant]:
         matches = [f for f in infos if f.stride == stride]
         if not matches:
             offered = ", ".join(f"{f.name} (stride {f.stride})" for f in infos)
-            raise ValueError(
+            raise InvalidInputError(
                 f"{variant} needs backbone features at strides {FCN_VARIANTS[variant]}, but the "
                 f"backbone has no stride-{stride} output; it offers: {offered}"
             )
@@ -196,9 +198,9 @@ class FCNHead(nn.Module):
     ) -> None:
         super().__init__()
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise InvalidInputError(f"num_classes must be >= 1, got {num_classes}")
         if fc_channels < 0 or fc_kernel_size < 1:
-            raise ValueError(
+            raise InvalidInputError(
                 f"fc_channels must be >= 0 and fc_kernel_size >= 1, got {fc_channels}, {fc_kernel_size}"
             )
         self.variant = variant

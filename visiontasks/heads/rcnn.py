@@ -43,6 +43,7 @@ from torchvision.models.detection._utils import BalancedPositiveNegativeSampler,
 from torchvision.ops import box_iou, roi_align
 
 from visiontasks.backbones import Backbone
+from visiontasks.errors import InvalidInputError
 from visiontasks.ops import postprocess_detections
 
 from .detector import Detections, Detector, ExportSupport, pick_feature, register_detector
@@ -57,7 +58,7 @@ def context_boxes(boxes: Tensor, warp_size: int, padding: float) -> Tensor:
     if padding <= 0:
         return boxes
     if 2 * padding >= warp_size:
-        raise ValueError(f"context padding {padding} leaves nothing of a {warp_size}px warp")
+        raise InvalidInputError(f"context padding {padding} leaves nothing of a {warp_size}px warp")
     scale = warp_size / (warp_size - 2 * padding)
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]) / 2 * scale
@@ -139,9 +140,9 @@ class RCNN(Detector):
     ) -> None:
         super().__init__()
         if score_mode not in ("svm", "softmax"):
-            raise ValueError(f"score_mode must be 'svm' or 'softmax', got {score_mode!r}")
+            raise InvalidInputError(f"score_mode must be 'svm' or 'softmax', got {score_mode!r}")
         if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+            raise InvalidInputError(f"stage must be one of {STAGES}, got {stage!r}")
         self.backbone = backbone
         self.num_classes = num_classes
         info = pick_feature(backbone, max_stride=None)  # the deepest output, globally pooled

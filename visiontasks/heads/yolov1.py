@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visiontasks.backbones import Backbone
+from visiontasks.errors import InvalidInputError
 from visiontasks.ops import paired_box_iou, postprocess_detections
 
 from .detector import Detections, Detector, ExportSupport, pick_feature, register_detector, select_features
@@ -119,7 +120,7 @@ class YOLOv1(Detector):
         self.score_thresh, self.nms_thresh, self.detections_per_img = score_thresh, nms_thresh, detections_per_img
         self.size_divisible = size_divisible
         if activation not in ("linear", "sigmoid"):
-            raise ValueError(f"activation must be 'linear' (the paper's) or 'sigmoid', got {activation!r}")
+            raise InvalidInputError(f"activation must be 'linear' (the paper's) or 'sigmoid', got {activation!r}")
         self.activation = activation
         out_per_cell = boxes_per_cell * 5 + num_classes
         if head == "fc":  # the paper's: the fully connected layers see the whole image
@@ -143,7 +144,7 @@ class YOLOv1(Detector):
                 _ChannelsLast(),
             )
         else:
-            raise ValueError(f"head must be 'fc' (the paper's) or 'conv', got {head!r}")
+            raise InvalidInputError(f"head must be 'fc' (the paper's) or 'conv', got {head!r}")
         self._init_confidence(prior)
 
     def _init_confidence(self, prior: float) -> None:

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from visiontasks.errors import InvalidInputError
+
 
 def segmentation_scores(confmat: Tensor) -> dict[str, Tensor]:
     """Scores from a confusion matrix ``[K, K]`` (rows: ground truth, columns: prediction).
@@ -64,7 +66,7 @@ class SegmentationMetrics(MulticlassConfusionMatrix):
         super().__init__(num_classes, ignore_index=ignore_index, validate_args=validate_args, **kwargs)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         if len(self.class_names) != num_classes:
-            raise ValueError(f"{len(self.class_names)} class names for {num_classes} classes")
+            raise InvalidInputError(f"{len(self.class_names)} class names for {num_classes} classes")
 
     def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
         scores = segmentation_scores(self.confmat)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .checkpoint import BestAndLastCheckpoint
     from .classification import ClassificationPredictionWriter, ConfusionMatrixPlot, MetricsJSONWriter
     from .detection import CocoResultsWriter, DetectionDrawingWriter
+    from .detection_diagnostics import DetectionDiagnosticsWriter
     from .segmentation import IoUTableWriter, SegmentationMaskWriter
 
 # name -> submodule; imported on first use (PEP 562), so a classification run never imports the
@@ -33,6 +34,7 @@ _LAZY = {
     "MetricsJSONWriter": "classification",
     "CocoResultsWriter": "detection",
     "DetectionDrawingWriter": "detection",
+    "DetectionDiagnosticsWriter": "detection_diagnostics",
     "IoUTableWriter": "segmentation",
     "SegmentationMaskWriter": "segmentation",
 }
@@ -42,6 +44,7 @@ __all__ = [
     "ClassificationPredictionWriter",
     "CocoResultsWriter",
     "ConfusionMatrixPlot",
+    "DetectionDiagnosticsWriter",
     "DetectionDrawingWriter",
     "IoUTableWriter",
     "MetricsJSONWriter",
@@ -70,8 +73,9 @@ def _classification_callbacks() -> list[Callback]:
 
 def _detection_callbacks() -> list[Callback]:
     from .detection import CocoResultsWriter, DetectionDrawingWriter
+    from .detection_diagnostics import DetectionDiagnosticsWriter
 
-    return [CocoResultsWriter(), DetectionDrawingWriter()]
+    return [CocoResultsWriter(), DetectionDrawingWriter(), DetectionDiagnosticsWriter()]
 
 
 def _segmentation_callbacks() -> list[Callback]:

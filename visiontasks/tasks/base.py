@@ -45,7 +45,7 @@ class BaseTask(pl.LightningModule):
     ) -> None:
         super().__init__()
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise InvalidInputError(f"num_classes must be >= 1, got {num_classes}")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])  # also the subclass's arguments
         self.num_classes = num_classes
         self.class_names: list[str] = [str(i) for i in range(num_classes)]
@@ -151,7 +151,7 @@ class BaseTask(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
-            raise ValueError(f"{type(self).__name__} has no trainable parameters (all frozen?)")
+            raise InvalidInputError(f"{type(self).__name__} has no trainable parameters (all frozen?)")
         optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer

@@ -11,6 +11,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from visiontasks.backbones import build_backbone, build_classifier
+from visiontasks.errors import InvalidInputError
 from visiontasks.heads.classification import DeepestFeature, LinearHead
 
 from .base import BaseTask
@@ -69,7 +70,7 @@ class ClassificationTask(BaseTask):
                                   frozen_stages=h.frozen_stages)
             self.model = nn.Sequential(DeepestFeature(body), LinearHead(body.out_channels, self.num_classes))
         else:
-            raise ValueError(f"head must be 'paper' or 'linear', got {h.head!r}")
+            raise InvalidInputError(f"head must be 'paper' or 'linear', got {h.head!r}")
 
     def build_metrics(self) -> MetricCollection:
         n = self.num_classes

@@ -9,6 +9,7 @@ from torch import Tensor
 from torchmetrics.detection import MeanAveragePrecision
 
 from visiontasks.backbones import build_backbone
+from visiontasks.errors import InvalidInputError
 from visiontasks.heads.detector import build_detector
 from visiontasks.metrics.detection import make_map_metric, map_results_to_log
 from visiontasks.ops import boxes_to_original
@@ -92,7 +93,7 @@ class DetectionTask(BaseTask):
         if not self.detector.needs_proposals:
             return None
         if any("proposals" not in t for t in targets):
-            raise ValueError(
+            raise InvalidInputError(
                 f"model {self.hparams.model!r} needs region proposals, but the batch has none: set "
                 "data.init_args.proposals (e.g. {mode: fast}) so the datamodule computes and caches them"
             )

@@ -11,6 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from visiontasks.backbones import build_backbone, build_classifier
+from visiontasks.errors import InvalidInputError
 from visiontasks.heads.fcn import FCN, FCNHead
 from visiontasks.metrics.segmentation import SegmentationMetrics
 from visiontasks.ops import mask_to_original
@@ -74,11 +75,11 @@ class SegmentationTask(BaseTask):
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         if 0 <= ignore_index < num_classes:
-            raise ValueError(f"ignore_index {ignore_index} collides with a class (0..{num_classes - 1})")
+            raise InvalidInputError(f"ignore_index {ignore_index} collides with a class (0..{num_classes - 1})")
         if class_weights is not None and len(class_weights) != num_classes:
-            raise ValueError(f"class_weights has {len(class_weights)} values for {num_classes} classes")
+            raise InvalidInputError(f"class_weights has {len(class_weights)} values for {num_classes} classes")
         if class_weights is not None and min(class_weights) < 0:
-            raise ValueError("class_weights must be >= 0")
+            raise InvalidInputError("class_weights must be >= 0")
         super().__init__(num_classes, optimizer, lr_scheduler)
         self.ignore_index = ignore_index
         self.in_chans = in_chans

@@ -15,9 +15,10 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
+from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
 
-from ..base import VisionDataModule
+from ..base import VisionDataModule, check_sizes
 from ..check import CheckPlan
 from ..io import check_images, list_image_files
 from .dataset import ClassificationDataset, FileSource, ImageSource
@@ -68,8 +69,10 @@ class ClassificationDataModule(VisionDataModule):
     ) -> None:
         super().__init__()
         self.check_first = check
+        check_sizes(image_size=image_size, batch_size=batch_size)
+        check_sizes(0, num_workers=num_workers)
         if in_chans not in (1, 3):
-            raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
+            raise InvalidInputError(f"in_chans must be 1 or 3, got {in_chans}")
         source_class = CLASSIFICATION_SOURCES.get(source)  # an unknown name lists the available ones
         self.source = source
         self.root = Path(root) if root else Path("data") / source
@@ -82,7 +85,7 @@ class ClassificationDataModule(VisionDataModule):
         self.mean = tuple(mean) if mean is not None else default_mean
         self.std = tuple(std) if std is not None else default_std
         if len(self.mean) != in_chans or len(self.std) != in_chans:
-            raise ValueError(f"mean and std need {in_chans} value(s) each, got {self.mean} and {self.std}")
+            raise InvalidInputError(f"mean and std need {in_chans} value(s) each, got {self.mean} and {self.std}")
         self.download, self.skip_bad_images = download, skip_bad_images
         self.predict_root = Path(predict_root) if predict_root else None
         self.synthetic_classes, self.synthetic_per_class = synthetic_classes, synthetic_per_class
@@ -112,7 +115,7 @@ class ClassificationDataModule(VisionDataModule):
             return
         self._splits = self.reader.splits()
         if len(self._splits["val"][1]) == 0:
-            raise ValueError(f"{self.source}: the validation split is empty; raise val_fraction or add data")
+            raise InvalidInputError(f"{self.source}: the validation split is empty; raise val_fraction or add data")
 
     # -- loaders ------------------------------------------------------------------------------
     def _transform(self, train: bool):  # noqa: ANN202
@@ -138,10 +141,10 @@ class ClassificationDataModule(VisionDataModule):
         """Every image under ``predict_root`` (any layout), label -1."""
         assert self.predict_root is not None
         if not self.predict_root.is_dir():
-            raise FileNotFoundError(f"predict_root {self.predict_root} does not exist")
+            raise MissingFileError(f"predict_root {self.predict_root} does not exist")
         files = list_image_files(self.predict_root, recursive=True)
         if not files:
-            raise ValueError(f"predict_root {self.predict_root} holds no images")
+            raise InvalidInputError(f"predict_root {self.predict_root} holds no images")
         if self.skip_bad_images:
             good, _ = check_images(files, skip_bad=True, what=str(self.predict_root))
             files = [files[i] for i in good]

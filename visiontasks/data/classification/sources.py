@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from visiontasks.errors import InvalidInputError, MissingFileError
+
 from ..io import IMAGE_EXTENSIONS, check_images, list_image_files
 from ..registry import Registry
 from .dataset import ArraySource, FileSource, ImageSource
@@ -59,10 +61,10 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) 
 def class_folders(root: Path) -> list[str]:
     """The class sub-folders of an ImageFolder ``root``, sorted (hidden folders left out)."""
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist")
+        raise MissingFileError(f"image folder {root} does not exist")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        raise ValueError(f"image folder {root} has no class sub-folders (expected {root}/<class>/<image>)")
+        raise InvalidInputError(f"image folder {root} has no class sub-folders (expected {root}/<class>/<image>)")
     return classes
 
 
@@ -80,7 +82,7 @@ def scan_image_folder(root: Path, skip_bad_images: bool = False) -> tuple[list[P
         paths += files
         labels += [idx] * len(files)
     if empty:
-        raise ValueError(
+        raise InvalidInputError(
             f"image folder {root}: class folder(s) with no images: {', '.join(empty)} "
             f"(extensions looked for: {', '.join(IMAGE_EXTENSIONS)})"
         )
@@ -144,7 +146,7 @@ class TorchvisionSource(ClassificationSource):
         try:
             ds = getattr(tvd, self.dataset)(str(root), train=train, download=self.options.download)
         except RuntimeError as err:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{self.dataset} not found under {root} ({err}); put the files "
                 "there or set data.init_args.download: true"
             ) from None
@@ -202,7 +204,7 @@ class ImageFolderSource(ClassificationSource):
             if own:
                 p, lab, cls = scan_image_folder(o.root / name, o.skip_bad_images)
                 if cls != classes:
-                    raise ValueError(f"{o.root / name} has classes {cls} but {train_dir} has {classes}; they must match")
+                    raise InvalidInputError(f"{o.root / name} has classes {cls} but {train_dir} has {classes}; they must match")
                 splits[name] = (FileSource(p, lab), list(range(len(p))))
             else:
                 splits[name] = (src, idx)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from visiontasks.errors import InvalidInputError
+
 from ..shapes import SHAPE_NAMES, render_scene
 from ..synthetic import build_synthetic
 
@@ -18,7 +20,7 @@ from ..synthetic import build_synthetic
 def synthetic_class_names(num_classes: int) -> list[str]:
     """The folder (= class) names of a set with ``num_classes`` shapes, in ImageFolder (sorted) order."""
     if not 1 <= num_classes <= len(SHAPE_NAMES):
-        raise ValueError(f"num_classes must be in [1, {len(SHAPE_NAMES)}], got {num_classes}")
+        raise InvalidInputError(f"num_classes must be in [1, {len(SHAPE_NAMES)}], got {num_classes}")
     return sorted(SHAPE_NAMES[:num_classes])
 
 

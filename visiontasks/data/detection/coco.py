@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from .common import DatasetFormatError, DetectionRecord, DetectionSplit, safe_join
+from visiontasks.errors import InvalidInputError, MissingFileError
+
+from .common import DatasetFormatError, DetectionRecord, DetectionSplit, check_stored_size, safe_join
 from .reader import DetectionReader, register_reader
 
 
 def _load(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"COCO annotation file {path} does not exist")
+        raise MissingFileError(f"COCO annotation file {path} does not exist")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -79,6 +81,8 @@ def read_coco(
         size = None
         if img.get("height") and img.get("width"):
             size = (int(img["height"]), int(img["width"]))
+            if check_files:
+                size = check_stored_size(path, size, f"{where} (image id {image_id})")
         if image_id in records:
             raise DatasetFormatError(f"{where}: image id {image_id} appears twice")
         records[image_id] = DetectionRecord(path, image_id, np.zeros((0, 4), np.float32),
@@ -101,9 +105,12 @@ def read_coco(
         if ann.get("iscrowd", 0):
             continue
         bbox = ann.get("bbox")
-        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-            raise DatasetFormatError(f"{where}: annotation {ann_id} has bbox {bbox!r}, not [x, y, w, h]")
-        x, y, w, h = (float(v) for v in bbox)
+        try:
+            x, y, w, h = (float(v) for v in bbox)
+        except (TypeError, ValueError):
+            raise DatasetFormatError(
+                f"{where}: annotation {ann_id} has bbox {bbox!r}, not [x, y, w, h] (four numbers, pixels)"
+            ) from None
         boxes[image_id].append([x, y, x + w, y + h])
         labels[image_id].append(cat_to_label[cat])
 
@@ -157,7 +164,7 @@ class CocoReader(DetectionReader):
             spec = {"annotations": f"annotations/instances_{spec}.json", "images": f"images/{spec}"}
         if not isinstance(spec, dict) or set(spec) != {"annotations", "images"}:
             keys = sorted(spec) if isinstance(spec, dict) else spec
-            raise ValueError(f"COCO split {stage}: expected keys annotations and images, got {keys}")
+            raise InvalidInputError(f"COCO split {stage}: expected keys annotations and images, got {keys}")
         return safe_join(self.root, spec["annotations"], f"{stage} split"), spec["images"]
 
     def _load(self, path: Path) -> dict[str, Any]:

@@ -121,3 +121,26 @@ def image_size_of(path: Path) -> tuple[int, int]:
 
     w, h = image_size(path)
     return int(h), int(w)
+
+
+def check_stored_size(path: Path, stored: tuple[int, int], where: str) -> tuple[int, int]:
+    """``stored`` (H, W), the size an annotation file records for image ``path`` (COCO ``height/width``,
+    VOC ``<size>``), checked against the image as ``read_image`` gives it (EXIF orientation applied).
+
+    Labelling tools differ: some show a phone picture turned upright by its EXIF orientation, some
+    show the pixels as stored. When the recorded size is the *stored* (unturned) one of a file that
+    EXIF turns by 90 degrees, the boxes were drawn on the sideways image and would not fit the
+    upright one: a :class:`DatasetFormatError` says so. Any other recorded size is returned as is.
+    """
+    from visiontasks.data.io import image_size_and_orientation
+
+    (w, h), orientation = image_size_and_orientation(path)
+    if orientation in (5, 6, 7, 8) and h != w and tuple(stored) == (w, h):
+        raise DatasetFormatError(
+            f"{where}: records {path.name} as {stored[1]}x{stored[0]} (WxH), its size as stored, but the file's "
+            f"EXIF orientation {orientation} turns it to {w}x{h}, as it is read and as most labelling tools show "
+            "it; the annotations were made on the unturned image. Re-export them from a tool that applies EXIF "
+            "orientation, or write the images upright without the EXIF tag (e.g. PIL ImageOps.exif_transpose "
+            "and save)"
+        )
+    return stored

@@ -8,10 +8,11 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
-from visiontasks.data.base import VisionDataModule
+from visiontasks.data.base import VisionDataModule, check_sizes
 from visiontasks.data.check import CheckPlan
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
 from visiontasks.data.synthetic import STAMP
+from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing, pair
 
 from .common import DetectionRecord, DetectionSplit, safe_join
@@ -48,6 +49,9 @@ class DetectionDataModule(VisionDataModule):
         keep_difficult: keep VOC objects marked ``difficult``.
         skip_bad_images: check every image at setup and skip unreadable ones (one warning with the
             count); otherwise an unreadable image raises an error naming it when it is loaded.
+        skip_bad_labels: leave out bad label lines (YOLO: non-numeric, unknown class id, coordinates
+            NaN, negative or above 1) with one warning and their count; otherwise the first one is an
+            error naming its file and line.
         synthetic: generate the synthetic shapes dataset into ``root`` in ``format`` first (kwargs of
             :func:`write_synthetic_detection`, e.g. ``{splits: {train: 200, val: 50}, image_size: 128,
             num_classes: 3}``); reused when present with the same settings.
@@ -84,6 +88,7 @@ class DetectionDataModule(VisionDataModule):
         min_box_size: float = 1.0,
         keep_difficult: bool = False,
         skip_bad_images: bool = False,
+        skip_bad_labels: bool = False,
         synthetic: dict[str, Any] | None = None,
         proposals: dict[str, Any] | None = None,
         batch_size: int = 8,
@@ -95,12 +100,15 @@ class DetectionDataModule(VisionDataModule):
     ) -> None:
         super().__init__()
         self.check_first = check
+        check_sizes(image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        check_sizes(0, num_workers=num_workers)
         reader_class = DETECTION_READERS.get(format)  # an unknown format lists the available ones
         self.save_hyperparameters()
         self.format = format
         self.root = Path(root)
         self.split_specs = {"train": train, "val": val, "test": test, "predict": predict}
-        self.reader = reader_class(self.root, self.split_specs, class_names, keep_difficult)
+        self.reader = reader_class(self.root, self.split_specs, class_names, keep_difficult,
+                                   skip_bad_labels=skip_bad_labels)
         self.image_size = image_size
         self.resize = resize
         self.augment = AugmentConfig(hflip=hflip, scale=tuple(scale), translate=translate,
@@ -135,7 +143,7 @@ class DetectionDataModule(VisionDataModule):
             else:
                 names, ids = self.reader.class_table()
             if self._given_names and list(names) != self._given_names:
-                raise ValueError(
+                raise InvalidInputError(
                     f"class_names {self._given_names[:5]}... do not match the dataset's {list(names)[:5]}..."
                 )
             self._class_table = (list(names), list(ids))
@@ -173,7 +181,7 @@ class DetectionDataModule(VisionDataModule):
             return self._read_folder(spec["images"], name)
         split = self.reader.samples(spec, name, self.class_names)
         if split.class_names != self.class_names:
-            raise ValueError(
+            raise InvalidInputError(
                 f"{name}: class names {split.class_names[:5]}... differ from {self.class_names[:5]}..."
             )
         self._class_table = (self.class_names, list(split.category_ids))
@@ -185,7 +193,7 @@ class DetectionDataModule(VisionDataModule):
         path = safe_join(self.root, folder, f"{name} images")
         files = list_image_files(path, recursive=True)
         if not files:
-            raise FileNotFoundError(f"{name}: no images in {path}")
+            raise MissingFileError(f"{name}: no images in {path}")
         records = [DetectionRecord(f, i, np.zeros((0, 4), np.float32), np.zeros(0, np.int64)) for i, f in enumerate(files)]
         return DetectionSplit(name, records, self.class_names, self.category_ids)
 
@@ -226,11 +234,16 @@ class DetectionDataModule(VisionDataModule):
             split = self._read_split(split_stage)
             if split is None:
                 if split_stage in required.get(stage or "", ()):
-                    raise ValueError(f"stage {stage!r} needs the {split_stage!r} split; set data.{split_stage}")
+                    raise InvalidInputError(f"stage {stage!r} needs the {split_stage!r} split; set data.{split_stage}")
                 continue
             if self.skip_bad_images:
                 good, _ = check_images([r.path for r in split.records], True, what=split.name)
                 split.records = [split.records[i] for i in good]
+            if not split.records:
+                raise InvalidInputError(
+                    f"{split.name}: no images in the {split_stage!r} split ({self.split_specs[split_stage]!r}); "
+                    f"check data.{split_stage} and that its images are where the annotations say"
+                )
             self.splits[split_stage] = split
             train = split_stage == "train"
             transform = build_detection_transform(
@@ -263,7 +276,7 @@ class DetectionDataModule(VisionDataModule):
         if stage not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(stage, stage))
         if stage not in self.datasets:
-            raise ValueError(f"no {stage!r} split configured (set data.{stage})")
+            raise InvalidInputError(f"no {stage!r} split configured (set data.{stage})")
         return DataLoader(
             self.datasets[stage],
             batch_size=self.batch_size if stage == "train" else self.eval_batch_size,

@@ -28,6 +28,8 @@ class DetectionReader(ABC):
             class table may come from the first of them (COCO).
         class_names: the names the user gave (VOC: the class list; others: checked by the datamodule).
         keep_difficult: keep objects marked difficult (VOC).
+        skip_bad_labels: leave out bad annotation lines with one counted warning instead of an error
+            (YOLO).
     """
 
     name: str  # set by register_reader
@@ -38,11 +40,13 @@ class DetectionReader(ABC):
         splits: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
         keep_difficult: bool = False,
+        skip_bad_labels: bool = False,
     ) -> None:
         self.root = Path(root)
         self.splits = dict(splits or {})
         self.given_names = list(class_names) if class_names else None
         self.keep_difficult = keep_difficult
+        self.skip_bad_labels = skip_bad_labels
 
     @property
     def data_root(self) -> Path:

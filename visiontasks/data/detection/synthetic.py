@@ -23,6 +23,7 @@ from PIL import Image
 
 from visiontasks.data.shapes import SHAPE_NAMES, render_scene
 from visiontasks.data.synthetic import build_synthetic
+from visiontasks.errors import InvalidInputError
 
 from .common import DetectionRecord
 from .reader import DETECTION_READERS
@@ -33,7 +34,7 @@ _VERSION = 1
 def synthetic_class_names(num_classes: int) -> list[str]:
     """The shape names of classes ``0..num_classes-1``."""
     if not 1 <= num_classes <= len(SHAPE_NAMES):
-        raise ValueError(f"num_classes must be in [1, {len(SHAPE_NAMES)}], got {num_classes}")
+        raise InvalidInputError(f"num_classes must be in [1, {len(SHAPE_NAMES)}], got {num_classes}")
     return list(SHAPE_NAMES[:num_classes])
 
 

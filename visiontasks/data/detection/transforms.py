@@ -27,6 +27,7 @@ from albumentations.augmentations.geometric.resize import MaxSizeTransform
 from albumentations.pytorch import ToTensorV2
 
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD
+from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import Preprocessing
 from visiontasks.ops.geometry import boxes_to_original  # noqa: F401  (re-exported: data.detection API)
 
@@ -75,12 +76,12 @@ def build_detection_transform(
     Call it as ``t(image=uint8 [H, W, 3], bboxes=float [K, 4] xyxy px, labels=[K], kinds=[K])``.
     """
     if resize not in RESIZE_MODES:
-        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        raise InvalidInputError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
     ops: list[A.BasicTransform] = []
     fill = tuple(int(round(m * 255)) for m in mean)  # pad with the mean colour: 0 after normalising
     if resize != "none":
         if image_size is None:
-            raise ValueError(f"resize={resize!r} needs image_size")
+            raise InvalidInputError(f"resize={resize!r} needs image_size")
         h, w = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
         if resize == "shortest_edge":
             ops.append(ShortestEdgeResize(h, w))

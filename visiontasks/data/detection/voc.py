@@ -14,7 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .common import DatasetFormatError, DetectionRecord, DetectionSplit, image_size_of, safe_join
+from visiontasks.errors import MissingFileError
+
+from .common import (
+    DatasetFormatError, DetectionRecord, DetectionSplit, check_stored_size, image_size_of, safe_join,
+)
 from .reader import DetectionReader, register_reader
 
 VOC_CLASSES = [
@@ -60,7 +64,7 @@ def read_voc_ids(root: str | Path, split: str) -> tuple[Path, list[str]]:
     """``(the list file, the ids it lists)`` of ``ImageSets/Main/<split>.txt`` (or a .txt in the root)."""
     list_file = split_list_path(root, split)
     if not list_file.is_file():
-        raise FileNotFoundError(f"VOC split list {list_file} does not exist")
+        raise MissingFileError(f"VOC split list {list_file} does not exist")
     return list_file, [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
 
 
@@ -93,6 +97,8 @@ def read_voc_xml(
             size = None
     if size is None:
         size = image_size_of(img_path)
+    else:
+        size = check_stored_size(img_path, size, where)
     boxes, labels = [], []
     for obj in tree.findall("object"):
         cls = _text(obj, "name", where)

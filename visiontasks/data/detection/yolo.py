@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from visiontasks.data.io import list_image_files
+from visiontasks.data.io import IMAGE_EXTENSIONS, list_image_files
+from visiontasks.errors import MissingFileError
 
 from .common import DatasetFormatError, DetectionRecord, DetectionSplit, image_size_of, safe_join
 from .reader import DetectionReader, register_reader
@@ -32,12 +33,12 @@ def find_yaml(root: str | Path) -> Path:
     if root.is_file():
         return root
     if not root.is_dir():
-        raise FileNotFoundError(f"YOLO dataset {root} does not exist")
+        raise MissingFileError(f"YOLO dataset {root} does not exist")
     if (root / "data.yaml").is_file():
         return root / "data.yaml"
     found = sorted([*root.glob("*.yaml"), *root.glob("*.yml")])
     if len(found) != 1:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"YOLO dataset {root}: expected data.yaml or exactly one .yaml file, found "
             f"{[f.name for f in found]}; set root to the YAML file"
         )
@@ -93,7 +94,7 @@ def _list_images(root: Path, entry: str, where: str) -> tuple[list[Path], list[P
             base = p.parent if line.startswith("./") else root
             files.append(safe_join(root, base / line, f"{p}, line {n}"))
         return files, []
-    raise FileNotFoundError(f"{where}: split entry {entry!r} -> {p} is neither a folder nor a .txt list")
+    raise MissingFileError(f"{where}: split entry {entry!r} -> {p} is neither a folder nor a .txt list")
 
 
 def _bad_normalised(coords: list[float]) -> str:
@@ -109,56 +110,75 @@ def _bad_normalised(coords: list[float]) -> str:
     return ""
 
 
+_FRACTIONS_HINT = ("; YOLO coordinates are fractions of the image width/height in [0, 1]: fix the label "
+                   "(pixel values must be divided by the image size)")
+_SKIP_HINT = "; or set skip_bad_labels: true in the data config to skip such lines (counted in a warning)"
+
+
+def _line_problem(parts: list[str], num_classes: int) -> str:
+    """What is wrong with one label line split into fields (``""`` when nothing)."""
+    try:
+        values = [float(v) for v in parts]
+    except ValueError:
+        return "non-numeric value"
+    cls = values[0]
+    if not np.isfinite(cls) or cls != int(cls) or not 0 <= cls < num_classes:
+        return f"class id {parts[0]} is outside the {num_classes} classes (0..{num_classes - 1}) of the dataset YAML"
+    coords = values[1:]
+    if not (len(coords) == 4 or (len(coords) >= 6 and len(coords) % 2 == 0)):
+        return f"expected 'class cx cy w h' (or a polygon), got {len(parts)} values"
+    return _bad_normalised(coords)
+
+
 def parse_label_line(line: str, n: int, path: Path, num_classes: int, size: tuple[int, int]
                      ) -> tuple[list[float], int] | None:
     """Line ``n`` of label file ``path`` as ``(box xyxy in pixels of an image of size (H, W), class)``;
     ``None`` for a blank line. A wrong line raises :class:`DatasetFormatError` naming file and line."""
-    h, w = size
     parts = line.split()
     if not parts:
         return None
-    try:
-        values = [float(v) for v in parts]
-    except ValueError:
-        raise DatasetFormatError(f"{path}, line {n}: non-numeric value in {line.strip()!r}") from None
-    cls = values[0]
-    if cls != int(cls) or not 0 <= cls < num_classes:
-        raise DatasetFormatError(
-            f"{path}, line {n}: class id {parts[0]} is outside the {num_classes} classes "
-            f"(0..{num_classes - 1}) of the dataset YAML"
-        )
+    problem = _line_problem(parts, num_classes)
+    if problem:
+        fix = _FRACTIONS_HINT if "coordinate" in problem else ""
+        raise DatasetFormatError(f"{path}, line {n}: {problem} in {line.strip()!r}{fix}{_SKIP_HINT}")
+    h, w = size
+    values = [float(v) for v in parts]
     coords = values[1:]
-    bad = _bad_normalised(coords)
-    if bad:
-        raise DatasetFormatError(
-            f"{path}, line {n}: {bad} in {line.strip()!r}; YOLO coordinates are fractions of the image "
-            "width/height in [0, 1]: fix the label (pixel values must be divided by the image size)"
-        )
     if len(coords) == 4:
         cx, cy, bw, bh = coords
         box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
-    elif len(coords) >= 6 and len(coords) % 2 == 0:  # polygon -> its box
+    else:  # polygon -> its box
         xs, ys = np.array(coords[0::2]) * w, np.array(coords[1::2]) * h
         box = [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
-    else:
-        raise DatasetFormatError(
-            f"{path}, line {n}: expected 'class cx cy w h' (or a polygon), got {len(parts)} values"
-        )
-    return box, int(cls)
+    return box, int(values[0])
 
 
-def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _parse_label_file(
+    path: Path, num_classes: int, size: tuple[int, int], skipped: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (xyxy px) and labels of one label file. A bad line raises a :class:`DatasetFormatError`
+    naming the file and line; with ``skipped`` (a list) it is left out and described there instead."""
     boxes, labels = [], []
     for n, line in enumerate(path.read_text().splitlines(), 1):
-        parsed = parse_label_line(line, n, path, num_classes, size)
+        try:
+            parsed = parse_label_line(line, n, path, num_classes, size)
+        except DatasetFormatError as err:
+            if skipped is None:
+                raise
+            skipped.append(str(err).split("; ")[0])
+            continue
         if parsed is not None:
             boxes.append(parsed[0])
             labels.append(parsed[1])
     return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
 
 
-def read_yolo(yaml_path: str | Path, split: str, name: str | None = None) -> DetectionSplit:
-    """Read split ``split`` (a key of the YAML: ``train``, ``val``, ``test``)."""
+def read_yolo(yaml_path: str | Path, split: str, name: str | None = None,
+              skip_bad_labels: bool = False) -> DetectionSplit:
+    """Read split ``split`` (a key of the YAML: ``train``, ``val``, ``test``). A bad label line
+    (non-numeric, unknown class id, wrong number of values, coordinates NaN/negative/above 1) is an
+    error naming the file and line; with ``skip_bad_labels`` such lines are left out and counted in
+    one warning."""
     yaml_file = find_yaml(yaml_path)
     cfg, root, names = load_yolo_yaml(yaml_file)
     if not cfg.get(split):
@@ -170,14 +190,19 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None) -> Det
         files, dirs = _list_images(root, str(entry), f"{yaml_file} ({split})")
         images += files
         folders += dirs
+    if not images:
+        looked = ", ".join(str(safe_join(root, str(e), str(yaml_file))) for e in entries)
+        raise DatasetFormatError(f"{yaml_file} ({split}): no images in {looked} (extensions: "
+                                 f"{', '.join(IMAGE_EXTENSIONS)}); check the {split!r} entry")
     out = DetectionSplit(name or f"YOLO {split}", [], names, list(range(len(names))))
+    skipped: list[str] | None = [] if skip_bad_labels else None
     for i, img in enumerate(images):
         if not img.is_file():
             raise DatasetFormatError(f"{yaml_file} ({split}): lists image {img}, which does not exist")
         size = image_size_of(img)
         lbl = label_path_for(img)
         if lbl.is_file():
-            boxes, labels = _parse_label_file(lbl, len(names), size)
+            boxes, labels = _parse_label_file(lbl, len(names), size, skipped)
         else:  # no label file: a background image, as the format defines it
             boxes, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
         out.add(DetectionRecord(img, i, boxes, labels, size), str(lbl))
@@ -188,6 +213,10 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None) -> Det
         lbl_dir = label_path_for(folder / "x.jpg").parent
         if lbl_dir.is_dir():
             orphans += [f for f in lbl_dir.rglob("*.txt") if f not in wanted]
+    if skipped:
+        msg = f"{out.name}: skipped {len(skipped)} bad label line(s) (skip_bad_labels); first: {skipped[0]}"
+        out.notes.append(msg)
+        warnings.warn(msg, stacklevel=2)
     if orphans:
         msg = (f"{out.name}: {len(orphans)} label file(s) have no image and are ignored "
                f"(e.g. {orphans[0]})")
@@ -224,7 +253,7 @@ class YoloReader(DetectionReader):
         return names, list(range(len(names)))
 
     def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
-        return read_yolo(self.root, str(spec), name=name)
+        return read_yolo(self.root, str(spec), name=name, skip_bad_labels=self.skip_bad_labels)
 
     def check_split(self, spec: Any, split: str, class_names: list[str]) -> tuple[list[Any], list[Any]]:
         from .check import yolo_split_jobs  # every image, every label line

@@ -32,6 +32,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from visiontasks.errors import InvalidInputError
+
 from ..io import read_image
 from .selective_search import SelectiveSearchSettings, selective_search
 
@@ -119,7 +121,7 @@ class ProposalCache:
                 settings[key] = tuple(settings[key])
         unknown = set(settings) - set(SelectiveSearchSettings.__dataclass_fields__)
         if unknown:
-            raise ValueError(
+            raise InvalidInputError(
                 f"unknown proposal setting(s) {sorted(unknown)}; known: "
                 f"{sorted(SelectiveSearchSettings.__dataclass_fields__)} + cache_dir, processes, progress"
             )

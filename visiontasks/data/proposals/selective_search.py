@@ -37,6 +37,8 @@ from scipy import ndimage
 from skimage import color as skcolor
 from skimage.segmentation import felzenszwalb
 
+from visiontasks.errors import InvalidInputError
+
 COLOUR_BINS = 25
 TEXTURE_BINS = 10
 TEXTURE_ORIENTATIONS = 8
@@ -72,17 +74,17 @@ class SelectiveSearchSettings:
 
     def strategies(self) -> list[tuple[str, int, str]]:
         if self.mode not in MODES:
-            raise ValueError(f"unknown selective search mode {self.mode!r}; known: {sorted(MODES)}")
+            raise InvalidInputError(f"unknown selective search mode {self.mode!r}; known: {sorted(MODES)}")
         preset = MODES[self.mode]
         spaces = self.colour_spaces or preset["colour_spaces"]
         ks = self.ks or preset["ks"]
         sims = self.similarities or preset["similarities"]
         for s in spaces:
             if s not in _COLOUR_SPACES:
-                raise ValueError(f"unknown colour space {s!r}; known: {sorted(_COLOUR_SPACES)}")
+                raise InvalidInputError(f"unknown colour space {s!r}; known: {sorted(_COLOUR_SPACES)}")
         for s in sims:
             if s not in SIMILARITY_SETS:
-                raise ValueError(f"unknown similarity set {s!r}; known: {sorted(SIMILARITY_SETS)}")
+                raise InvalidInputError(f"unknown similarity set {s!r}; known: {sorted(SIMILARITY_SETS)}")
         return [(s, int(k), m) for s in spaces for k in ks for m in sims]
 
     def to_dict(self) -> dict:

@@ -8,9 +8,10 @@ from typing import Literal, Sequence
 import numpy as np
 from torch.utils.data import DataLoader
 
+from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
 
-from ..base import VisionDataModule
+from ..base import VisionDataModule, check_sizes
 from ..check import CheckPlan
 from ..io import IMAGENET_MEAN, IMAGENET_STD, list_image_files
 from .dataset import SegmentationDataset, pad_collate
@@ -105,11 +106,13 @@ class SegmentationDataModule(VisionDataModule):
     ) -> None:
         super().__init__()
         self.check_first = check
+        check_sizes(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
+        check_sizes(0, num_workers=num_workers)
         # num_classes is the model's hyper-parameter too (Lightning refuses differing duplicates)
         self.save_hyperparameters(ignore=["num_classes"])
         reader_class = SEGMENTATION_READERS.get(format)  # an unknown format lists the available ones
         if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+            raise InvalidInputError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.root = Path(root)
         self.format = format
         self.ignore_index = ignore_index
@@ -151,19 +154,19 @@ class SegmentationDataModule(VisionDataModule):
             elif num_classes is not None:
                 names = [str(i) for i in range(num_classes)]
             else:
-                raise ValueError(f"format {self.format!r} needs class_names (or num_classes) in the data config")
+                raise InvalidInputError(f"format {self.format!r} needs class_names (or num_classes) in the data config")
         else:
             if remap is None:
                 remap = default_remap
             if class_names is not None:
                 if len(class_names) != len(names) and not user_remap:
-                    raise ValueError(
+                    raise InvalidInputError(
                         f"class_names has {len(class_names)} names but the {self.format} data has "
                         f"{len(names)} classes; give a remap table when merging or dropping classes"
                     )
                 names = list(class_names)  # the user's names win (e.g. after merging classes with remap)
         if num_classes is not None and num_classes != len(names):
-            raise ValueError(f"num_classes={num_classes} but the classes are {len(names)}: {names[:10]}")
+            raise InvalidInputError(f"num_classes={num_classes} but the classes are {len(names)}: {names[:10]}")
         if ignore_ids:
             if remap is None:
                 remap = {i: i for i in range(len(names))}
@@ -198,7 +201,7 @@ class SegmentationDataModule(VisionDataModule):
         if need_val or (stage in (None, "fit") and "train" not in self.datasets):
             train = self.split_samples(hp.train_split)
             if train is None:
-                raise FileNotFoundError(f"{self.root}: no {hp.train_split!r} split ({self.reader.layout_hint()})")
+                raise MissingFileError(f"{self.root}: no {hp.train_split!r} split ({self.reader.layout_hint()})")
             val = self.split_samples(hp.val_split)
             if val is None and hp.val_fraction > 0:
                 order = np.random.default_rng(self.seed).permutation(len(train))
@@ -206,7 +209,7 @@ class SegmentationDataModule(VisionDataModule):
                 val = [train[i] for i in sorted(order[:n_val])]
                 train = [train[i] for i in sorted(order[n_val:])]
             if val is None:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{self.root}: no {hp.val_split!r} split; add one or set val_fraction (e.g. 0.1)"
                 )
             self.datasets["train"] = make(train, self.train_transform)
@@ -214,19 +217,19 @@ class SegmentationDataModule(VisionDataModule):
         if stage in (None, "test") and "test" not in self.datasets:
             test = self.split_samples(hp.test_split) or self.split_samples(hp.val_split)
             if test is None:
-                raise FileNotFoundError(f"{self.root}: neither a {hp.test_split!r} nor a {hp.val_split!r} split")
+                raise MissingFileError(f"{self.root}: neither a {hp.test_split!r} nor a {hp.val_split!r} split")
             self.datasets["test"] = make(test, self.eval_transform)
         if stage in (None, "predict") and "predict" not in self.datasets:
             if hp.predict_root is not None:
                 images = list_image_files(hp.predict_root, recursive=True)
                 if not images:
-                    raise FileNotFoundError(f"predict_root {hp.predict_root} holds no images")
+                    raise MissingFileError(f"predict_root {hp.predict_root} holds no images")
                 samples = [SegmentationSample(p, None) for p in images]
             else:
                 pairs = self.split_samples(hp.test_split) or self.split_samples(hp.val_split) or []
                 samples = [SegmentationSample(s.image, None) for s in pairs]
                 if not samples:
-                    raise FileNotFoundError(f"{self.root}: nothing to predict on; set predict_root")
+                    raise MissingFileError(f"{self.root}: nothing to predict on; set predict_root")
             self.datasets["predict"] = make(samples, self.eval_transform)
 
     # -- loaders ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import cv2
@@ -12,10 +13,27 @@ from torch.utils.data import Dataset
 
 from visiontasks.preprocessing import Preprocessing
 
-from ..io import ImageInput, read_image
+from ..io import ImageInput, image_size_and_orientation, read_image
 from .masks import MaskDecoder, MaskError
 from .readers import SegmentationSample
 from .transforms import eval_transform
+
+
+def _refuse_unturned_mask(
+    image_path: Path, mask_path: Path, mask_hw: tuple[int, ...], image_hw: tuple[int, ...]
+) -> None:
+    """A mask of the image's *stored* size, whose EXIF orientation turns it by 90 degrees when read, was
+    drawn on the sideways picture (labelling tools differ): resizing it would not fix that."""
+    if tuple(mask_hw) != tuple(image_hw)[::-1]:
+        return
+    orientation = image_size_and_orientation(image_path)[1]
+    if orientation in (5, 6, 7, 8):
+        raise MaskError(
+            f"mask {mask_path} is {mask_hw[1]}x{mask_hw[0]} (WxH), the size image {image_path} has as stored, but "
+            f"its EXIF orientation {orientation} turns the image to {image_hw[1]}x{image_hw[0]} when read: the mask "
+            "was made on the unturned image; turn the mask the same way, or write the image upright without the "
+            "EXIF tag (e.g. PIL ImageOps.exif_transpose and save)"
+        )
 
 
 @dataclass(eq=False, repr=False)
@@ -51,6 +69,7 @@ class SegmentationDataset(Dataset):
         assert self.decoder is not None, "masks need a decoder"
         mask = self.decoder.read(s.mask)
         if mask.shape != image.shape[:2]:
+            _refuse_unturned_mask(s.image, s.mask, mask.shape, image.shape[:2])
             if not self.resize_mismatched_masks:
                 raise MaskError(
                     f"mask {s.mask} is {mask.shape[1]}x{mask.shape[0]} (WxH) but image {s.image} is "

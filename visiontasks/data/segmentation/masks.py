@@ -88,11 +88,11 @@ class MaskDecoder:
         unmapped: Literal["error", "ignore"] = "error",
     ) -> None:
         if mode not in ("index", "color"):
-            raise ValueError(f"mask mode must be 'index' or 'color', got {mode!r}")
+            raise InvalidInputError(f"mask mode must be 'index' or 'color', got {mode!r}")
         if unmapped not in ("error", "ignore"):
-            raise ValueError(f"unmapped must be 'error' or 'ignore', got {unmapped!r}")
+            raise InvalidInputError(f"unmapped must be 'error' or 'ignore', got {unmapped!r}")
         if 0 <= ignore_index < num_classes:
-            raise ValueError(f"ignore_index {ignore_index} collides with a class index (0..{num_classes - 1})")
+            raise InvalidInputError(f"ignore_index {ignore_index} collides with a class index (0..{num_classes - 1})")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.mode = mode
@@ -101,23 +101,23 @@ class MaskDecoder:
         self.colour_table: dict[int, int] = {}
         if mode == "color":
             if class_colors is None:
-                raise ValueError("mask mode 'color' needs class_colors (one [r, g, b] per class, or 'voc')")
+                raise InvalidInputError("mask mode 'color' needs class_colors (one [r, g, b] per class, or 'voc')")
             if isinstance(class_colors, str):
                 if class_colors.lower() != "voc":
-                    raise ValueError(f"class_colors must be a list of [r, g, b] or 'voc', got {class_colors!r}")
+                    raise InvalidInputError(f"class_colors must be a list of [r, g, b] or 'voc', got {class_colors!r}")
                 class_colors = voc_colormap(num_classes).tolist()
                 ignore_colors = list(ignore_colors or []) + [[224, 224, 192]]
             if len(class_colors) != num_classes:
-                raise ValueError(f"class_colors has {len(class_colors)} colours for {num_classes} classes")
+                raise InvalidInputError(f"class_colors has {len(class_colors)} colours for {num_classes} classes")
             for i, c in enumerate(class_colors):
                 key = int(_pack(np.asarray(c, dtype=np.int64)))
                 if key in self.colour_table:
-                    raise ValueError(f"class_colors: colour {list(c)} is given to two classes")
+                    raise InvalidInputError(f"class_colors: colour {list(c)} is given to two classes")
                 self.colour_table[key] = i
             for c in ignore_colors or []:
                 self.colour_table[int(_pack(np.asarray(c, dtype=np.int64)))] = ignore_index
         elif class_colors is not None:
-            raise ValueError("class_colors is only used with mask mode 'color'")
+            raise InvalidInputError("class_colors is only used with mask mode 'color'")
 
     def _check_remap(self, remap: Mapping[int, int | str] | None) -> dict[int, int] | None:
         if remap is None:
@@ -126,11 +126,11 @@ class MaskDecoder:
         for raw, cls in remap.items():
             if isinstance(cls, str):
                 if cls.lower() not in IGNORE_WORDS:
-                    raise ValueError(f"remap: id {raw} -> {cls!r}: a class index or 'ignore' expected")
+                    raise InvalidInputError(f"remap: id {raw} -> {cls!r}: a class index or 'ignore' expected")
                 cls = self.ignore_index
             cls = int(cls)
             if not (0 <= cls < self.num_classes or cls == self.ignore_index):
-                raise ValueError(
+                raise InvalidInputError(
                     f"remap: id {raw} -> {cls} is outside 0..{self.num_classes - 1} and not the "
                     f"ignore index {self.ignore_index}"
                 )

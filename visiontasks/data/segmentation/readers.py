@@ -19,6 +19,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from visiontasks.errors import InvalidInputError, MissingFileError
+
 from ..io import IMAGE_EXTENSIONS, list_image_files
 from ..registry import Registry
 from .masks import MaskError
@@ -70,12 +72,12 @@ def list_folder_pairs(
     """
     image_dir, mask_dir = Path(image_dir), Path(mask_dir)
     if not image_dir.is_dir():
-        raise FileNotFoundError(f"image folder {image_dir} does not exist")
+        raise MissingFileError(f"image folder {image_dir} does not exist")
     if not mask_dir.is_dir():
-        raise FileNotFoundError(f"mask folder {mask_dir} does not exist (images are in {image_dir})")
+        raise MissingFileError(f"mask folder {mask_dir} does not exist (images are in {image_dir})")
     images = list_image_files(image_dir, recursive=True)
     if not images:
-        raise FileNotFoundError(f"no images in {image_dir} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+        raise MissingFileError(f"no images in {image_dir} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
     pairs = [(img, mask_dir / img.relative_to(image_dir).with_suffix(mask_suffix)) for img in images]
     return _pair_up(pairs, str(image_dir), skip_missing_masks)
 
@@ -87,7 +89,7 @@ def list_voc_pairs(root: str | Path, split: str, skip_missing_masks: bool = Fals
     lst = root / "ImageSets" / "Segmentation" / f"{split}.txt"
     if not lst.is_file():
         have = sorted(p.stem for p in (root / "ImageSets" / "Segmentation").glob("*.txt"))
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"VOC split list {lst} does not exist"
             + (f"; splits found: {', '.join(have)}" if have else f"; is {root} a VOC20xx folder?")
         )
@@ -95,7 +97,7 @@ def list_voc_pairs(root: str | Path, split: str, skip_missing_masks: bool = Fals
     for i in ids:
         img = root / "JPEGImages" / f"{i}.jpg"
         if not img.is_file():
-            raise FileNotFoundError(f"{lst} lists {i} but image {img} does not exist")
+            raise MissingFileError(f"{lst} lists {i} but image {img} does not exist")
     pairs = [(root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png") for i in ids]
     return _pair_up(pairs, str(lst), skip_missing_masks)
 
@@ -110,14 +112,14 @@ def read_dataset_yaml(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         found = [path / n for n in ("config.yaml", "data.yaml", "dataset.yaml") if (path / n).is_file()]
         if not found:
-            raise FileNotFoundError(f"no config.yaml / data.yaml / dataset.yaml in {path}")
+            raise MissingFileError(f"no config.yaml / data.yaml / dataset.yaml in {path}")
         path = found[0]
     try:
         cfg = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"cannot read dataset YAML {path}: {err}") from None
+        raise InvalidInputError(f"cannot read dataset YAML {path}: {err}") from None
     if not isinstance(cfg, dict) or "classes" not in cfg:
-        raise ValueError(f"dataset YAML {path} needs a 'classes: {{id: name}}' mapping")
+        raise InvalidInputError(f"dataset YAML {path} needs a 'classes: {{id: name}}' mapping")
     classes = cfg["classes"]
     if isinstance(classes, list):
         classes = dict(enumerate(classes))
@@ -126,7 +128,7 @@ def read_dataset_yaml(path: str | Path) -> dict[str, Any]:
         if isinstance(entry, dict) and "images" in entry and "masks" in entry:
             splits[name] = ((path.parent / entry["images"]).resolve(), (path.parent / entry["masks"]).resolve())
     if not splits:
-        raise ValueError(f"dataset YAML {path} has no split with 'images' and 'masks' folders")
+        raise InvalidInputError(f"dataset YAML {path} has no split with 'images' and 'masks' folders")
     return {"splits": splits, "classes": {int(k): str(v) for k, v in classes.items()}, "path": path}
 
 

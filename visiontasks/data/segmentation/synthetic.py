@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from visiontasks.errors import InvalidInputError
+
 from ..shapes import SHAPE_NAMES, render_scene
 from ..synthetic import STAMP, build_synthetic  # noqa: F401  (STAMP: this module's earlier API)
 from .masks import save_index_mask
@@ -25,7 +27,7 @@ SPLITS = ("train", "val", "test")
 def synthetic_class_names(num_shapes: int) -> list[str]:
     """``["background", <shape 1>, ...]``: ``num_shapes + 1`` names."""
     if not 1 <= num_shapes <= len(SHAPE_NAMES):
-        raise ValueError(f"num_shapes must be in [1, {len(SHAPE_NAMES)}], got {num_shapes}")
+        raise InvalidInputError(f"num_shapes must be in [1, {len(SHAPE_NAMES)}], got {num_shapes}")
     return ["background", *SHAPE_NAMES[:num_shapes]]
 
 
@@ -47,7 +49,7 @@ def write_synthetic_segmentation(
     root = Path(root)
     h, w = (image_size, image_size) if isinstance(image_size, int) else map(int, image_size)
     if len(counts) != 3 or min(counts) < 0:
-        raise ValueError(f"counts must be three non-negative numbers (train, val, test), got {counts}")
+        raise InvalidInputError(f"counts must be three non-negative numbers (train, val, test), got {counts}")
     settings = {
         "counts": [int(c) for c in counts],
         "image_size": [h, w],

@@ -11,6 +11,7 @@ from typing import Sequence
 import albumentations as A
 import cv2
 
+from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import Preprocessing
 
 from ..io import IMAGENET_MEAN, IMAGENET_STD
@@ -20,7 +21,7 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(size, int):
         return size, size
     if len(size) != 2:
-        raise ValueError(f"a size is an int or [H, W], got {size}")
+        raise InvalidInputError(f"a size is an int or [H, W], got {size}")
     return int(size[0]), int(size[1])
 
 
@@ -38,7 +39,7 @@ def segmentation_train_transforms(
     0 = off) -> normalise. ``crop_size=None`` keeps the scaled image whole."""
     lo, hi = float(scale_range[0]), float(scale_range[1])
     if not 0 < lo <= hi:
-        raise ValueError(f"scale_range must be 0 < lo <= hi, got {scale_range}")
+        raise InvalidInputError(f"scale_range must be 0 < lo <= hi, got {scale_range}")
     steps: list[A.BasicTransform] = []
     if (lo, hi) != (1.0, 1.0):
         steps.append(
