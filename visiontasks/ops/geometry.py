@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -46,16 +47,38 @@ def mask_to_original(mask: Tensor, size: Sequence[int], orig_size: Sequence[int]
     return resized[0, 0].to(mask.dtype)
 
 
+def roi_masks_to_image(roi_masks: Tensor, boxes: Tensor, size: Sequence[int]) -> Tensor:
+    """Per-RoI mask probabilities ``[D, M, M]`` (each covering its box) pasted into an image of
+    ``size`` = (H, W): ``float [D, H, W]`` in [0, 1]. ``boxes`` ``[D, 4]`` xyxy in that image's
+    pixels. torchvision's ``paste_masks_in_image`` (Mask R-CNN's own pasting, one-pixel padding)."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    h, w = int(size[0]), int(size[1])
+    if len(roi_masks) == 0:
+        return roi_masks.new_zeros((0, h, w), dtype=torch.float32)
+    return paste_masks_in_image(roi_masks[:, None].float(), boxes.float(), (h, w))[:, 0]
 
 
 def detections_to_original(detections: list[dict[str, Tensor]], geometry: list[dict]) -> list[dict[str, Tensor]]:
     """Per image, ``detections[i]["boxes"]`` mapped to the file's pixels with
     :func:`boxes_to_original` when ``geometry[i]`` carries ``image_box`` and ``orig_size`` (a detection
     target or the same keys alone); other keys unchanged. The counterpart of torchvision's
-    ``GeneralizedRCNNTransform.postprocess``."""
+    ``GeneralizedRCNNTransform.postprocess``.
+
+    Instance masks: a detection's ``roi_masks`` ``[D, M, M]`` (probabilities inside each box, e.g.
+    Mask R-CNN's 28 x 28) become ``masks`` float ``[D, H, W]`` pasted at the boxes as returned: in
+    the file's ``orig_size`` when mapped, else in ``geometry[i]["size"]`` (the image as given).
+    """
     out = []
     for det, geo in zip(detections, geometry):
+        size = geo.get("size")
         if "image_box" in geo and "orig_size" in geo:
             det = {**det, "boxes": boxes_to_original(det["boxes"].float(), geo["image_box"], geo["orig_size"])}
+            size = geo["orig_size"]
+        if "roi_masks" in det:
+            det = dict(det)
+            if size is None:
+                raise ValueError("pasting instance masks needs the image size (geometry 'size')")
+            det["masks"] = roi_masks_to_image(det.pop("roi_masks"), det["boxes"], size)
         out.append(det)
     return out
