@@ -145,6 +145,21 @@ def draw_detections(image: np.ndarray, boxes: Sequence[Sequence[float]], labels:
     return np.asarray(out)
 
 
+def draw_instance_masks(image: np.ndarray, masks: np.ndarray, colours: Sequence[RGB], alpha: float = 0.5) -> np.ndarray:
+    """``image`` (``uint8 [H, W, 3]``) with each instance mask (``bool [K, H, W]``, file pixels)
+    filled in its colour at ``alpha`` (torchvision's ``draw_segmentation_masks``); the first mask is
+    painted last (on top), so pass them best first. Returns a new array."""
+    import torch
+    from torchvision.utils import draw_segmentation_masks
+
+    if len(masks) == 0:
+        return np.ascontiguousarray(image[..., :3]).copy()
+    img = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)
+    out = draw_segmentation_masks(img, torch.from_numpy(np.asarray(masks, bool))[::-1].contiguous(), alpha=alpha,
+                                  colors=[tuple(int(v) for v in c) for c in colours][::-1])
+    return out.permute(1, 2, 0).numpy().copy()
+
+
 def draw_legend(image: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> np.ndarray:
     """``image`` (``uint8 [H, W, 3]``) with a legend in its top-left corner: one row per
     ``(name, colour)``, a swatch and the name in black on a translucent white panel, sized like

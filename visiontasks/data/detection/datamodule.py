@@ -44,6 +44,9 @@ class DetectionDataModule(VisionDataModule):
         mean, std: normalisation of the 0..1 pixel values (ImageNet by default).
         min_box_size: boxes narrower or shorter than this (pixels, after transforms) are dropped.
         keep_difficult: keep VOC objects marked ``difficult``.
+        masks: read instance masks too (COCO ``segmentation`` polygons/RLE, YOLO polygon labels, the
+            synthetic shapes' exact masks): targets then carry ``masks`` uint8 ``[K, H, W]`` in the
+            transformed image's pixels (for Mask R-CNN). Off: masks are neither read nor decoded.
         skip_bad_images: check every image at setup and skip unreadable ones (one warning with the
             count); otherwise an unreadable image raises an error naming it when it is loaded.
         synthetic: generate the synthetic shapes dataset into ``root`` in ``format`` first (kwargs of
@@ -79,6 +82,7 @@ class DetectionDataModule(VisionDataModule):
         std: Sequence[float] = IMAGENET_STD,
         min_box_size: float = 1.0,
         keep_difficult: bool = False,
+        masks: bool = False,
         skip_bad_images: bool = False,
         synthetic: dict[str, Any] | None = None,
         proposals: dict[str, Any] | None = None,
@@ -94,7 +98,8 @@ class DetectionDataModule(VisionDataModule):
         self.format = format
         self.root = Path(root)
         self.split_specs = {"train": train, "val": val, "test": test, "predict": predict}
-        self.reader = reader_class(self.root, self.split_specs, class_names, keep_difficult)
+        self.reader = reader_class(self.root, self.split_specs, class_names, keep_difficult, masks=masks)
+        self.masks = masks
         self.image_size = image_size
         self.resize = resize
         self.augment = AugmentConfig(hflip=hflip, scale=tuple(scale), translate=translate,
@@ -154,6 +159,8 @@ class DetectionDataModule(VisionDataModule):
     def _write_synthetic(self) -> None:
         kwargs = dict(self.synthetic)
         kwargs.setdefault("splits", {"train": 200, "val": 50})
+        if self.masks:
+            kwargs["masks"] = True
         write_synthetic_detection(self.root, self.format, **kwargs)
 
     def _read_split(self, stage: str) -> DetectionSplit | None:

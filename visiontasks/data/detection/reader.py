@@ -28,7 +28,11 @@ class DetectionReader(ABC):
             class table may come from the first of them (COCO).
         class_names: the names the user gave (VOC: the class list; others: checked by the datamodule).
         keep_difficult: keep objects marked difficult (VOC).
+        masks: also read each object's instance mask (records then carry ``masks``); a format without
+            instance masks refuses it.
     """
+
+    has_masks = False  # whether the format can carry instance masks (``masks=True``)
 
     name: str  # set by register_reader
 
@@ -38,7 +42,16 @@ class DetectionReader(ABC):
         splits: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
         keep_difficult: bool = False,
+        masks: bool = False,
     ) -> None:
+        if masks and not self.has_masks:
+            from visiontasks.errors import InvalidInputError
+
+            raise InvalidInputError(
+                f"format {getattr(self, 'name', type(self).__name__)!r} has no instance masks here; use "
+                "coco (polygons or RLE) or yolo (polygon labels) with masks: true"
+            )
+        self.masks = masks
         self.root = Path(root)
         self.splits = dict(splits or {})
         self.given_names = list(class_names) if class_names else None

@@ -4,7 +4,10 @@ The YAML gives ``path`` (dataset root; relative to the YAML's folder, default th
 / ``val`` / ``test`` (a folder of images, a ``.txt`` file listing images, or a list of those, relative
 to ``path``) and ``names`` (a list, or a mapping ``index: name``). Each image ``.../images/.../x.jpg``
 has its labels in ``.../labels/.../x.txt``: one object per line, ``class cx cy w h`` normalised to
-[0, 1] (a polygon ``class x1 y1 x2 y2 ...`` is reduced to its box).
+[0, 1] (a polygon ``class x1 y1 x2 y2 ...`` is reduced to its box; with ``masks=True`` every line
+must be such a polygon of at least 3 points, kept as the object's instance mask).
+``names`` as a mapping may skip ids (COCO's 1..90 in Ultralytics' segmentation YAMLs): label ``k`` is
+then the k-th id, and the ids are the dataset's category ids (written in predictions).
 
 As the format defines it, the images make the dataset: an image without a label file, or with an
 empty one, is a background image; a label file without an image is ignored (counted in a warning).
@@ -55,9 +58,12 @@ def load_yolo_yaml(yaml_path: str | Path) -> tuple[dict[str, Any], Path, list[st
         raise DatasetFormatError(f"{yaml_path}: a YOLO dataset YAML needs 'names' (and train/val)")
     names = cfg["names"]
     if isinstance(names, dict):
-        keys = sorted(int(k) for k in names)
-        if keys != list(range(len(keys))):
-            raise DatasetFormatError(f"{yaml_path}: 'names' keys must be 0..{len(keys) - 1}, got {keys}")
+        try:
+            keys = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise DatasetFormatError(f"{yaml_path}: 'names' keys must be integer class ids") from None
+        if len(set(keys)) != len(keys) or (keys and keys[0] < 0):
+            raise DatasetFormatError(f"{yaml_path}: 'names' keys must be distinct ids >= 0, got {keys}")
         names = [str(names[k] if k in names else names[str(k)]) for k in keys]
     elif isinstance(names, list):
         names = [str(n) for n in names]
@@ -109,9 +115,19 @@ def _bad_normalised(coords: list[float]) -> str:
     return ""
 
 
-def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def yolo_class_ids(cfg: dict[str, Any]) -> list[int]:
+    """The class id of each label (the YAML's ``names`` keys, sorted; ``0..n-1`` for a list)."""
+    names = cfg["names"]
+    return sorted(int(k) for k in names) if isinstance(names, dict) else list(range(len(names)))
+
+
+def _parse_label_file(
+    path: Path, class_ids: list[int], size: tuple[int, int], masks: bool = False
+) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
     h, w = size
-    boxes, labels = [], []
+    boxes, labels, polygons = [], [], []
+    to_label = {c: i for i, c in enumerate(class_ids)}
+    num_classes = len(class_ids)
     for n, line in enumerate(path.read_text().splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -121,10 +137,11 @@ def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tu
         except ValueError:
             raise DatasetFormatError(f"{path}, line {n}: non-numeric value in {line.strip()!r}") from None
         cls = values[0]
-        if cls != int(cls) or not 0 <= cls < num_classes:
+        if cls != int(cls) or int(cls) not in to_label:
+            contiguous = class_ids == list(range(num_classes))
             raise DatasetFormatError(
                 f"{path}, line {n}: class id {parts[0]} is outside the {num_classes} classes "
-                f"(0..{num_classes - 1}) of the dataset YAML"
+                + (f"(0..{num_classes - 1})" if contiguous else "(the 'names' ids)") + " of the dataset YAML"
             )
         coords = values[1:]
         bad = _bad_normalised(coords)
@@ -132,6 +149,11 @@ def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tu
             raise DatasetFormatError(
                 f"{path}, line {n}: {bad} in {line.strip()!r}; YOLO coordinates are fractions of the image "
                 "width/height in [0, 1]: fix the label (pixel values must be divided by the image size)"
+            )
+        if masks and (len(coords) < 6 or len(coords) % 2):
+            raise DatasetFormatError(
+                f"{path}, line {n}: an instance mask needs a polygon 'class x1 y1 x2 y2 x3 y3 ...' of at least "
+                f"3 points, got {len(coords)} coordinate(s)"
             )
         if len(coords) == 4:
             cx, cy, bw, bh = coords
@@ -144,12 +166,15 @@ def _parse_label_file(path: Path, num_classes: int, size: tuple[int, int]) -> tu
                 f"{path}, line {n}: expected 'class cx cy w h' (or a polygon), got {len(parts)} values"
             )
         boxes.append(box)
-        labels.append(int(cls))
-    return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
+        labels.append(to_label[int(cls)])
+        if masks:  # in file pixels, as COCO's polygons
+            polygons.append([[float(v * (w if i % 2 == 0 else h)) for i, v in enumerate(coords)]])
+    return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64), polygons if masks else None
 
 
-def read_yolo(yaml_path: str | Path, split: str, name: str | None = None) -> DetectionSplit:
-    """Read split ``split`` (a key of the YAML: ``train``, ``val``, ``test``)."""
+def read_yolo(yaml_path: str | Path, split: str, name: str | None = None, masks: bool = False) -> DetectionSplit:
+    """Read split ``split`` (a key of the YAML: ``train``, ``val``, ``test``); ``masks``: polygon
+    lines become the records' instance masks."""
     yaml_file = find_yaml(yaml_path)
     cfg, root, names = load_yolo_yaml(yaml_file)
     if not cfg.get(split):
@@ -161,17 +186,19 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None) -> Det
         files, dirs = _list_images(root, str(entry), f"{yaml_file} ({split})")
         images += files
         folders += dirs
-    out = DetectionSplit(name or f"YOLO {split}", [], names, list(range(len(names))))
+    class_ids = yolo_class_ids(cfg)
+    out = DetectionSplit(name or f"YOLO {split}", [], names, class_ids)
     for i, img in enumerate(images):
         if not img.is_file():
             raise DatasetFormatError(f"{yaml_file} ({split}): lists image {img}, which does not exist")
         size = image_size_of(img)
         lbl = label_path_for(img)
+        polygons: list[Any] | None = [] if masks else None
         if lbl.is_file():
-            boxes, labels = _parse_label_file(lbl, len(names), size)
+            boxes, labels, polygons = _parse_label_file(lbl, class_ids, size, masks)
         else:  # no label file: a background image, as the format defines it
             boxes, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-        out.add(DetectionRecord(img, i, boxes, labels, size), str(lbl))
+        out.add(DetectionRecord(img, i, boxes, labels, size, polygons), str(lbl))
     # label files whose image is missing are ignored by the format; say how many there are
     wanted = {label_path_for(r.path) for r in out.records}
     orphans = []
@@ -206,16 +233,18 @@ class YoloReader(DetectionReader):
     """YOLO txt labels with their dataset YAML (``root``: the YAML or its folder). A split spec is a
     key of the YAML (``train``, ``val``, ``test``); the class table is the YAML's ``names``."""
 
+    has_masks = True
+
     @property
     def data_root(self) -> Path:
         return load_yolo_yaml(self.root)[1]
 
     def class_table(self) -> tuple[list[str], list[int]]:
-        names = load_yolo_yaml(self.root)[2]
-        return names, list(range(len(names)))
+        cfg, _, names = load_yolo_yaml(self.root)
+        return names, yolo_class_ids(cfg)
 
     def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
-        return read_yolo(self.root, str(spec), name=name)
+        return read_yolo(self.root, str(spec), name=name, masks=self.masks)
 
     @classmethod
     def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str]) -> None:
