@@ -49,19 +49,16 @@ def mask_to_original(mask: Tensor, size: Sequence[int], orig_size: Sequence[int]
 
 def instance_masks_to_original(masks: Tensor, image_box: Tensor, orig_size: Sequence[int]) -> Tensor:
     """Instance masks ``[K, H, W]`` of a transformed image back to the file's pixels ``[K, H0, W0]``
-    (same dtype): the part of the image where the file lies (``image_box`` xyxy, e.g. inside a
-    letterbox's padding) resized to ``orig_size`` with nearest-neighbour. For evaluation pipelines
-    (no flips or crops), like :func:`boxes_to_original`."""
+    (same dtype): each file pixel takes the value at its centre's place in the transformed image
+    (``image_box`` xyxy is where the file lies there, e.g. inside a letterbox's padding), i.e. a
+    nearest-neighbour resize of that part. For evaluation pipelines (no flips or crops), like
+    :func:`boxes_to_original`."""
     h0, w0 = int(orig_size[0]), int(orig_size[1])
     h, w = masks.shape[-2:]
-    x1, y1 = max(int(round(float(image_box[0]))), 0), max(int(round(float(image_box[1]))), 0)
-    x2, y2 = min(int(round(float(image_box[2]))), w), min(int(round(float(image_box[3]))), h)
-    crop = masks[:, y1:y2, x1:x2]
-    if crop.shape[-2:] == (h0, w0):
-        return crop
-    if len(crop) == 0:
-        return masks.new_zeros((0, h0, w0))
-    return F.interpolate(crop[None].float(), size=(h0, w0), mode="nearest")[0].to(masks.dtype)
+    ib = image_box.double().cpu()
+    cols = (ib[0] + (torch.arange(w0, dtype=torch.float64) + 0.5) * (ib[2] - ib[0]) / w0).floor().long().clamp(0, w - 1)
+    rows = (ib[1] + (torch.arange(h0, dtype=torch.float64) + 0.5) * (ib[3] - ib[1]) / h0).floor().long().clamp(0, h - 1)
+    return masks[:, rows.to(masks.device)][:, :, cols.to(masks.device)]
 
 
 def roi_masks_to_image(roi_masks: Tensor, boxes: Tensor, size: Sequence[int]) -> Tensor:
