@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -54,9 +53,13 @@ def test_fit_test_predict_through_the_cli(tmp_path: Path) -> None:
     assert len(pngs) == 2 and all(Image.open(p).size == (48, 48) for p in pngs)
 
 
-def test_refuses_a_detector_without_masks() -> None:
+def test_refuses_a_detector_without_masks_and_data_without_masks() -> None:
     with pytest.raises(ValueError, match="model 'faster_rcnn' returns no masks"):
         InstanceSegmentationTask(model="faster_rcnn", num_classes=2)
+    task = InstanceSegmentationTask(num_classes=2, model_kwargs=TINY).eval()
+    target = {"boxes": torch.tensor([[2.0, 2.0, 20.0, 20.0]]), "labels": torch.tensor([0])}
+    with torch.no_grad(), pytest.raises(ValueError, match=r"data\.init_args\.masks: true"):
+        task.validation_step(([torch.zeros(3, 32, 32)], [target]), 0)
 
 
 @pytest.mark.slow

@@ -70,6 +70,8 @@ class InstanceSegmentationTask(DetectionTask):
         preds = self.detector(images, targets, self._proposals(targets))
         preds_o, gts_o = [], []
         for p, t in zip(preds, targets):
+            if "masks" not in t:
+                raise ValueError("instance segmentation is evaluated on masks: set data.init_args.masks: true")
             boxes, masks = t["boxes"].float(), t["masks"]
             if "image_box" in t and "orig_size" in t:
                 boxes = boxes_to_original(boxes, t["image_box"], t["orig_size"])
