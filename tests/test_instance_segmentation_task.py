@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -90,3 +91,27 @@ def test_mask_branch_learns_the_pixels(tmp_path: Path) -> None:
                   [{"boxes": t["boxes"], "labels": t["labels"], "masks": t["masks"].bool()} for t in targets])
     result = metric.compute()
     assert float(result["bbox_map_50"]) >= 0.9 and float(result["segm_map_50"]) >= 0.9, result
+
+
+def test_drawing_fills_the_masks_at_the_file_size(tmp_path: Path) -> None:
+    """The drawn PNG has the file's size and the mask's pixels take the class colour (alpha 0.5),
+    while pixels outside every mask and box keep the file's."""
+    from pycocotools import mask as mask_utils
+
+    from visiontasks.outputs import DetectionDrawingWriter
+    from visiontasks.outputs.drawing import class_colours
+
+    Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(tmp_path / "a.png")
+    mask = np.zeros((200, 300), np.uint8)
+    mask[60:160, 80:240] = 1
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    rle = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+    pred = [{"image_id": 1, "path": str(tmp_path / "a.png"), "boxes": torch.tensor([[80.0, 60.0, 240.0, 160.0]]),
+             "scores": torch.tensor([0.9]), "labels": torch.tensor([1]), "segmentation": [rle]}]
+    (tmp_path / "out").mkdir()
+    DetectionDrawingWriter().write_images(pred, ["a", "b"], tmp_path / "out")
+    drawn = np.asarray(Image.open(tmp_path / "out" / "000001_a.png"))
+    assert drawn.shape == (200, 300, 3)
+    colour = np.array(class_colours(2)[1])
+    np.testing.assert_allclose(drawn[140, 200], colour * 0.5, atol=1)  # inside the mask, below the label
+    assert (drawn[190, 10] == 0).all()

@@ -155,8 +155,8 @@ def draw_instance_masks(image: np.ndarray, masks: np.ndarray, colours: Sequence[
     if len(masks) == 0:
         return np.ascontiguousarray(image[..., :3]).copy()
     img = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)
-    out = draw_segmentation_masks(img, torch.from_numpy(np.asarray(masks, bool))[::-1].contiguous(), alpha=alpha,
-                                  colors=[tuple(int(v) for v in c) for c in colours][::-1])
+    stacked = torch.from_numpy(np.ascontiguousarray(np.asarray(masks, bool)[::-1]))  # best painted last
+    out = draw_segmentation_masks(img, stacked, alpha=alpha, colors=[tuple(int(v) for v in c) for c in colours][::-1])
     return out.permute(1, 2, 0).numpy().copy()
 
 
