@@ -151,6 +151,8 @@ def test_class_states_paper_and_year(name: str) -> None:
         images, targets = batch([(32, 32)])
         with pytest.raises(ValueError, match="masks"):
             model(images, targets)
+        with pytest.raises(ValueError, match=r"one mask per box \(2\), got \[1, 32, 32\]"):
+            model(images, [{**t, "masks": torch.zeros(1, 32, 32, dtype=torch.uint8)} for t in targets])
 
 
 @pytest.mark.parametrize("name", DETECTORS_UNDER_TEST)

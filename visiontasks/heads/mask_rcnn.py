@@ -81,7 +81,12 @@ class MaskRCNN(FasterRCNN):
         if "masks" not in target:
             raise ValueError("mask_rcnn trains on instance masks: the targets have none; read the data with "
                              "masks (data.init_args.masks: true)")
-        return {**super().torchvision_target(target), "masks": target["masks"]}
+        out = super().torchvision_target(target)
+        masks = target["masks"]
+        if masks.ndim != 3 or len(masks) != len(out["boxes"]):
+            raise ValueError(f"target masks must be [K, H, W] with one mask per box ({len(out['boxes'])}), "
+                             f"got {list(masks.shape)}")
+        return {**out, "masks": masks}
 
     def sample_losses(
         self, feats: OrderedDict[str, Tensor], sizes: list[tuple[int, int]], props: list[Tensor],
