@@ -115,3 +115,46 @@ def test_drawing_fills_the_masks_at_the_file_size(tmp_path: Path) -> None:
     colour = np.array(class_colours(2)[1])
     np.testing.assert_allclose(drawn[140, 200], colour * 0.5, atol=1)  # inside the mask, below the label
     assert (drawn[190, 10] == 0).all()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_box_and_mask_ap_equal_single_process(tmp_path: Path) -> None:
+    """A 2-process CPU DDP fit + validate (tests/detection_ddp_script.py); the same weights validated
+    in one process give the same box and mask AP (masks are gathered as COCO RLE by torchmetrics)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from visiontasks.data.detection import write_synthetic_detection
+
+    here = Path(__file__).parent
+    sys.path.insert(0, str(here))
+    from detection_ddp_script import make
+
+    root = write_synthetic_detection(tmp_path / "data", "coco", splits={"train": 8, "val": 6}, image_size=64,
+                                     num_classes=2, max_objects=2, size_range=(0.2, 0.35), background_fraction=0.0,
+                                     seed=1, masks=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(here.parent), os.environ.get("PYTHONPATH", "")])}
+    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK"):
+        env.pop(key, None)
+    proc = subprocess.run([sys.executable, str(here / "detection_ddp_script.py"), "mask_rcnn", str(root),
+                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    assert result["world_size"] == 2 and result["val_images"] == 6
+    ddp = result["metrics"]
+    task, dm = make("mask_rcnn", str(root))
+    task.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    import lightning.pytorch as pl
+
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path / "s"))
+    single = trainer.validate(task, dm, verbose=False)[0]
+    assert ddp["val/mAP50"] > 0 and ddp["val/mask_mAP50"] > 0, "a non-trivial check needs matched detections"
+    for key in ("val/mAP", "val/mAP50", "val/mask_mAP", "val/mask_mAP50", "val/mask_mAR100"):
+        assert ddp[key] == pytest.approx(float(single[key]), abs=1e-6), key
