@@ -158,3 +158,25 @@ def test_ddp_two_processes_box_and_mask_ap_equal_single_process(tmp_path: Path) 
     assert ddp["val/mAP50"] > 0 and ddp["val/mask_mAP50"] > 0, "a non-trivial check needs matched detections"
     for key in ("val/mAP", "val/mAP50", "val/mask_mAP", "val/mask_mAP50", "val/mask_mAR100"):
         assert ddp[key] == pytest.approx(float(single[key]), abs=1e-6), key
+
+
+def test_bf16_mixed_fit(tmp_path: Path) -> None:
+    import sys
+
+    import lightning.pytorch as pl
+
+    from visiontasks.data.detection import write_synthetic_detection
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from detection_ddp_script import make
+
+    root = write_synthetic_detection(tmp_path / "data", "coco", splits={"train": 4, "val": 2}, image_size=48,
+                                     num_classes=2, background_fraction=0.0, masks=True)
+    task, dm = make("mask_rcnn", str(root))
+    trainer = pl.Trainer(accelerator="cpu", devices=1, precision="bf16-mixed", max_epochs=1, limit_train_batches=2,
+                         limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer.fit(task, dm)
+    m = trainer.callback_metrics
+    assert torch.isfinite(m["train/loss"]) and "val/mask_mAP50" in m and "val/mAP50" in m
+    assert any(k.startswith("val/mask_AP/") for k in m)
