@@ -1,6 +1,7 @@
 """Run by tests/test_detection_train.py as a subprocess: a 2-process CPU DDP fit, then validate.
 
-``python detection_ddp_script.py MODEL DATA_ROOT OUT_DIR``: fits ``MODEL`` (faster_rcnn | yolov1 | ssd) for a
+``python detection_ddp_script.py MODEL DATA_ROOT OUT_DIR``: fits ``MODEL`` (faster_rcnn | yolov1 | ssd |
+mask_rcnn, the last as instance segmentation on data with masks) for a
 few steps with ``strategy="ddp"`` on 2 CPU processes, validates, and (rank 0) writes the validation
 metrics to ``OUT_DIR/metrics.json`` and the weights to ``OUT_DIR/weights.pt``. The test then validates
 the same weights in one process and compares the mAP. (A DDP Trainer inside pytest would re-run the
@@ -19,6 +20,7 @@ import torch
 
 from visiontasks.data.detection import DetectionDataModule
 from visiontasks.tasks.detection import DetectionTask
+from visiontasks.tasks.instance_segmentation import InstanceSegmentationTask
 
 TINY = {
     "faster_rcnn": dict(anchor_sizes=[16, 32, 64], representation_size=64, rpn_pre_nms_top_n_train=200,
@@ -28,17 +30,21 @@ TINY = {
                    activation="sigmoid"),
     "ssd": dict(image_size=64, extra_channels=[64, 32], detections_per_img=50),
 }
+TINY["mask_rcnn"] = dict(TINY["faster_rcnn"], mask_layers=[16, 16], mask_predictor_channels=16)
 # steps of the DDP fit: an untrained YOLO finds nothing (mAP 0 = a check that cannot fail), so it
-# trains until some of its detections match; Faster R-CNN's untrained proposals already do.
-EPOCHS = {"faster_rcnn": 1, "yolov1": 12, "ssd": 2}
+# (and Mask R-CNN, whose untrained boxes match at IoU ~0.5 at best) trains until some of its detections
+# match; Faster R-CNN's untrained proposals already do.
+EPOCHS = {"faster_rcnn": 1, "yolov1": 12, "ssd": 2, "mask_rcnn": 10}
 
 
 def make(model: str, root: str) -> tuple[DetectionTask, DetectionDataModule]:
     """The task and data used by both the DDP run and the single-process check."""
+    masks = model == "mask_rcnn"  # instance segmentation: data with masks, box + mask AP
     dm = DetectionDataModule(format="coco", root=root, image_size=64, batch_size=2, eval_batch_size=2,
-                             augment=False)
-    task = DetectionTask(model=model, backbone="resnet18", num_classes=2, model_kwargs=TINY[model],
-                         optimizer=partial(torch.optim.AdamW, lr=2e-3))
+                             augment=False, masks=masks)
+    task_class = InstanceSegmentationTask if masks else DetectionTask
+    task = task_class(model=model, backbone="resnet18", num_classes=2, model_kwargs=TINY[model],
+                      optimizer=partial(torch.optim.AdamW, lr=2e-3))
     return task, dm
 
 

@@ -32,6 +32,10 @@ SMALL: dict[str, dict[str, Any]] = {
     "faster_rcnn": dict(anchor_sizes=(16, 32, 64), representation_size=32, rpn_pre_nms_top_n_train=100,
                         rpn_post_nms_top_n_train=30, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
                         rpn_batch_size_per_image=32, box_batch_size_per_image=16),
+    "mask_rcnn": dict(anchor_sizes=(16, 32, 64), representation_size=32, rpn_pre_nms_top_n_train=100,
+                      rpn_post_nms_top_n_train=30, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
+                      rpn_batch_size_per_image=32, box_batch_size_per_image=16, mask_layers=(16, 16),
+                      mask_predictor_channels=16),
     "fast_rcnn": dict(representation_size=32, rois_per_image=16),
     "rcnn": dict(warp_size=24, context_padding=2, representation_size=32, regions_per_batch=12, max_proposals_test=8),
     "yolov1": dict(hidden_channels=16, representation_size=32),
@@ -75,7 +79,21 @@ def batch(sizes: list[tuple[int, int]], with_boxes: bool = True) -> tuple[list[t
                     for i, (h, w) in enumerate(sizes)]
 
 
+def with_masks(images: list[torch.Tensor], targets: list[dict]) -> list[dict]:
+    """Targets plus ``masks`` uint8 ``[K, H, W]``: each box's ellipse (for ``needs_masks`` detectors)."""
+    out = []
+    for im, t in zip(images, targets):
+        h, w = im.shape[-2:]
+        yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        masks = [((xx - (x1 + x2) / 2) / ((x2 - x1) / 2)) ** 2 + ((yy - (y1 + y2) / 2) / ((y2 - y1) / 2)) ** 2 <= 1
+                 for x1, y1, x2, y2 in t["boxes"].tolist()]
+        out.append({**t, "masks": torch.stack(masks).to(torch.uint8) if masks else torch.zeros(0, h, w, dtype=torch.uint8)})
+    return out
+
+
 def run(model: Detector, images: list[torch.Tensor], targets: list[dict] | None, props: list[torch.Tensor] | None):
+    if targets is not None and model.training and model.needs_masks:
+        targets = with_masks(images, targets)
     return model(images, targets, props if model.needs_proposals else None)
 
 
@@ -108,6 +126,9 @@ def check_detections(out: Any, images: list[torch.Tensor]) -> int:
             assert labels.min() >= 0 and labels.max() < NUM_CLASSES, labels
             assert (scores >= 0).all() and (scores <= 1).all(), scores
             assert (scores[:-1] >= scores[1:]).all(), "scores sorted descending"
+        if "masks" in det:  # instance masks (needs_masks detectors): one per detection, in the image's pixels
+            assert det["masks"].shape == (d, h, w) and det["masks"].dtype in (torch.float32, torch.uint8)
+            assert d == 0 or (det["masks"].min() >= 0 and det["masks"].max() <= 1)
     return sum(len(det["scores"]) for det in out)
 
 
@@ -124,6 +145,14 @@ def test_class_states_paper_and_year(name: str) -> None:
     model = build(name)
     assert isinstance(model, Detector) and isinstance(model.needs_proposals, bool)
     assert model.num_classes == NUM_CLASSES
+    assert isinstance(model.needs_masks, bool)
+    if model.needs_masks:  # training without masks is refused with a message saying what to set
+        model.train()
+        images, targets = batch([(32, 32)])
+        with pytest.raises(ValueError, match="masks"):
+            model(images, targets)
+        with pytest.raises(ValueError, match=r"one mask per box \(2\), got \[1, 32, 32\]"):
+            model(images, [{**t, "masks": torch.zeros(1, 32, 32, dtype=torch.uint8)} for t in targets])
 
 
 @pytest.mark.parametrize("name", DETECTORS_UNDER_TEST)
@@ -194,6 +223,8 @@ def test_eval_with_geometry_returns_original_pixels(name: str) -> None:
     expected[:, 0::2] = (expected[:, 0::2] / 0.4).clamp(0, 200)  # 80 px wide <- 200 px
     expected[:, 1::2] = ((expected[:, 1::2] - 12.0) / 0.4).clamp(0, 100)  # rows 12..52 <- 100 px
     torch.testing.assert_close(mapped["boxes"], expected)
+    if "masks" in plain:  # instance masks are pasted in the file's pixels too
+        assert plain["masks"].shape[-2:] == (64, 80) and mapped["masks"].shape[-2:] == (100, 200)
     assert torch.equal(mapped["scores"], plain["scores"]) and torch.equal(mapped["labels"], plain["labels"])
 
 

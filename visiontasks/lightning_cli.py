@@ -206,10 +206,11 @@ def _given_num_classes(cfg: Any) -> tuple[Any, Any]:
 # help only among classes already imported, so those two cases import them all first.
 _BUILTIN_MODULES = (
     "visiontasks.tasks.classification", "visiontasks.tasks.detection", "visiontasks.tasks.segmentation",
+    "visiontasks.tasks.instance_segmentation",
     "visiontasks.data.classification", "visiontasks.data.detection", "visiontasks.data.segmentation",
 )
 _BARE_NAME = re.compile(
-    r"(?<![\w.])(BaseTask|ClassificationTask|DetectionTask|SegmentationTask|VisionDataModule|"
+    r"(?<![\w.])(BaseTask|ClassificationTask|DetectionTask|SegmentationTask|InstanceSegmentationTask|VisionDataModule|"
     r"ClassificationDataModule|DetectionDataModule|SegmentationDataModule)\b"
 )
 

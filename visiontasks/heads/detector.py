@@ -63,12 +63,15 @@ class Detector(nn.Module):
 
     Class attributes: ``needs_proposals`` (``True`` for detectors that consume external region
     proposals, R-CNN and Fast R-CNN: the task then requires ``target["proposals"]`` and passes them
-    as ``proposals``); ``paper`` and ``year``, the publication the detector follows (read by
+    as ``proposals``); ``needs_masks`` (``True`` for Mask R-CNN: training targets must carry
+    ``masks`` uint8 ``[K, H, W]``; eval outputs then add ``masks`` float ``[D, H, W]`` in [0, 1] in the
+    same pixels as the boxes); ``paper`` and ``year``, the publication the detector follows (read by
     ``visiontasks benchmark detectors``); ``export_support``, what ``visiontasks export`` can do with
     it (:class:`ExportSupport`). Instances set ``num_classes`` and ``size_divisible``.
     """
 
     needs_proposals: ClassVar[bool] = False
+    needs_masks: ClassVar[bool] = False
     export_support: ClassVar[ExportSupport] = ExportSupport()
     paper: ClassVar[str] = ""
     year: ClassVar[int] = 0
@@ -90,7 +93,9 @@ class Detector(nn.Module):
         if self.training:
             return self.losses(batch, sizes, check_targets(targets, len(images), self.num_classes), proposals)
         detections = self.detect(batch, sizes, proposals)
-        return detections if targets is None else detections_to_original(detections, targets)
+        if targets is None:  # still pastes instance masks (``roi_masks``) into the images as given
+            return detections_to_original(detections, [{"size": s} for s in sizes])
+        return detections_to_original(detections, [{"size": s, **t} for s, t in zip(sizes, targets)])
 
     def losses(
         self, batch: Tensor, sizes: list[tuple[int, int]], targets: list[dict[str, Any]],

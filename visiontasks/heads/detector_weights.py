@@ -1,12 +1,14 @@
-"""Whole-detector weights from torchvision: ``fasterrcnn_resnet50_fpn``'s COCO weights (by name,
-downloaded only when asked) or a state_dict file saved from that model, loaded into our
-``faster_rcnn`` (ResNet-50 backbone, ``fpn: true``); the same for ``ssd300_vgg16`` into our ``ssd``
-(VGG-16 backbone, the settings of ``ssd.TORCHVISION_SSD300``; see :func:`load_torchvision_ssd`).
+"""Whole-detector weights from torchvision: ``fasterrcnn_resnet50_fpn``'s (``maskrcnn_resnet50_fpn``'s)
+COCO weights (by name, downloaded only when asked) or a state_dict file saved from that model, loaded
+into our ``faster_rcnn`` (``mask_rcnn``) (ResNet-50 backbone, ``fpn: true``); the same for
+``ssd300_vgg16`` into our ``ssd`` (VGG-16 backbone, the settings of ``ssd.TORCHVISION_SSD300``; see
+:func:`load_torchvision_ssd`).
 
 torchvision's keys are renamed, not matched by position: ``backbone.body.<resnet key>`` goes to our
 backbone's stage of that tensor (the registry's canonical-key map), ``backbone.fpn.`` to ``fpn.``;
 ``rpn.`` and ``roi_heads.`` are torchvision's own modules in both. With another class count the
-class-specific layers (``box_predictor.cls_score`` / ``bbox_pred``) are re-initialised with a warning:
+class-specific layers (``box_predictor.cls_score`` / ``bbox_pred``, and Mask R-CNN's
+``mask_predictor.mask_fcn_logits``) are re-initialised with a warning:
 the fine-tuning recipe of torchvision's detection tutorial. Our labels are torchvision's minus one
 (its class 0 is the background), so COCO's 90 label ids map to our 0..89.
 """
@@ -26,6 +28,12 @@ from visiontasks.errors import InvalidInputError, MissingFileError
 
 TORCHVISION_WEIGHTS = "FasterRCNN_ResNet50_FPN_Weights"
 CLASS_SPECIFIC = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.")
+# per detector: (torchvision model, its weights enum, its class-specific layers)
+KINDS = {
+    "faster_rcnn": ("fasterrcnn_resnet50_fpn", TORCHVISION_WEIGHTS, CLASS_SPECIFIC),
+    "mask_rcnn": ("maskrcnn_resnet50_fpn", "MaskRCNN_ResNet50_FPN_Weights",
+                  CLASS_SPECIFIC + ("roi_heads.mask_predictor.mask_fcn_logits.",)),
+}
 
 
 def torchvision_detector_state(weights: str | os.PathLike, enum: str = TORCHVISION_WEIGHTS) -> dict[str, torch.Tensor]:
@@ -72,27 +80,32 @@ def _renamed(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_torchvision_detector(detector: nn.Module, weights: str | os.PathLike, num_classes: int) -> None:
-    """Load torchvision's Faster R-CNN ResNet-50-FPN weights into ``detector`` (our ``faster_rcnn``
-    on ``resnet50`` with ``fpn: true``); raises :class:`InvalidInputError` when they do not fit."""
-    state = _renamed(torchvision_detector_state(weights))
+def load_torchvision_detector(
+    detector: nn.Module, weights: str | os.PathLike, num_classes: int, kind: str = "faster_rcnn"
+) -> None:
+    """Load torchvision's ResNet-50-FPN weights of ``kind`` (``faster_rcnn``: ``fasterrcnn_resnet50_fpn``,
+    ``mask_rcnn``: ``maskrcnn_resnet50_fpn``) into ``detector`` (ours on ``resnet50`` with
+    ``fpn: true``); raises :class:`InvalidInputError` when they do not fit."""
+    tv_name, enum, class_specific_keys = KINDS[kind]
+    state = _renamed(torchvision_detector_state(weights, enum))
     own = detector.state_dict()
-    class_specific = [k for k in state if k.startswith(CLASS_SPECIFIC)]
+    class_specific = [k for k in state if k.startswith(class_specific_keys)]
     if any(k in own and own[k].shape != state[k].shape for k in class_specific):
         theirs = state["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1
         warnings.warn(
-            f"faster_rcnn: {weights} has {theirs} classes, the model {num_classes}: box_predictor "
-            "(cls_score, bbox_pred) re-initialised",
+            f"{kind}: {weights} has {theirs} classes, the model {num_classes}: box_predictor "
+            f"(cls_score, bbox_pred){' and mask_predictor (mask_fcn_logits)' if kind == 'mask_rcnn' else ''} "
+            "re-initialised",
             stacklevel=3,
         )
         state = {k: v for k, v in state.items() if k not in class_specific}
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     unexpected = [k for k in state if k not in own]
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
-               and not k.startswith(CLASS_SPECIFIC)]
+               and not k.startswith(class_specific_keys)]
     if mismatched or unexpected or missing:
         raise InvalidInputError(
-            f"detector weights {weights} do not fit: they are torchvision's fasterrcnn_resnet50_fpn (set "
+            f"detector weights {weights} do not fit: they are torchvision's {tv_name} (set "
             f"backbone: resnet50 and model_kwargs: {{fpn: true}}); mismatched {mismatched[:3]}, unexpected "
             f"{unexpected[:3]}, missing {missing[:3]}"
         )

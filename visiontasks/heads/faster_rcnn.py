@@ -181,5 +181,6 @@ class FasterRCNN(TwoStageDetector):
         )
         super().__init__(backbone, num_classes, names, heads, rpn=rpn, fpn=fpn_module,
                          size_divisible=size_divisible)
+        self.out_channels = channels  # of the maps the RoI heads read (FPN levels or the single one)
         if weights is not None:
             load_torchvision_detector(self, weights, num_classes)

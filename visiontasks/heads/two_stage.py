@@ -194,15 +194,24 @@ class TwoStageDetector(Detector):
         proposals: list[Tensor] | None,
     ) -> Losses:
         """``{[loss_objectness, loss_rpn_box_reg,] loss_classifier, loss_box_reg}``."""
-        tv_targets = [  # torchvision's RoI heads: background = 0
-            {"boxes": t["boxes"].reshape(-1, 4).float(), "labels": t["labels"].reshape(-1).long() + 1}
-            for t in targets
-        ]
+        tv_targets = [self.torchvision_target(t) for t in targets]
         feats = self.features(batch)
         props, losses = self.propose(ImageList(batch, sizes), feats, tv_targets, proposals)
-        props, _, labels, reg_targets = self.roi_heads.select_training_samples(props, tv_targets)
+        props, matched_idxs, labels, reg_targets = self.roi_heads.select_training_samples(props, tv_targets)
         loss_cls, loss_box = fastrcnn_loss(*self._box_outputs(feats, props, sizes), labels, reg_targets)
-        return {**losses, "loss_classifier": loss_cls, "loss_box_reg": loss_box}
+        extra = self.sample_losses(feats, sizes, props, matched_idxs, labels, tv_targets)
+        return {**losses, "loss_classifier": loss_cls, "loss_box_reg": loss_box, **extra}
+
+    def torchvision_target(self, target: dict[str, Any]) -> dict[str, Tensor]:
+        """One target as torchvision's RoI heads take it: background = 0, so labels + 1."""
+        return {"boxes": target["boxes"].reshape(-1, 4).float(), "labels": target["labels"].reshape(-1).long() + 1}
+
+    def sample_losses(
+        self, feats: OrderedDict[str, Tensor], sizes: list[tuple[int, int]], props: list[Tensor],
+        matched_idxs: list[Tensor], labels: list[Tensor], targets: list[dict[str, Tensor]],
+    ) -> Losses:
+        """Losses of further RoI branches on the sampled RoIs (Mask R-CNN's mask loss); none here."""
+        return {}
 
     def detect(self, batch: Tensor, sizes: list[tuple[int, int]], proposals: list[Tensor] | None) -> Detections:
         """Per image ``{boxes [D, 4] xyxy px, scores [D], labels [D] int64 0-based}``."""
@@ -210,7 +219,14 @@ class TwoStageDetector(Detector):
         props, _ = self.propose(ImageList(batch, sizes), feats, None, proposals)
         logits, deltas = self._box_outputs(feats, props, sizes)
         boxes, scores, labels = self.roi_heads.postprocess_detections(logits, deltas, props, sizes)
-        return [
+        detections = [
             {"boxes": b.float(), "scores": s.float(), "labels": lab - 1}  # background was 0
             for b, s, lab in zip(boxes, scores, labels)
         ]
+        return self.detect_more(feats, sizes, detections)
+
+    def detect_more(
+        self, feats: OrderedDict[str, Tensor], sizes: list[tuple[int, int]], detections: Detections
+    ) -> Detections:
+        """Add the outputs of further RoI branches to the final detections (Mask R-CNN's masks)."""
+        return detections

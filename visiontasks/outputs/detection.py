@@ -1,4 +1,5 @@
-"""Detection outputs: COCO results JSON and PNGs with the boxes drawn."""
+"""Detection outputs: COCO results JSON and PNGs with the boxes drawn (and the instance masks, for
+instance segmentation predictions carrying ``segmentation``: one COCO RLE per detection)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def category_ids(trainer: pl.Trainer, num_classes: int) -> list[int]:
 class CocoResultsWriter(BasePredictionWriter):
     """``results.json`` in ``output_dir`` (default: the run's ``predictions`` folder), COCO results
     format: ``{image_id, category_id, bbox: [x, y, w, h] in file pixels (2 decimals), score}`` for
-    every detection. Under DDP the entries of all processes are gathered (an image repeated by the
+    every detection, plus ``segmentation`` (COCO RLE, file pixels) when the predictions carry
+    instance masks. Under DDP the entries of all processes are gathered (an image repeated by the
     distributed sampler counts once) and rank 0 writes."""
 
     def __init__(self, output_dir: str | os.PathLike | None = None) -> None:
@@ -47,12 +49,14 @@ class CocoResultsWriter(BasePredictionWriter):
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
         for p in prediction:
-            for b, s, c in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist()):
+            for k, (b, s, c) in enumerate(zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist())):
                 self._results.append({
                     "image_id": int(p["image_id"]), "category_id": self._ids[c],
                     "bbox": [round(b[0], 2), round(b[1], 2), round(b[2] - b[0], 2), round(b[3] - b[1], 2)],
                     "score": round(float(s), 5),
                 })
+                if "segmentation" in p:
+                    self._results[-1]["segmentation"] = p["segmentation"][k]
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Sequence[Any],
                            batch_indices: Sequence[Any]) -> None:
@@ -65,7 +69,8 @@ class CocoResultsWriter(BasePredictionWriter):
 class DetectionDrawingWriter(PerImageWriter):
     """One PNG per image, ``<image_id:06d>_<file stem>.png`` in ``output_dir`` (default: the run's
     ``predictions`` folder): the image file with its detections drawn (box, class name and score on
-    a label in the class colour; sizes scale with the image, see :mod:`visiontasks.outputs.drawing`).
+    a label in the class colour; sizes scale with the image, see :mod:`visiontasks.outputs.drawing`),
+    and, for instance segmentation, each drawn detection's mask filled in its class colour.
 
     Drawn are the detections scoring at least ``draw_score_thresh`` that also survive a
     class-agnostic NMS at IoU ``draw_nms_iou`` (``None``: no such NMS), so one object shows one box
@@ -86,5 +91,5 @@ class DetectionDrawingWriter(PerImageWriter):
         for p in prediction:
             path = Path(p["path"])
             image = render_detections(read_image(path, 3), p["boxes"], p["scores"], p["labels"], class_names,
-                                      self.draw_score_thresh, self.draw_nms_iou)
+                                      self.draw_score_thresh, self.draw_nms_iou, p.get("segmentation"))
             Image.fromarray(image).save(folder / f"{int(p['image_id']):06d}_{path.stem}.png")

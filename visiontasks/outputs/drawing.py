@@ -150,6 +150,21 @@ def draw_detections(image: np.ndarray, boxes: Sequence[Sequence[float]], labels:
     return np.asarray(out)
 
 
+def draw_instance_masks(image: np.ndarray, masks: np.ndarray, colours: Sequence[RGB], alpha: float = 0.5) -> np.ndarray:
+    """``image`` (``uint8 [H, W, 3]``) with each instance mask (``bool [K, H, W]``, file pixels)
+    filled in its colour at ``alpha`` (torchvision's ``draw_segmentation_masks``); the first mask is
+    painted last (on top), so pass them best first. Returns a new array."""
+    import torch
+    from torchvision.utils import draw_segmentation_masks
+
+    if len(masks) == 0:
+        return np.ascontiguousarray(image[..., :3]).copy()
+    img = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1)
+    stacked = torch.from_numpy(np.ascontiguousarray(np.asarray(masks, bool)[::-1]))  # best painted last
+    out = draw_segmentation_masks(img, stacked, alpha=alpha, colors=[tuple(int(v) for v in c) for c in colours][::-1])
+    return out.permute(1, 2, 0).numpy().copy()
+
+
 def draw_legend(image: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> np.ndarray:
     """``image`` (``uint8 [H, W, 3]``) with a legend in its top-left corner: one row per
     ``(name, colour)``, a swatch and the name in black on a translucent white panel, sized like
@@ -200,16 +215,23 @@ def shown_detections(boxes: torch.Tensor, scores: torch.Tensor, score_thresh: fl
 
 def render_detections(image: np.ndarray, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
                       names: Sequence[str], score_thresh: float = DRAW_SCORE_THRESH,
-                      nms_iou: float | None = DRAW_NMS_IOU) -> np.ndarray:
+                      nms_iou: float | None = DRAW_NMS_IOU, rles: Sequence[dict] | None = None) -> np.ndarray:
     """``image`` (``uint8 [H, W, 3]``, the file's pixels) with the detections chosen by
-    :func:`shown_detections` drawn: box and ``"<class> <score>"`` label in the class colour."""
+    :func:`shown_detections` drawn: box and ``"<class> <score>"`` label in the class colour, and with
+    ``rles`` (one COCO RLE per detection, file pixels: instance segmentation) the masks filled."""
     boxes, scores, labels = boxes.detach().cpu(), scores.detach().cpu(), labels.detach().cpu()
     idx = shown_detections(boxes, scores, score_thresh, nms_iou)
     if not len(idx):
         return np.ascontiguousarray(image[..., :3])
     colours = class_colours(len(names))
     text = [f"{names[c]} {s:.2f}" for c, s in zip(labels[idx].tolist(), scores[idx].tolist())]
-    return draw_detections(image, boxes[idx].tolist(), text, [colours[c] for c in labels[idx].tolist()])
+    drawn = [colours[c] for c in labels[idx].tolist()]
+    if rles is not None:
+        from pycocotools import mask as mask_utils
+
+        masks = mask_utils.decode([rles[i] for i in idx.tolist()]).transpose(2, 0, 1)
+        image = draw_instance_masks(image, masks, drawn)
+    return draw_detections(image, boxes[idx].tolist(), text, drawn)
 
 
 def render_segmentation(image: np.ndarray, mask: np.ndarray, names: Sequence[str], alpha: float = 0.5) -> np.ndarray:

@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from .base import BaseTask
     from .classification import ClassificationTask
     from .detection import DetectionTask
+    from .instance_segmentation import InstanceSegmentationTask
     from .segmentation import SegmentationTask
 
 _LAZY = {"BaseTask": "base", "ClassificationTask": "classification", "DetectionTask": "detection",
-         "SegmentationTask": "segmentation"}
+         "InstanceSegmentationTask": "instance_segmentation", "SegmentationTask": "segmentation"}
 __all__ = sorted(_LAZY)
 
 

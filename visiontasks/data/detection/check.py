@@ -93,7 +93,7 @@ class YoloJob:
     split: str
     path: str
     label_file: str
-    num_classes: int
+    class_ids: list[int]  # the YAML's class id of each label
 
     def __call__(self) -> SampleInfo:
         from .yolo import parse_label_line
@@ -107,7 +107,7 @@ class YoloJob:
         if image is not None and lbl.is_file():
             for n, line in enumerate(lbl.read_text(errors="replace").splitlines(), 1):
                 try:
-                    parsed = parse_label_line(line, n, lbl, self.num_classes, info.size)
+                    parsed = parse_label_line(line, n, lbl, self.class_ids, info.size)
                 except DatasetFormatError as err:
                     what = str(err).replace(f"{lbl}, line {n}: ", "")
                     info.problem("error", what, "fix or delete the line", str(lbl), n)
@@ -142,7 +142,7 @@ def split_jobs_from_reader(reader: DetectionReader, spec: Any, split: str, class
 def yolo_split_jobs(yaml_path: Path, spec: Any, split: str) -> SplitJobs:
     """Every image of YOLO split ``spec`` (a YAML key) with its label file, a problem for every image a
     list names that does not exist, and a warning for every label file without an image."""
-    from .yolo import _list_images, find_yaml, label_path_for, load_yolo_yaml
+    from .yolo import _list_images, find_yaml, label_path_for, load_yolo_yaml, yolo_class_ids
 
     where = str(yaml_path)
     loaded, problems = collect(lambda: (find_yaml(yaml_path), *load_yolo_yaml(yaml_path)), where, split)
@@ -169,7 +169,7 @@ def yolo_split_jobs(yaml_path: Path, spec: Any, split: str) -> SplitJobs:
             problems.append(Problem("error", str(img), f"listed in {yaml_file} ({spec}) but does not exist",
                                     "add the image or remove it from the list", split=split))
             continue
-        jobs.append(YoloJob(split, str(img), str(label_path_for(img)), len(names)))
+        jobs.append(YoloJob(split, str(img), str(label_path_for(img)), yolo_class_ids(cfg)))
     wanted = {label_path_for(Path(j.path)) for j in jobs}  # type: ignore[attr-defined]
     for folder in folders:
         lbl_dir = label_path_for(folder / "x.jpg").parent

@@ -3,6 +3,8 @@
 Categories are sorted by id; label ``k`` is the k-th category (COCO's ids have gaps, labels don't).
 ``bbox`` is ``[x, y, w, h]`` in pixels. Crowd annotations (``iscrowd: 1``) are skipped, as in
 torchvision's detection references. Images without annotations are kept (background images).
+With ``masks=True`` each annotation's ``segmentation`` (polygons in pixels, or RLE) is checked
+against its image and kept on the record (see :mod:`.masks`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from visiontasks.errors import InvalidInputError, MissingFileError
 
 from .common import DatasetFormatError, DetectionRecord, DetectionSplit, check_stored_size, safe_join
+from .masks import check_segmentation
 from .reader import DetectionReader, register_reader
 
 
@@ -50,12 +53,14 @@ def read_coco(
     name: str | None = None,
     check_files: bool = True,
     data: dict[str, Any] | None = None,
+    masks: bool = False,
 ) -> DetectionSplit:
     """Read one COCO split.
 
     ``image_dir`` (relative to ``root`` or absolute inside it) holds the files named by each image's
     ``file_name``; a ``file_name`` leading outside ``root`` is refused, and one naming a missing file
     is an error naming both the JSON and the image. ``data``: the file's content when already loaded.
+    ``masks``: read each annotation's ``segmentation`` too (records carry ``masks``).
     """
     annotation_file = Path(annotation_file)
     data = data if data is not None else _load(annotation_file)
@@ -68,6 +73,7 @@ def read_coco(
     records: dict[int, DetectionRecord] = {}
     boxes: dict[int, list[list[float]]] = {}
     labels: dict[int, list[int]] = {}
+    segs: dict[int, list[Any]] = {}
     for img in data["images"]:
         try:
             image_id, file_name = int(img["id"]), str(img["file_name"])
@@ -87,7 +93,7 @@ def read_coco(
             raise DatasetFormatError(f"{where}: image id {image_id} appears twice")
         records[image_id] = DetectionRecord(path, image_id, np.zeros((0, 4), np.float32),
                                             np.zeros(0, np.int64), size)
-        boxes[image_id], labels[image_id] = [], []
+        boxes[image_id], labels[image_id], segs[image_id] = [], [], []
 
     for ann in data.get("annotations", []):
         ann_id = ann.get("id", "?")
@@ -105,18 +111,26 @@ def read_coco(
         if ann.get("iscrowd", 0):
             continue
         bbox = ann.get("bbox")
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+            raise DatasetFormatError(f"{where}: annotation {ann_id} has bbox {bbox!r}, not [x, y, w, h]")
         try:
             x, y, w, h = (float(v) for v in bbox)
         except (TypeError, ValueError):
             raise DatasetFormatError(
                 f"{where}: annotation {ann_id} has bbox {bbox!r}, not [x, y, w, h] (four numbers, pixels)"
             ) from None
+        if masks:
+            if "segmentation" not in ann:
+                raise DatasetFormatError(f"{where}: annotation {ann_id} has no 'segmentation' (masks: true needs one)")
+            segs[image_id].append(check_segmentation(ann["segmentation"], records[image_id].size,
+                                                     f"{where}: annotation {ann_id}"))
         boxes[image_id].append([x, y, x + w, y + h])
         labels[image_id].append(cat_to_label[cat])
 
     split = DetectionSplit(name or f"COCO {annotation_file.name}", [], names, sorted(cat_to_label))
     for image_id, rec in records.items():
         rec.boxes, rec.labels = np.array(boxes[image_id], np.float32), np.array(labels[image_id], np.int64)
+        rec.masks = segs[image_id] if masks else None
         split.add(rec, f"{annotation_file.name}, image id {image_id}")
     split.warn_dropped()
     return split
@@ -138,11 +152,13 @@ def write_coco(
         h, w = rec.size
         images.append({"id": rec.image_id, "file_name": Path(rec.path).relative_to(image_dir).as_posix(),
                        "height": h, "width": w})
-        for box, label in zip(rec.boxes.tolist(), rec.labels.tolist()):
+        for k, (box, label) in enumerate(zip(rec.boxes.tolist(), rec.labels.tolist())):
             x1, y1, x2, y2 = box
             anns.append({"id": len(anns) + 1, "image_id": rec.image_id,
                          "category_id": category_ids[label], "bbox": [x1, y1, x2 - x1, y2 - y1],
                          "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+            if rec.masks is not None:
+                anns[-1]["segmentation"] = rec.masks[k]
     cats = [{"id": cid, "name": n, "supercategory": "shape"} for cid, n in zip(category_ids, class_names)]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -154,6 +170,8 @@ class CocoReader(DetectionReader):
     """COCO JSON splits. A split spec is a name ``S`` meaning
     ``{annotations: annotations/instances_S.json, images: images/S}``, or such a dict. The class table
     is the ``categories`` of the first split's file (kept, so that split is not parsed twice)."""
+
+    has_masks = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -182,7 +200,7 @@ class CocoReader(DetectionReader):
 
     def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
         path, images = self._files(spec, name)
-        return read_coco(path, images, self.root, name=name, data=self._loaded.pop(path, None))
+        return read_coco(path, images, self.root, name=name, data=self._loaded.pop(path, None), masks=self.masks)
 
     def check_split(self, spec: Any, split: str, class_names: list[str]) -> tuple[list[Any], list[Any]]:
         from .check import coco_split_jobs  # every image entry and annotation

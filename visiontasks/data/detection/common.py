@@ -11,6 +11,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,8 @@ class DetectionRecord:
     boxes: np.ndarray  # float32 [K, 4] xyxy pixels of the file
     labels: np.ndarray  # int64 [K], 0-based
     size: tuple[int, int] | None = None  # (H, W) of the file
+    # one COCO segmentation per box (polygons in file pixels or RLE; see masks.py), when read with masks
+    masks: list[Any] | None = None
 
 
 @dataclass
@@ -56,6 +59,9 @@ class DetectionSplit:
     def add(self, record: DetectionRecord, where: str) -> None:
         """Append ``record`` after :func:`clean_boxes` (clip to its size, drop degenerate boxes),
         counting what was dropped; ``where`` names the annotation (file, entry) for the warning."""
+        if record.masks is not None:  # the masks of dropped boxes go with them
+            keep = np.flatnonzero(_valid_boxes(np.asarray(record.boxes, np.float32).reshape(-1, 4), record.size))
+            record.masks = [record.masks[i] for i in keep]
         record.boxes, record.labels, dropped = clean_boxes(record.boxes, record.labels, record.size)
         if dropped and self.first_dropped is None:
             self.first_dropped = where
@@ -93,15 +99,23 @@ def clean_boxes(
     """
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    finite = np.isfinite(boxes).all(axis=1)
-    valid = finite & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    valid = _valid_boxes(boxes, size)
     if size is not None:
         h, w = size
         boxes = boxes.copy()
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
-        valid &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     return boxes[valid], labels[valid], int((~valid).sum())
+
+
+def _valid_boxes(boxes: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """bool ``[K]``: finite, positive area, and still so after clipping to ``size`` (H, W) when known."""
+    valid = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    if size is not None:
+        h, w = size
+        x, y = boxes[:, 0::2].clip(0, w), boxes[:, 1::2].clip(0, h)
+        valid &= (x[:, 1] > x[:, 0]) & (y[:, 1] > y[:, 0])
+    return valid
 
 
 def warn_dropped(split: DetectionSplit, example: str | None, stacklevel: int = 3) -> None:

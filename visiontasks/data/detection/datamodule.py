@@ -47,6 +47,9 @@ class DetectionDataModule(VisionDataModule):
         mean, std: normalisation of the 0..1 pixel values (ImageNet by default).
         min_box_size: boxes narrower or shorter than this (pixels, after transforms) are dropped.
         keep_difficult: keep VOC objects marked ``difficult``.
+        masks: read instance masks too (COCO ``segmentation`` polygons/RLE, YOLO polygon labels, the
+            synthetic shapes' exact masks): targets then carry ``masks`` uint8 ``[K, H, W]`` in the
+            transformed image's pixels (for Mask R-CNN). Off: masks are neither read nor decoded.
         skip_bad_images: check every image at setup and skip unreadable ones (one warning with the
             count); otherwise an unreadable image raises an error naming it when it is loaded.
         skip_bad_labels: leave out bad label lines (YOLO: non-numeric, unknown class id, coordinates
@@ -87,6 +90,7 @@ class DetectionDataModule(VisionDataModule):
         std: Sequence[float] = IMAGENET_STD,
         min_box_size: float = 1.0,
         keep_difficult: bool = False,
+        masks: bool = False,
         skip_bad_images: bool = False,
         skip_bad_labels: bool = False,
         synthetic: dict[str, Any] | None = None,
@@ -108,7 +112,8 @@ class DetectionDataModule(VisionDataModule):
         self.root = Path(root)
         self.split_specs = {"train": train, "val": val, "test": test, "predict": predict}
         self.reader = reader_class(self.root, self.split_specs, class_names, keep_difficult,
-                                   skip_bad_labels=skip_bad_labels)
+                                   skip_bad_labels=skip_bad_labels, masks=masks)
+        self.masks = masks
         self.image_size = image_size
         self.resize = resize
         self.augment = AugmentConfig(hflip=hflip, scale=tuple(scale), translate=translate,
@@ -168,6 +173,8 @@ class DetectionDataModule(VisionDataModule):
     def _write_synthetic(self) -> None:
         kwargs = dict(self.synthetic)
         kwargs.setdefault("splits", {"train": 200, "val": 50})
+        if self.masks:
+            kwargs["masks"] = True
         write_synthetic_detection(self.root, self.format, **kwargs)
 
     def _read_split(self, stage: str) -> DetectionSplit | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -15,6 +16,7 @@ from visiontasks.data.io import ImageInput, read_image
 from visiontasks.preprocessing import Preprocessing
 
 from .common import DetectionRecord
+from .masks import decode_masks
 from .transforms import apply_detection_transform, eval_transform
 
 ProposalSource = Callable[[Path], np.ndarray]
@@ -28,7 +30,9 @@ class DetectionDataset(Dataset):
     (0 = first real class, no background index), ``image_id`` int, ``orig_size`` (H, W) of the file,
     ``size`` (H, W) after the transform, ``path`` str, ``image_box`` float32 [4] (where the file's
     pixels lie in the transformed image), and ``proposals`` float32 [P, 4] (transformed-image pixels)
-    when a ``proposal_source`` is set (``source(path) -> [P, 4]`` xyxy pixels of the file).
+    when a ``proposal_source`` is set (``source(path) -> [P, 4]`` xyxy pixels of the file), and
+    ``masks`` uint8 [K, H, W] (one 0/1 mask per box, transformed with the image) when the records
+    carry instance masks.
     """
 
     records: list[DetectionRecord]
@@ -48,11 +52,17 @@ class DetectionDataset(Dataset):
             # the annotation's size disagrees with the file: scale boxes to the real pixels
             sy, sx = h0 / rec.size[0], w0 / rec.size[1]
             boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
+        masks = None
+        if rec.masks is not None:  # decoded in the annotation's frame, resized to the file's if it differs
+            masks = decode_masks(rec.masks, rec.size or (h0, w0))
+            if masks.shape[1:] != (h0, w0):
+                masks = np.stack([cv2.resize(m, (w0, h0), interpolation=cv2.INTER_NEAREST) for m in masks]) \
+                    if len(masks) else np.zeros((0, h0, w0), np.uint8)
         proposals = None
         if self.proposal_source is not None:
             proposals = np.asarray(self.proposal_source(rec.path), np.float32).reshape(-1, 4)
         img, target = apply_detection_transform(
-            self.transform, image, boxes, rec.labels, proposals, self.min_box_size
+            self.transform, image, boxes, rec.labels, proposals, self.min_box_size, masks
         )
         target.update(
             image_id=int(rec.image_id),

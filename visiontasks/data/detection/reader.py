@@ -30,7 +30,11 @@ class DetectionReader(ABC):
         keep_difficult: keep objects marked difficult (VOC).
         skip_bad_labels: leave out bad annotation lines with one counted warning instead of an error
             (YOLO).
+        masks: also read each object's instance mask (records then carry ``masks``); a format without
+            instance masks refuses it.
     """
+
+    has_masks = False  # whether the format can carry instance masks (``masks=True``)
 
     name: str  # set by register_reader
 
@@ -41,7 +45,16 @@ class DetectionReader(ABC):
         class_names: list[str] | None = None,
         keep_difficult: bool = False,
         skip_bad_labels: bool = False,
+        masks: bool = False,
     ) -> None:
+        if masks and not self.has_masks:
+            from visiontasks.errors import InvalidInputError
+
+            raise InvalidInputError(
+                f"format {getattr(self, 'name', type(self).__name__)!r} has no instance masks here; use "
+                "coco (polygons or RLE) or yolo (polygon labels) with masks: true"
+            )
+        self.masks = masks
         self.root = Path(root)
         self.splits = dict(splits or {})
         self.given_names = list(class_names) if class_names else None

@@ -26,6 +26,7 @@ from visiontasks.data.synthetic import build_synthetic
 from visiontasks.errors import InvalidInputError
 
 from .common import DetectionRecord
+from .masks import encode_mask
 from .reader import DETECTION_READERS
 
 _VERSION = 1
@@ -49,14 +50,18 @@ def write_synthetic_detection(
     size_range: Sequence[float] = (0.1, 0.3),
     background_fraction: float = 0.05,
     seed: int = 0,
+    masks: bool = False,
 ) -> Path:
     """Generate (or reuse) the dataset under ``root`` in the layout of the reader ``format``;
     returns ``root``.
 
     ``splits`` maps split names to image counts (default ``{"train": 200, "val": 50}``);
     ``image_size`` is ``H`` or ``(H, W)``; ``size_range`` is the shape radius as a fraction of the
-    shorter side. Each split uses its own random stream derived from ``seed``.
+    shorter side. Each split uses its own random stream derived from ``seed``. ``masks``: also write
+    each shape's exact visible mask (COCO RLE ``segmentation``; COCO layout only).
     """
+    if masks and format != "coco":
+        raise ValueError(f"synthetic instance masks are written in the coco layout, not {format!r}")
     reader = DETECTION_READERS.get(format)
     splits = dict(splits or {"train": 200, "val": 50})
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
@@ -65,6 +70,7 @@ def write_synthetic_detection(
         "num_classes": num_classes, "min_objects": min_objects, "max_objects": max_objects,
         "size_range": [float(v) for v in size_range], "background_fraction": background_fraction,
         "seed": seed,
+        **({"masks": True} if masks else {}),  # absent when off: existing detection sets stay valid
     }
     names = synthetic_class_names(num_classes)
 
@@ -86,7 +92,8 @@ def write_synthetic_detection(
                 Image.fromarray(image).save(path)
                 boxes = np.array([inst.box for inst in instances], np.float32).reshape(-1, 4)
                 labels = np.array([inst.label for inst in instances], np.int64)
-                records.append(DetectionRecord(path, i, boxes, labels, (h, w)))
+                segs = [encode_mask(inst.mask) for inst in instances] if masks else None
+                records.append(DetectionRecord(path, i, boxes, labels, (h, w), segs))
         reader.write(folder, written, names)
 
     return build_synthetic(root, settings, write)

@@ -73,7 +73,9 @@ def build_detection_transform(
 ) -> A.Compose:
     """The pipeline for one split: geometry, (training) augmentation, normalisation, to tensor.
 
-    Call it as ``t(image=uint8 [H, W, 3], bboxes=float [K, 4] xyxy px, labels=[K], kinds=[K])``.
+    Call it as ``t(image=uint8 [H, W, 3], bboxes=float [K, 4] xyxy px, labels=[K], kinds=[K],
+    ids=[K][, masks=list of uint8 [H, W]])`` (``ids``: each box's index, to find its mask after boxes
+    were dropped).
     """
     if resize not in RESIZE_MODES:
         raise InvalidInputError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
@@ -110,7 +112,7 @@ def build_detection_transform(
         warnings.filterwarnings("ignore", message="Got processor for bboxes, but no transform")
         return A.Compose(
             ops,
-            bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels", "kinds"], clip=True,
+            bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels", "kinds", "ids"], clip=True,
                                      filter_invalid_bboxes=True),
             seed=seed,
         )
@@ -129,12 +131,17 @@ def apply_detection_transform(
     labels: np.ndarray,
     proposals: np.ndarray | None = None,
     min_box_size: float = 1.0,
+    masks: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Run ``transform`` on one image with its boxes (xyxy px of ``image``).
 
     Returns ``(image float32 [3, H', W'], {"boxes", "labels", "image_box", ["proposals"]})`` in the
     pixels of the transformed image; boxes narrower or shorter than ``min_box_size`` after the
     transform are dropped (ground truth and proposals alike).
+
+    ``masks`` uint8 ``[K, H, W]``, one per box: moved with the image (albumentations' ``masks``,
+    nearest-neighbour) into ``target["masks"]`` ``[K', H', W']`` for the boxes kept; an object whose
+    mask has no pixel left after the transform is dropped with its box.
     """
     h0, w0 = image.shape[:2]
     parts = [boxes.reshape(-1, 4)]
@@ -154,19 +161,29 @@ def apply_detection_transform(
     kinds.append(np.array([KIND_FRAME]))
     lab.append(np.array([-1]))
     all_boxes = np.concatenate(parts).astype(np.float32)
+    extra = {"masks": list(masks)} if masks is not None and len(masks) else {}
     out = transform(image=image, bboxes=all_boxes, labels=np.concatenate(lab).astype(np.int64),
-                    kinds=np.concatenate(kinds).astype(np.int64))
+                    kinds=np.concatenate(kinds).astype(np.int64), ids=np.arange(len(all_boxes)), **extra)
     tb = np.asarray(out["bboxes"], np.float32).reshape(-1, 4)
     tk = np.asarray(out["kinds"], np.int64).reshape(-1)
     tl = np.asarray(out["labels"], np.int64).reshape(-1)
     big = ((tb[:, 2] - tb[:, 0]) >= min_box_size) & ((tb[:, 3] - tb[:, 1]) >= min_box_size)
     img = out["image"]
-    target: dict[str, torch.Tensor] = {
-        "boxes": torch.from_numpy(tb[(tk == KIND_GT) & big].copy()),
-        "labels": torch.from_numpy(tl[(tk == KIND_GT) & big].copy()),
-    }
-    frame = tb[tk == KIND_FRAME]
+    gt = (tk == KIND_GT) & big
     h, w = img.shape[-2:]
+    if masks is not None:
+        kept = np.asarray(out["ids"], np.int64).reshape(-1)[gt]
+        moved = np.stack([np.asarray(m) for m in out["masks"]]) if extra else np.zeros((0, h, w), np.uint8)
+        moved = moved[kept].astype(np.uint8)
+        alive = moved.any(axis=(1, 2))  # its mask vanished: drop the object
+        gt[np.flatnonzero(gt)[~alive]] = False
+    target: dict[str, torch.Tensor] = {
+        "boxes": torch.from_numpy(tb[gt].copy()),
+        "labels": torch.from_numpy(tl[gt].copy()),
+    }
+    if masks is not None:
+        target["masks"] = torch.from_numpy(np.ascontiguousarray(moved[alive]))
+    frame = tb[tk == KIND_FRAME]
     target["image_box"] = torch.from_numpy(frame[0].copy()) if len(frame) else torch.tensor([0.0, 0.0, w, h])
     if proposals is not None:
         target["proposals"] = torch.from_numpy(tb[(tk == KIND_PROPOSAL) & big].copy())

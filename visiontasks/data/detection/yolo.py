@@ -4,7 +4,10 @@ The YAML gives ``path`` (dataset root; relative to the YAML's folder, default th
 / ``val`` / ``test`` (a folder of images, a ``.txt`` file listing images, or a list of those, relative
 to ``path``) and ``names`` (a list, or a mapping ``index: name``). Each image ``.../images/.../x.jpg``
 has its labels in ``.../labels/.../x.txt``: one object per line, ``class cx cy w h`` normalised to
-[0, 1] (a polygon ``class x1 y1 x2 y2 ...`` is reduced to its box).
+[0, 1] (a polygon ``class x1 y1 x2 y2 ...`` is reduced to its box; with ``masks=True`` every line
+must be such a polygon of at least 3 points, kept as the object's instance mask).
+``names`` as a mapping may skip ids (COCO's 1..90 in Ultralytics' segmentation YAMLs): label ``k`` is
+then the k-th id, and the ids are the dataset's category ids (written in predictions).
 
 As the format defines it, the images make the dataset: an image without a label file, or with an
 empty one, is a background image; a label file without an image is ignored (counted in a warning).
@@ -56,9 +59,12 @@ def load_yolo_yaml(yaml_path: str | Path) -> tuple[dict[str, Any], Path, list[st
         raise DatasetFormatError(f"{yaml_path}: a YOLO dataset YAML needs 'names' (and train/val)")
     names = cfg["names"]
     if isinstance(names, dict):
-        keys = sorted(int(k) for k in names)
-        if keys != list(range(len(keys))):
-            raise DatasetFormatError(f"{yaml_path}: 'names' keys must be 0..{len(keys) - 1}, got {keys}")
+        try:
+            keys = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            raise DatasetFormatError(f"{yaml_path}: 'names' keys must be integer class ids") from None
+        if len(set(keys)) != len(keys) or (keys and keys[0] < 0):
+            raise DatasetFormatError(f"{yaml_path}: 'names' keys must be distinct ids >= 0, got {keys}")
         names = [str(names[k] if k in names else names[str(k)]) for k in keys]
     elif isinstance(names, list):
         names = [str(n) for n in names]
@@ -115,31 +121,46 @@ _FRACTIONS_HINT = ("; YOLO coordinates are fractions of the image width/height i
 _SKIP_HINT = "; or set skip_bad_labels: true in the data config to skip such lines (counted in a warning)"
 
 
-def _line_problem(parts: list[str], num_classes: int) -> str:
+def yolo_class_ids(cfg: dict[str, Any]) -> list[int]:
+    """The class id of each label (the YAML's ``names`` keys, sorted; ``0..n-1`` for a list)."""
+    names = cfg["names"]
+    return sorted(int(k) for k in names) if isinstance(names, dict) else list(range(len(names)))
+
+
+def _line_problem(parts: list[str], class_ids: list[int], masks: bool) -> str:
     """What is wrong with one label line split into fields (``""`` when nothing)."""
     try:
         values = [float(v) for v in parts]
     except ValueError:
         return "non-numeric value"
-    cls = values[0]
-    if not np.isfinite(cls) or cls != int(cls) or not 0 <= cls < num_classes:
-        return f"class id {parts[0]} is outside the {num_classes} classes (0..{num_classes - 1}) of the dataset YAML"
+    cls, num_classes = values[0], len(class_ids)
+    if not np.isfinite(cls) or cls != int(cls) or int(cls) not in class_ids:
+        contiguous = class_ids == list(range(num_classes))
+        return (f"class id {parts[0]} is outside the {num_classes} classes "
+                + (f"(0..{num_classes - 1})" if contiguous else "(the 'names' ids)") + " of the dataset YAML")
     coords = values[1:]
     if not (len(coords) == 4 or (len(coords) >= 6 and len(coords) % 2 == 0)):
         return f"expected 'class cx cy w h' (or a polygon), got {len(parts)} values"
-    return _bad_normalised(coords)
+    bad = _bad_normalised(coords)
+    if bad:
+        return bad
+    if masks and len(coords) < 6:
+        return ("an instance mask needs a polygon 'class x1 y1 x2 y2 x3 y3 ...' of at least 3 points, got "
+                f"{len(coords)} coordinate(s)")
+    return ""
 
 
-def parse_label_line(line: str, n: int, path: Path, num_classes: int, size: tuple[int, int]
-                     ) -> tuple[list[float], int] | None:
-    """Line ``n`` of label file ``path`` as ``(box xyxy in pixels of an image of size (H, W), class)``;
-    ``None`` for a blank line. A wrong line raises :class:`DatasetFormatError` naming file and line."""
+def parse_label_line(line: str, n: int, path: Path, class_ids: list[int], size: tuple[int, int],
+                     masks: bool = False) -> tuple[list[float], int, list[list[float]] | None] | None:
+    """Line ``n`` of label file ``path`` as ``(box xyxy in pixels of an image of size (H, W), label,
+    polygon in file pixels (with ``masks``) or None)``; ``None`` for a blank line. A wrong line raises
+    :class:`DatasetFormatError` naming file and line."""
     parts = line.split()
     if not parts:
         return None
-    problem = _line_problem(parts, num_classes)
+    problem = _line_problem(parts, class_ids, masks)
     if problem:
-        fix = _FRACTIONS_HINT if "coordinate" in problem else ""
+        fix = _FRACTIONS_HINT if "coordinate" in problem and "polygon" not in problem else ""
         raise DatasetFormatError(f"{path}, line {n}: {problem} in {line.strip()!r}{fix}{_SKIP_HINT}")
     h, w = size
     values = [float(v) for v in parts]
@@ -150,18 +171,20 @@ def parse_label_line(line: str, n: int, path: Path, num_classes: int, size: tupl
     else:  # polygon -> its box
         xs, ys = np.array(coords[0::2]) * w, np.array(coords[1::2]) * h
         box = [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
-    return box, int(values[0])
+    polygon = [[float(v * (w if i % 2 == 0 else h)) for i, v in enumerate(coords)]] if masks else None
+    return box, class_ids.index(int(values[0])), polygon
 
 
 def _parse_label_file(
-    path: Path, num_classes: int, size: tuple[int, int], skipped: list[str] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (xyxy px) and labels of one label file. A bad line raises a :class:`DatasetFormatError`
-    naming the file and line; with ``skipped`` (a list) it is left out and described there instead."""
-    boxes, labels = [], []
+    path: Path, class_ids: list[int], size: tuple[int, int], masks: bool = False, skipped: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
+    """Boxes (xyxy px), labels and (with ``masks``) polygons of one label file. A bad line raises a
+    :class:`DatasetFormatError` naming the file and line; with ``skipped`` (a list) it is left out and
+    described there instead."""
+    boxes, labels, polygons = [], [], []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         try:
-            parsed = parse_label_line(line, n, path, num_classes, size)
+            parsed = parse_label_line(line, n, path, class_ids, size, masks)
         except DatasetFormatError as err:
             if skipped is None:
                 raise
@@ -170,15 +193,16 @@ def _parse_label_file(
         if parsed is not None:
             boxes.append(parsed[0])
             labels.append(parsed[1])
-    return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
+            polygons.append(parsed[2])
+    return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64), polygons if masks else None
 
 
-def read_yolo(yaml_path: str | Path, split: str, name: str | None = None,
+def read_yolo(yaml_path: str | Path, split: str, name: str | None = None, masks: bool = False,
               skip_bad_labels: bool = False) -> DetectionSplit:
-    """Read split ``split`` (a key of the YAML: ``train``, ``val``, ``test``). A bad label line
-    (non-numeric, unknown class id, wrong number of values, coordinates NaN/negative/above 1) is an
-    error naming the file and line; with ``skip_bad_labels`` such lines are left out and counted in
-    one warning."""
+    """Read split ``split`` (a key of the YAML: ``train``, ``val``, ``test``); ``masks``: polygon
+    lines become the records' instance masks. A bad label line (non-numeric, unknown class id, wrong
+    number of values, coordinates NaN/negative/above 1) is an error naming the file and line; with
+    ``skip_bad_labels`` such lines are left out and counted in one warning."""
     yaml_file = find_yaml(yaml_path)
     cfg, root, names = load_yolo_yaml(yaml_file)
     if not cfg.get(split):
@@ -194,18 +218,20 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None,
         looked = ", ".join(str(safe_join(root, str(e), str(yaml_file))) for e in entries)
         raise DatasetFormatError(f"{yaml_file} ({split}): no images in {looked} (extensions: "
                                  f"{', '.join(IMAGE_EXTENSIONS)}); check the {split!r} entry")
-    out = DetectionSplit(name or f"YOLO {split}", [], names, list(range(len(names))))
+    class_ids = yolo_class_ids(cfg)
+    out = DetectionSplit(name or f"YOLO {split}", [], names, class_ids)
     skipped: list[str] | None = [] if skip_bad_labels else None
     for i, img in enumerate(images):
         if not img.is_file():
             raise DatasetFormatError(f"{yaml_file} ({split}): lists image {img}, which does not exist")
         size = image_size_of(img)
         lbl = label_path_for(img)
+        polygons: list[Any] | None = [] if masks else None
         if lbl.is_file():
-            boxes, labels = _parse_label_file(lbl, len(names), size, skipped)
+            boxes, labels, polygons = _parse_label_file(lbl, class_ids, size, masks, skipped)
         else:  # no label file: a background image, as the format defines it
             boxes, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-        out.add(DetectionRecord(img, i, boxes, labels, size), str(lbl))
+        out.add(DetectionRecord(img, i, boxes, labels, size, polygons), str(lbl))
     # label files whose image is missing are ignored by the format; say how many there are
     wanted = {label_path_for(r.path) for r in out.records}
     orphans = []
@@ -244,16 +270,18 @@ class YoloReader(DetectionReader):
     """YOLO txt labels with their dataset YAML (``root``: the YAML or its folder). A split spec is a
     key of the YAML (``train``, ``val``, ``test``); the class table is the YAML's ``names``."""
 
+    has_masks = True
+
     @property
     def data_root(self) -> Path:
         return load_yolo_yaml(self.root)[1]
 
     def class_table(self) -> tuple[list[str], list[int]]:
-        names = load_yolo_yaml(self.root)[2]
-        return names, list(range(len(names)))
+        cfg, _, names = load_yolo_yaml(self.root)
+        return names, yolo_class_ids(cfg)
 
     def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
-        return read_yolo(self.root, str(spec), name=name, skip_bad_labels=self.skip_bad_labels)
+        return read_yolo(self.root, str(spec), name=name, masks=self.masks, skip_bad_labels=self.skip_bad_labels)
 
     def check_split(self, spec: Any, split: str, class_names: list[str]) -> tuple[list[Any], list[Any]]:
         from .check import yolo_split_jobs  # every image, every label line
