@@ -185,7 +185,8 @@ YOLO_CASES = {
     "split-folder-missing": (edit_yaml(lambda c: c.update(train="images/nowhere")),
                              ["images/nowhere", "neither a folder nor a .txt list"]),
     "empty-image-folder": (empty_train_folder, ["no images"]),
-    "names-keys-not-0-based": (edit_yaml(lambda c: c.update(names={1: "a", 2: "b"})), ["'names' keys must be 0..1"]),
+    "names-keys-not-integers": (edit_yaml(lambda c: c.update(names={"a": "x", "b": "y"})),
+                                ["'names' keys must be integer class ids"]),
 }
 
 
