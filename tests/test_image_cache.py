@@ -144,3 +144,22 @@ def test_loader_defaults_persistent_workers_and_no_pinning_on_cpu(tmp_path: Path
 def test_unknown_cache_mode_is_one_line_error() -> None:
     with pytest.raises(InvalidInputError, match="cache must be one of none, ram, disk"):
         ClassificationDataModule("digits", cache="gpu")
+
+
+@pytest.mark.timeout(120)
+def test_ram_cache_filled_by_processes_inside_a_fit(tmp_path: Path) -> None:
+    """Enough images for the forked fill pool, inside Trainer.fit (whose SIGTERM handler the pool's
+    children inherit: they must still exit, else the run hangs)."""
+    import lightning.pytorch as pl
+
+    from visiontasks.tasks import ClassificationTask
+
+    root = _image_folder(tmp_path / "data", n=80, size=(20, 20))
+    dm = ClassificationDataModule("imagefolder", root=str(root), image_size=16, batch_size=8, num_workers=0,
+                                  cache="ram", val_fraction=0.2, test_fraction=0.0)
+    task = ClassificationTask(backbone="lenet5", num_classes=2, in_chans=3)
+    trainer = pl.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                         default_root_dir=str(tmp_path))
+    trainer.fit(task, datamodule=dm)
+    assert trainer.global_step == 2 and len(dm.loader("train").dataset.cache) == 64

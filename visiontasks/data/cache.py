@@ -257,6 +257,13 @@ def _fill(i: int) -> None:
         buffers[f.name][offsets[f.name][i] : offsets[f.name][i + 1]] = arr.astype(f.dtype, copy=False).reshape(-1)
 
 
+def _default_signals() -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _fill_all(
     n: int, decode: Decode, buffers: dict[str, np.ndarray], sizes: np.ndarray, fields: list[CacheField], what: str
 ) -> None:
@@ -274,9 +281,18 @@ def _fill_all(
         if workers > 1 and sys.platform == "linux":
             import multiprocessing as mp
 
-            with mp.get_context("fork").Pool(workers) as pool:
+            # default signal handlers in the children: a Trainer's SIGTERM handler (inherited through
+            # fork) would keep them alive through Pool.terminate() and hang the run
+            pool = mp.get_context("fork").Pool(workers, initializer=_default_signals)
+            try:
                 for _ in pool.imap_unordered(_fill, range(n), chunksize=max(1, min(64, n // (workers * 8)))):
                     bar.update()
+                pool.close()  # finished: let the children exit on their own
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
         else:
             with ThreadPoolExecutor(max(1, workers)) as ex:
                 for _ in ex.map(_fill, range(n)):
