@@ -1,18 +1,36 @@
-"""What every datamodule here shares: the class table and one loader per stage."""
+"""What every datamodule here shares: the class table, one loader per stage, and the loader
+settings that fit the machine (workers, persistent workers, pinned memory)."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import lightning.pytorch as pl
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     from .check import CheckPlan
+
+NumWorkers = int | Literal["auto"] | None
+MAX_AUTO_WORKERS = 8
+
+
+def resolve_num_workers(num_workers: NumWorkers, local_processes: int = 1) -> int:
+    """``num_workers`` as a number: ``"auto"`` (or ``None``) is Lightning's
+    ``suggested_max_num_workers`` (the cores this process may use, ``os.sched_getaffinity``, shared
+    by the local processes, minus one for the training process itself), at least 1 and at most
+    :data:`MAX_AUTO_WORKERS`; a number is used as given (0: load in the training process)."""
+    if num_workers is None or num_workers == "auto":
+        from lightning.fabric.utilities.data import suggested_max_num_workers
+
+        return min(MAX_AUTO_WORKERS, suggested_max_num_workers(max(1, local_processes)))
+    if isinstance(num_workers, str) or num_workers < 0:
+        raise InvalidInputError(f"num_workers must be 'auto' or a number >= 0, got {num_workers!r}")
+    return int(num_workers)
 
 
 def check_sizes(minimum: int = 1, **values: Any) -> None:
@@ -28,9 +46,15 @@ def check_sizes(minimum: int = 1, **values: Any) -> None:
 class VisionDataModule(pl.LightningDataModule):
     """A datamodule whose classes are known right after ``__init__`` (``class_names``, and
     ``num_classes``, which the CLI links to the model's) and whose four Lightning loader hooks
-    are one method, :meth:`loader`, of the stage (``train``, ``val``, ``test``, ``predict``)."""
+    are one method, :meth:`loader`, of the stage (``train``, ``val``, ``test``, ``predict``).
+
+    Subclasses set ``num_workers`` (``"auto"``, ``None`` or a number) and may set ``pin_memory``
+    (``None``: pinned when the trainer runs on a CUDA device) and build loaders with
+    :meth:`make_loader`."""
 
     class_names: list[str]
+    num_workers: NumWorkers = "auto"
+    pin_memory: bool | None = None
     check_first: bool = False  # ``data.init_args.check``: run the data check before training
 
     def check_plan(self) -> CheckPlan:
@@ -59,6 +83,53 @@ class VisionDataModule(pl.LightningDataModule):
     @abstractmethod
     def loader(self, stage: str) -> DataLoader:
         """The loader of ``stage`` (training shuffles; the others keep the order)."""
+
+    # -- loader settings --------------------------------------------------------------------------
+    def _trainer(self) -> Any:
+        try:
+            return self.trainer
+        except (AttributeError, RuntimeError):
+            return None
+
+    def resolved_num_workers(self) -> int:
+        """The loader workers of each process (``auto``: shared among the trainer's local devices)."""
+        trainer = self._trainer()
+        local = int(getattr(trainer, "num_devices", 1) or 1) if trainer is not None else 1
+        return resolve_num_workers(self.num_workers, local)
+
+    def resolved_pin_memory(self) -> bool:
+        """``pin_memory`` as given, else True when the attached trainer trains on a CUDA device."""
+        if self.pin_memory is not None:
+            return bool(self.pin_memory)
+        trainer = self._trainer()
+        try:
+            return trainer is not None and trainer.strategy.root_device.type == "cuda"
+        except (AttributeError, RuntimeError):
+            return False
+
+    def make_loader(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        shuffle: bool = False,
+        collate_fn: Callable | None = None,
+        drop_last: bool = False,
+        worker_init_fn: Callable | None = None,
+    ) -> DataLoader:
+        """A loader with this datamodule's worker settings: workers kept alive between epochs
+        (``persistent_workers``) whenever there are any, pinned memory on CUDA."""
+        workers = self.resolved_num_workers()
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            collate_fn=collate_fn,
+            pin_memory=self.resolved_pin_memory(),
+            drop_last=drop_last,
+            worker_init_fn=worker_init_fn,
+            persistent_workers=workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self.loader("train")

@@ -54,21 +54,34 @@ class FileSource:
     def load(self, i: int, channels: int) -> tuple[np.ndarray, int, str]:
         return read_image(self.paths[i], channels), int(self.labels[i]), str(self.paths[i])
 
+    def label_and_id(self, i: int) -> tuple[int, str]:
+        """Item ``i``'s label and id without decoding it (for cached images)."""
+        return int(self.labels[i]), str(self.paths[i])
+
 
 class ClassificationDataset(Dataset):
-    """``source`` restricted to ``indices``, through ``transform``.
+    """``source`` restricted to ``indices``, through ``transform``; with ``cache`` (a
+    :class:`~visiontasks.data.cache.ImageCache` of this split, item ``i`` = ``indices[i]``) images
+    come decoded from it instead of the files.
 
     Item: ``{"image": float32 [channels, H, W], "label": int64, "id": str}``.
     """
 
-    def __init__(self, source: ImageSource, indices: Sequence[int], transform: Callable, channels: int) -> None:
+    def __init__(
+        self, source: ImageSource, indices: Sequence[int], transform: Callable, channels: int, cache: Any = None
+    ) -> None:
         self.source, self.indices, self.transform, self.channels = source, list(indices), transform, channels
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        image, label, key = self.source.load(self.indices[i], self.channels)
+        if self.cache is not None:
+            image = self.cache.get(i)["image"]
+            label, key = self.source.label_and_id(self.indices[i])  # type: ignore[attr-defined]
+        else:
+            image, label, key = self.source.load(self.indices[i], self.channels)
         return {"image": self.transform(image=image)["image"], "label": label, "id": key}
 
 

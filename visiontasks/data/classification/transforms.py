@@ -19,6 +19,13 @@ def default_mean_std(in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...
     return (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,), (0.5,))
 
 
+def largest_zoom(augment: Augment) -> float:
+    """How much the training augmentation can enlarge the resized image (what a cache must keep):
+    ``light``'s affine scale 1.1; ``standard``'s smallest random crop (area 0.35, aspect 3/4)
+    covers about 0.51 of a side, stretched back to the full size."""
+    return {"none": 1.0, "light": 1.1, "standard": 1.0 / (0.35 * 0.75) ** 0.5}[augment]
+
+
 def classification_transforms(
     image_size: tuple[int, int],
     train: bool,

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
-from visiontasks.data.base import VisionDataModule, check_sizes
+from visiontasks.data.base import NumWorkers, VisionDataModule, check_sizes
+from visiontasks.data.cache import CacheMode, check_cache_mode
 from visiontasks.data.check import CheckPlan
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
 from visiontasks.data.synthetic import STAMP
@@ -16,7 +17,7 @@ from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing, pair
 
 from .common import DetectionRecord, DetectionSplit, safe_join
-from .dataset import DetectionDataset, detection_collate, worker_init_fn
+from .dataset import DetectionDataset, detection_collate, detection_image_cache, worker_init_fn
 from .reader import DETECTION_READERS
 from .synthetic import synthetic_class_names, write_synthetic_detection
 from .transforms import AugmentConfig, build_detection_transform
@@ -65,6 +66,13 @@ class DetectionDataModule(VisionDataModule):
         num_workers, pin_memory, seed: loader settings; ``seed`` seeds the augmentation stream.
         check: read every image and annotation before training and stop with one error listing
             the problems (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
+            ``num_workers: auto`` (default): the available cores minus one, at most 8;
+            ``pin_memory`` (default ``None``): pinned when the trainer runs on a CUDA device.
+        cache: ``none``, ``ram`` or ``disk`` (see :mod:`visiontasks.data.cache`): each image decoded
+            once, shrunk to what the pipeline can use (the resize target times the largest
+            training scale), boxes and proposals scaled with it; predictions still map back to the
+            file's pixels (``orig_size`` and ``image_box`` keep the file's frame).
+        cache_dir: where ``disk`` writes (default ``~/.cache/visiontasks/images``).
 
     Background (no object) is never a label here: ``labels`` are 0-based real classes and each
     model adds its own background internally (see :mod:`visiontasks.heads.detector`).
@@ -97,10 +105,12 @@ class DetectionDataModule(VisionDataModule):
         proposals: dict[str, Any] | None = None,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
+        num_workers: NumWorkers = "auto",
+        pin_memory: bool | None = None,
         seed: int = 0,
         check: bool = False,
+        cache: CacheMode = "none",
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.check_first = check
@@ -129,6 +139,7 @@ class DetectionDataModule(VisionDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.seed = seed
+        self.cache, self.cache_dir = check_cache_mode(cache), cache_dir
         self._given_names = list(class_names) if class_names else None
         self._class_table: tuple[list[str], list[int]] | None = None
         self.splits: dict[str, DetectionSplit] = {}
@@ -284,14 +295,17 @@ class DetectionDataModule(VisionDataModule):
             self.setup({"train": "fit", "val": "validate"}.get(stage, stage))
         if stage not in self.datasets:
             raise InvalidInputError(f"no {stage!r} split configured (set data.{stage})")
-        return DataLoader(
-            self.datasets[stage],
-            batch_size=self.batch_size if stage == "train" else self.eval_batch_size,
+        dataset = self.datasets[stage]
+        if self.cache != "none" and dataset.cache is None:
+            dataset.cache = detection_image_cache(
+                self.cache, dataset.records, self.image_size, self.resize,
+                self.augment.scale[1] if stage == "train" and self.augment is not None else 1.0,
+                f"detection-{stage}", self.cache_dir,
+            )
+        return self.make_loader(
+            dataset,
+            self.batch_size if stage == "train" else self.eval_batch_size,
             shuffle=stage == "train",
-            num_workers=self.num_workers,
             collate_fn=detection_collate,
-            pin_memory=self.pin_memory,
             worker_init_fn=worker_init_fn,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
         )

@@ -33,34 +33,49 @@ class DetectionDataset(Dataset):
     when a ``proposal_source`` is set (``source(path) -> [P, 4]`` xyxy pixels of the file), and
     ``masks`` uint8 [K, H, W] (one 0/1 mask per box, transformed with the image) when the records
     carry instance masks.
+
+    With ``cache`` (an :class:`~visiontasks.data.cache.ImageCache` of this split) the image comes
+    decoded, possibly shrunk: boxes and proposals are scaled with it, ``orig_size`` stays the file's,
+    and ``image_box`` (the shrunk image's frame through the transform) still maps to the file's
+    pixels with ``ops.boxes_to_original``.
     """
 
     records: list[DetectionRecord]
     transform: A.Compose
     proposal_source: ProposalSource | None = None
     min_box_size: float = 1.0
+    cache: Any = None
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         rec = self.records[index]
-        image = read_image(rec.path)  # grey / RGBA / palette -> RGB; errors name the file
-        h0, w0 = image.shape[:2]
+        if self.cache is not None:
+            image = self.cache.get(index)["image"]
+            h0, w0 = (int(v) for v in self.cache.orig_sizes[index])
+        else:
+            image = read_image(rec.path)  # grey / RGBA / palette -> RGB; errors name the file
+            h0, w0 = image.shape[:2]
         boxes = rec.boxes
         if rec.size is not None and rec.size != (h0, w0):
             # the annotation's size disagrees with the file: scale boxes to the real pixels
             sy, sx = h0 / rec.size[0], w0 / rec.size[1]
             boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
+        h1, w1 = image.shape[:2]  # the file's size, or a shrunk cached image's
         masks = None
-        if rec.masks is not None:  # decoded in the annotation's frame, resized to the file's if it differs
+        if rec.masks is not None:  # decoded in the annotation's frame, resized to the image's if it differs
             masks = decode_masks(rec.masks, rec.size or (h0, w0))
-            if masks.shape[1:] != (h0, w0):
-                masks = np.stack([cv2.resize(m, (w0, h0), interpolation=cv2.INTER_NEAREST) for m in masks]) \
-                    if len(masks) else np.zeros((0, h0, w0), np.uint8)
+            if masks.shape[1:] != (h1, w1):
+                masks = np.stack([cv2.resize(m, (w1, h1), interpolation=cv2.INTER_NEAREST) for m in masks]) \
+                    if len(masks) else np.zeros((0, h1, w1), np.uint8)
         proposals = None
         if self.proposal_source is not None:
             proposals = np.asarray(self.proposal_source(rec.path), np.float32).reshape(-1, 4)
+        if (h1, w1) != (h0, w0):  # a shrunk cached image: file pixels -> its pixels
+            shrink = np.array([w1 / w0, h1 / h0, w1 / w0, h1 / h0], np.float32)
+            boxes = boxes * shrink
+            proposals = None if proposals is None else proposals * shrink
         img, target = apply_detection_transform(
             self.transform, image, boxes, rec.labels, proposals, self.min_box_size, masks
         )
@@ -93,3 +108,45 @@ def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> Det
     empty = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
     records = [DetectionRecord(p, i, *empty) for i, p in enumerate(images)]  # type: ignore[arg-type]
     return DetectionDataset(records, eval_transform(prep))
+def working_scale(size: tuple[int, int], image_size: int | Sequence[int] | None, resize: str, zoom: float) -> float:
+    """How much of the file ``size`` (H, W) the pipeline can use: the scale its resize applies times
+    ``zoom`` (the largest training scale; 1 for evaluation). ``resize: none`` keeps the file."""
+    if resize == "none" or image_size is None:
+        return 1.0
+    h0, w0 = size
+    th, tw = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+    if resize == "letterbox":
+        scale = min(th / h0, tw / w0)
+    elif resize == "stretch":
+        scale = max(th / h0, tw / w0)
+    else:  # shortest_edge: (min, max)
+        scale = min(th / min(h0, w0), tw / max(h0, w0))
+    return scale * max(1.0, zoom)
+
+
+def detection_image_cache(
+    mode: str,
+    records: Sequence[DetectionRecord],
+    image_size: int | Sequence[int] | None,
+    resize: str,
+    zoom: float,
+    what: str,
+    cache_dir: str | None = None,
+) -> Any:
+    """The :class:`~visiontasks.data.cache.ImageCache` of a split's images, each shrunk by
+    :func:`working_scale` (never enlarged)."""
+    from visiontasks.data.cache import CacheField, build_image_cache, resize_to, shrink_size
+    from visiontasks.data.io import image_size as header_size
+
+    paths = [r.path for r in records]
+
+    def plan(i: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        w0, h0 = header_size(paths[i])
+        return (h0, w0), shrink_size((h0, w0), working_scale((h0, w0), image_size, resize, zoom))
+
+    def decode(i: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
+        return {"image": resize_to(read_image(paths[i]), size)}
+
+    settings = {"image_size": image_size, "resize": resize, "zoom": zoom}
+    return build_image_cache(mode, len(paths), paths, [CacheField("image", "uint8", 3)], plan, decode, settings,
+                             what, cache_dir)

@@ -11,9 +11,10 @@ from torch.utils.data import DataLoader
 from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
 
-from ..base import VisionDataModule, check_sizes
+from ..base import NumWorkers, VisionDataModule, check_sizes
+from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, check_cache_mode
 from ..check import CheckPlan
-from ..io import IMAGENET_MEAN, IMAGENET_STD, list_image_files
+from ..io import IMAGENET_MEAN, IMAGENET_STD, image_size, list_image_files
 from .dataset import SegmentationDataset, pad_collate
 from .masks import MaskDecoder
 from .readers import SEGMENTATION_READERS, ReaderOptions, SegmentationSample
@@ -61,6 +62,12 @@ class SegmentationDataModule(VisionDataModule):
         in_chans: 1 or 3 image channels.
         check: read every image and mask before training and stop with one error listing the
             problems (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
+        num_workers: loader processes; ``auto`` (default): the available cores minus one, at most 8.
+        cache: ``none``, ``ram`` or ``disk`` (see :mod:`visiontasks.data.cache`): each image and its
+            decoded class-index mask (colour tables and remapping applied) are stored once. At the
+            file's resolution, not shrunk: the training scale range is relative to the file and
+            evaluation scores at the file's resolution, so any shrinking would change both.
+        cache_dir: where ``disk`` writes (default ``~/.cache/visiontasks/images``).
     """
 
     def __init__(
@@ -100,9 +107,11 @@ class SegmentationDataModule(VisionDataModule):
         in_chans: int = 3,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: NumWorkers = "auto",
         seed: int = 0,
         check: bool = False,
+        cache: CacheMode = "none",
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.check_first = check
@@ -119,6 +128,7 @@ class SegmentationDataModule(VisionDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
+        self.cache, self.cache_dir = check_cache_mode(cache), cache_dir
         self.seed = seed
         self.in_chans = in_chans
         synthetic = {
@@ -243,12 +253,40 @@ class SegmentationDataModule(VisionDataModule):
             self.setup({"train": "fit", "val": "fit"}.get(stage, stage))
         shuffle = stage == "train"
         batch_size = self.batch_size if shuffle else self.eval_batch_size
-        return DataLoader(
-            self.datasets[stage],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=pad_collate(self.ignore_index),
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(self.datasets[stage]) > batch_size,
+        dataset = self.datasets[stage]
+        self._attach_cache(stage, dataset)
+        return self.make_loader(
+            dataset, batch_size, shuffle=shuffle, collate_fn=pad_collate(self.ignore_index),
+            drop_last=shuffle and len(dataset) > batch_size,
+        )
+
+    def _attach_cache(self, stage: str, dataset: SegmentationDataset) -> None:
+        """Decode the split's pairs once into an image cache (``cache: ram | disk``), at the files'
+        resolution; masks as ``uint8`` when every class id and the ignore index fit, else int32."""
+        if self.cache == "none" or dataset.cache is not None:
+            return
+        samples = dataset.samples
+        with_masks = any(s.mask is not None for s in samples)
+        if with_masks and any(s.mask is None for s in samples):
+            return  # mixed pairs: no reader makes them (the batches refuse them anyway)
+        fields = [CacheField("image", "uint8", self.in_chans)]
+        if with_masks:
+            small = 0 <= self.ignore_index <= 255 and self.num_classes <= 256
+            fields.append(CacheField("mask", "uint8" if small else "int32"))
+
+        def plan(i: int) -> tuple[tuple[int, int], tuple[int, int]]:
+            w, h = image_size(samples[i].image)
+            return (h, w), (h, w)
+
+        def decode(i: int, size: tuple[int, int]) -> dict:
+            image, mask = dataset.load(i)
+            return {"image": image} if mask is None else {"image": image, "mask": mask}
+
+        hp = self.hparams
+        settings = {k: hp[k] for k in ("mask_mode", "class_colors", "ignore_colors", "remap", "ignore_ids",
+                                        "unmapped", "ignore_index", "resize_mismatched_masks", "in_chans")}
+        settings["classes"] = self.num_classes
+        files = [p for s in samples for p in (s.image, s.mask) if p is not None]
+        dataset.cache = build_image_cache(
+            self.cache, len(samples), files, fields, plan, decode, settings, f"segmentation-{stage}", self.cache_dir
         )

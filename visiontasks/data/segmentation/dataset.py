@@ -53,6 +53,7 @@ class SegmentationDataset(Dataset):
     transform: Callable[..., dict[str, Any]]
     resize_mismatched_masks: bool = False
     in_chans: int = 3
+    cache: Any = None  # an ImageCache of this split ("image", "mask" fields at the file's size)
 
     def __post_init__(self) -> None:
         self.samples = list(self.samples)
@@ -61,7 +62,11 @@ class SegmentationDataset(Dataset):
         return len(self.samples)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The raw pair: ``uint8 [H, W, C]`` and ``int64 [H, W]`` class indices (or ``None``)."""
+        """The raw pair: ``uint8 [H, W, C]`` and ``[H, W]`` class indices (or ``None``), from the
+        cache when there is one (read-only arrays, masks then in the cache's integer type)."""
+        if self.cache is not None:
+            arrays = self.cache.get(i)
+            return arrays["image"], arrays.get("mask")
         s = self.samples[i]
         image = read_image(s.image, self.in_chans)
         if s.mask is None:
