@@ -43,6 +43,12 @@ def check_sizes(minimum: int = 1, **values: Any) -> None:
                 raise InvalidInputError(f"data.init_args.{name}={value!r}: must be a number >= {minimum}")
 
 
+def check_num_workers(num_workers: NumWorkers) -> None:
+    """Refuse a ``num_workers`` that is neither ``auto`` (or ``None``) nor a number >= 0, naming it."""
+    if num_workers is not None and num_workers != "auto":
+        check_sizes(0, num_workers=num_workers)
+
+
 class VisionDataModule(pl.LightningDataModule):
     """A datamodule whose classes are known right after ``__init__`` (``class_names``, and
     ``num_classes``, which the CLI links to the model's) and whose four Lightning loader hooks

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
 
-from ..base import NumWorkers, VisionDataModule, check_sizes
+from ..base import NumWorkers, VisionDataModule, check_sizes, check_num_workers
 from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, check_cache_mode, resize_to, shrink_size
 from ..check import CheckPlan
 from ..io import check_images, image_size, list_image_files, read_image
@@ -82,7 +82,7 @@ class ClassificationDataModule(VisionDataModule):
         super().__init__()
         self.check_first = check
         check_sizes(image_size=image_size, batch_size=batch_size)
-        check_sizes(0, num_workers=num_workers)
+        check_num_workers(num_workers)
         if in_chans not in (1, 3):
             raise InvalidInputError(f"in_chans must be 1 or 3, got {in_chans}")
         source_class = CLASSIFICATION_SOURCES.get(source)  # an unknown name lists the available ones

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
-from visiontasks.data.base import NumWorkers, VisionDataModule, check_sizes
+from visiontasks.data.base import NumWorkers, VisionDataModule, check_sizes, check_num_workers
 from visiontasks.data.cache import CacheMode, check_cache_mode
 from visiontasks.data.check import CheckPlan
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
@@ -115,7 +115,7 @@ class DetectionDataModule(VisionDataModule):
         super().__init__()
         self.check_first = check
         check_sizes(image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
-        check_sizes(0, num_workers=num_workers)
+        check_num_workers(num_workers)
         reader_class = DETECTION_READERS.get(format)  # an unknown format lists the available ones
         self.save_hyperparameters()
         self.format = format

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
 
-from ..base import NumWorkers, VisionDataModule, check_sizes
+from ..base import NumWorkers, VisionDataModule, check_sizes, check_num_workers
 from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, check_cache_mode
 from ..check import CheckPlan
 from ..io import IMAGENET_MEAN, IMAGENET_STD, image_size, list_image_files
@@ -116,7 +116,7 @@ class SegmentationDataModule(VisionDataModule):
         super().__init__()
         self.check_first = check
         check_sizes(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
-        check_sizes(0, num_workers=num_workers)
+        check_num_workers(num_workers)
         # num_classes is the model's hyper-parameter too (Lightning refuses differing duplicates)
         self.save_hyperparameters(ignore=["num_classes"])
         reader_class = SEGMENTATION_READERS.get(format)  # an unknown format lists the available ones
