@@ -9,7 +9,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from ..base import NumWorkers, VisionDataModule
-from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, check_cache_mode
+from ..cache import CacheField, CacheMode, build_image_cache, check_cache_mode
 from ..io import IMAGENET_MEAN, IMAGENET_STD, image_size, list_image_files
 from .dataset import SegmentationDataset, pad_collate
 from .masks import MaskDecoder
