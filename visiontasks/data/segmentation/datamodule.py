@@ -12,7 +12,7 @@ from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
 
 from ..base import NumWorkers, VisionDataModule, check_sizes, check_num_workers
-from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, check_cache_mode
+from ..cache import CacheField, CacheMode, build_image_cache, check_cache_mode
 from ..check import CheckPlan
 from ..io import IMAGENET_MEAN, IMAGENET_STD, image_size, list_image_files
 from .dataset import SegmentationDataset, pad_collate
