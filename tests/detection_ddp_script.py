@@ -41,7 +41,7 @@ def make(model: str, root: str) -> tuple[DetectionTask, DetectionDataModule]:
     """The task and data used by both the DDP run and the single-process check."""
     masks = model == "mask_rcnn"  # instance segmentation: data with masks, box + mask AP
     dm = DetectionDataModule(format="coco", root=root, image_size=64, batch_size=2, eval_batch_size=2,
-                             augment=False, masks=masks)
+                             augment=False, masks=masks, num_workers=0)
     task_class = InstanceSegmentationTask if masks else DetectionTask
     task = task_class(model=model, backbone="resnet18", num_classes=2, model_kwargs=TINY[model],
                       optimizer=partial(torch.optim.AdamW, lr=2e-3))
