@@ -1,5 +1,5 @@
-"""``visiontasks benchmark detectors --config FILE``: four generations of detectors (R-CNN, Fast R-CNN,
-Faster R-CNN, YOLOv1) on one backbone, one dataset and one metric, in one table and one chart.
+"""``visiontasks benchmark detectors --config FILE``: the generations of detectors (R-CNN, Fast R-CNN,
+Faster R-CNN, YOLOv1, SSD) on one backbone, one dataset and one metric, in one table and one chart.
 
 Configuration is jsonargparse, as for ``visiontasks fit``: the benchmark file is parsed and validated
 by :func:`benchmark_parser` (``data`` is a ``DetectionDataModule`` class_path/init_args, each entry of
@@ -44,7 +44,7 @@ from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser, Namespace
 
-DESCRIPTION = ("Four generations of detectors (R-CNN, Fast R-CNN, Faster R-CNN, YOLOv1) on one backbone, "
+DESCRIPTION = ("The generations of detectors (R-CNN, Fast R-CNN, Faster R-CNN, YOLOv1, SSD) on one backbone, "
                "one dataset and one metric, in one table and one chart.")
 
 

@@ -1,6 +1,6 @@
 """The detector interface shared by every detection model, and the registry that builds them by name.
 
-Every detector (R-CNN, Fast R-CNN, Faster R-CNN, YOLOv1) is a :class:`Detector`: an ``nn.Module``
+Every detector (R-CNN, Fast R-CNN, Faster R-CNN, Mask R-CNN, YOLOv1, SSD) is a :class:`Detector`: an ``nn.Module``
 that takes a list of normalised images of possibly different sizes and
 
 * in training mode, with ``targets``, returns a dict of named scalar losses (the task sums them);
