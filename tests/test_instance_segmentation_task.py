@@ -52,6 +52,19 @@ def test_fit_test_predict_through_the_cli(tmp_path: Path) -> None:
     assert mask_utils.decode(results[0]["segmentation"]).shape == (48, 48)
     pngs = sorted(results_file.parent.glob("*.png"))
     assert len(pngs) == 2 and all(Image.open(p).size == (48, 48) for p in pngs)
+    # the Python API gives each detection its mask, decoded in file pixels, pasted inside its box
+    from visiontasks import load_model
+
+    image_file = next(p for p in (tmp_path / "data").rglob("*.png") if "val" in str(p))
+    got = load_model(ckpt, device="cpu").predict([image_file])[0]
+    assert got.masks is not None and got.masks.dtype == torch.bool
+    assert got.masks.shape == (len(got.scores), 48, 48) and len(got.scores) > 0
+    for mask, box in zip(got.masks, got.boxes):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        if len(xs):
+            assert xs.min() >= box[0].floor() - 1 and xs.max() <= box[2].ceil() + 1
+            assert ys.min() >= box[1].floor() - 1 and ys.max() <= box[3].ceil() + 1
+    assert got.plot().shape == (48, 48, 3)
 
 
 def test_refuses_a_detector_without_masks_and_data_without_masks() -> None:

@@ -103,6 +103,20 @@ def load_task(path: str | Path, need_preprocessing: bool = True) -> BaseTask:
     return task.eval()
 
 
+def _decoded(prediction: dict[str, Any]) -> torch.Tensor | None:
+    """Instance masks bool ``[D, H, W]`` (file pixels) from the COCO RLEs of an instance
+    segmentation prediction (``segmentation``); ``None`` for plain detection."""
+    rles = prediction.get("segmentation")
+    if rles is None:
+        return None
+    h, w = (int(v) for v in prediction["orig_size"]) if "orig_size" in prediction else rles[0]["size"]
+    if not rles:
+        return torch.zeros((0, h, w), dtype=torch.bool)
+    from pycocotools import mask as mask_utils
+
+    return torch.from_numpy(mask_utils.decode(list(rles)).transpose(2, 0, 1).astype(bool))
+
+
 class Predictor:
     """A trained task ready to predict on images (see :func:`load_model`).
 
@@ -159,7 +173,7 @@ class Predictor:
         if self.family == "segmentation":
             return [SegmentationResult(str(p["id"]), names, inp, mask=p["mask"].cpu()) for p, inp in zip(pred, inputs)]
         return [DetectionResult(str(p["path"]), names, inp, boxes=p["boxes"].cpu(), scores=p["scores"].cpu(),
-                                labels=p["labels"].cpu()) for p, inp in zip(pred, inputs)]
+                                labels=p["labels"].cpu(), masks=_decoded(p)) for p, inp in zip(pred, inputs)]
 
     def __repr__(self) -> str:
         return (f"Predictor({type(self.task).__name__}, {len(self.class_names)} classes, "

@@ -111,11 +111,13 @@ class SegmentationResult(Result):
 class DetectionResult(Result):
     """``boxes``: float ``[D, 4]`` xyxy in the image's pixels; ``scores``: float ``[D]`` in [0, 1],
     best first; ``labels``: int64 ``[D]`` class indices; ``names``: the class name of each
-    detection. All of them (no drawing threshold here), on the CPU."""
+    detection; ``masks``: bool ``[D, H, W]`` in the image's pixels (instance segmentation, else
+    ``None``). All of them (no drawing threshold here), on the CPU."""
 
     boxes: Tensor | None = None
     scores: Tensor | None = None
     labels: Tensor | None = None
+    masks: Tensor | None = None
 
     @property
     def names(self) -> list[str]:
@@ -127,7 +129,7 @@ class DetectionResult(Result):
         ``nms_iou`` drawn on the image (the CLI's drawing and defaults)."""
         assert self.boxes is not None and self.scores is not None and self.labels is not None
         return render_detections(self.image(), self.boxes, self.scores, self.labels, self.class_names,
-                                 score_thresh, nms_iou)
+                                 score_thresh, nms_iou, masks=None if self.masks is None else self.masks.numpy())
 
     def _summary(self) -> str:
         assert self.scores is not None

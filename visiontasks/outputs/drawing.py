@@ -215,10 +215,12 @@ def shown_detections(boxes: torch.Tensor, scores: torch.Tensor, score_thresh: fl
 
 def render_detections(image: np.ndarray, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
                       names: Sequence[str], score_thresh: float = DRAW_SCORE_THRESH,
-                      nms_iou: float | None = DRAW_NMS_IOU, rles: Sequence[dict] | None = None) -> np.ndarray:
+                      nms_iou: float | None = DRAW_NMS_IOU, rles: Sequence[dict] | None = None,
+                      masks: np.ndarray | None = None) -> np.ndarray:
     """``image`` (``uint8 [H, W, 3]``, the file's pixels) with the detections chosen by
-    :func:`shown_detections` drawn: box and ``"<class> <score>"`` label in the class colour, and with
-    ``rles`` (one COCO RLE per detection, file pixels: instance segmentation) the masks filled."""
+    :func:`shown_detections` drawn: box and ``"<class> <score>"`` label in the class colour, and the
+    instance masks filled, given as ``rles`` (one COCO RLE per detection) or ``masks`` ``[D, H, W]``
+    (file pixels)."""
     boxes, scores, labels = boxes.detach().cpu(), scores.detach().cpu(), labels.detach().cpu()
     idx = shown_detections(boxes, scores, score_thresh, nms_iou)
     if not len(idx):
@@ -229,8 +231,9 @@ def render_detections(image: np.ndarray, boxes: torch.Tensor, scores: torch.Tens
     if rles is not None:
         from pycocotools import mask as mask_utils
 
-        masks = mask_utils.decode([rles[i] for i in idx.tolist()]).transpose(2, 0, 1)
-        image = draw_instance_masks(image, masks, drawn)
+        image = draw_instance_masks(image, mask_utils.decode([rles[i] for i in idx.tolist()]).transpose(2, 0, 1), drawn)
+    elif masks is not None:
+        image = draw_instance_masks(image, np.asarray(masks)[idx.numpy()].astype(np.uint8), drawn)
     return draw_detections(image, boxes[idx].tolist(), text, drawn)
 
 
