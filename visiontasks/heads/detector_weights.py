@@ -99,15 +99,24 @@ def load_torchvision_detector(
             stacklevel=3,
         )
         state = {k: v for k, v in state.items() if k not in class_specific}
+    load_fitting(detector, state, class_specific_keys,
+                 f"detector weights {weights} do not fit: they are torchvision's {tv_name} (set "
+                 "backbone: resnet50 and model_kwargs: {fpn: true})")
+
+
+def load_fitting(detector: nn.Module, state: dict[str, torch.Tensor], class_specific: tuple[str, ...],
+                 refusal: str) -> None:
+    """Load ``state`` into ``detector`` when every tensor fits (keys under the ``class_specific``
+    prefixes may be missing: they keep their fresh initialisation); else raise
+    :class:`InvalidInputError` with ``refusal`` and the first mismatched, unexpected and missing keys."""
+    own = detector.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     unexpected = [k for k in state if k not in own]
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
-               and not k.startswith(class_specific_keys)]
+               and not k.startswith(class_specific)]
     if mismatched or unexpected or missing:
         raise InvalidInputError(
-            f"detector weights {weights} do not fit: they are torchvision's {tv_name} (set "
-            f"backbone: resnet50 and model_kwargs: {{fpn: true}}); mismatched {mismatched[:3]}, unexpected "
-            f"{unexpected[:3]}, missing {missing[:3]}"
+            f"{refusal}; mismatched {mismatched[:3]}, unexpected {unexpected[:3]}, missing {missing[:3]}"
         )
     detector.load_state_dict(state, strict=False)
 
@@ -168,19 +177,11 @@ def load_torchvision_ssd(detector: nn.Module, weights: str | os.PathLike, num_cl
             stacklevel=3,
         )
         state = {k: v for k, v in state.items() if k not in class_specific}
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    unexpected = [k for k in state if k not in own]
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")
-               and not k.startswith(SSD_CLASS_SPECIFIC)]
-    if mismatched or unexpected or missing:
-        raise InvalidInputError(
-            f"detector weights {weights} do not fit: they are torchvision's ssd300_vgg16 (set backbone: vgg16 "
-            f"and model_kwargs: {TORCHVISION_SSD300}); mismatched {mismatched[:3]}, unexpected {unexpected[:3]}, "
-            f"missing {missing[:3]}"
-        )
+    load_fitting(detector, state, SSD_CLASS_SPECIFIC,
+                 f"detector weights {weights} do not fit: they are torchvision's ssd300_vgg16 (set backbone: "
+                 f"vgg16 and model_kwargs: {TORCHVISION_SSD300})")
     boxes = detector.anchor_generator
     if (list(boxes.scales) != TORCHVISION_SSD300["scales"] or list(boxes.steps or []) != TORCHVISION_SSD300["steps"]
             or [list(r) for r in boxes.aspect_ratios] != TORCHVISION_SSD300["aspect_ratios"]):
         warnings.warn(f"ssd: {weights} were trained with torchvision's default boxes; the model's differ "
                       f"(set model_kwargs: {TORCHVISION_SSD300} to use them as trained)", stacklevel=3)
-    detector.load_state_dict(state, strict=False)
