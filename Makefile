@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[test,tensorboard]"
 	touch $(STAMP)
 
-## Train LeNet-5 on scikit-learn's digits, test it, and print where the run folder is.
+## Train LeNet-5 on scikit-learn's digits, test it, and print where the run folder is
+## (options after DEMO_ARGS, e.g. make demo DEMO_ARGS="--epochs 5"; see visiontasks demo --help).
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/visiontasks demo
+	$(BIN)/visiontasks demo $(DEMO_ARGS)
 
 ## The whole test suite (learning, bf16 and 2-process DDP runs included).
 test: $(STAMP)
