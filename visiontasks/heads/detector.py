@@ -178,15 +178,54 @@ def select_features(backbone: Backbone, names: Sequence[str]) -> Backbone:
     return Backbone(stages, backbone.in_chans, idx, min(backbone.frozen_stages, keep), backbone.norm_eval)
 
 
-def pick_feature(backbone: Backbone, name: str | None = None, max_stride: int | None = 16) -> FeatureInfo:
-    """The backbone output a single-level head reads: output ``name`` when given, else the deepest
-    output with stride <= ``max_stride`` (the papers' VGG16 conv5_3 at 16; the shallowest output if
-    none is that fine), or the deepest output of all when ``max_stride`` is ``None``."""
+def _outputs(infos: Sequence[FeatureInfo]) -> str:
+    return ", ".join(f"{f.name} (stride {f.stride})" for f in infos)
+
+
+def _missing_strides(backbone: Backbone, strides: Sequence[int], given: str, option: str) -> None:
+    """One-line error when the backbone has no output at some of ``strides`` (``given``: the value
+    as the user wrote it), listing the strides it has."""
     infos = backbone.feature_info
+    missing = [int(s) for s in strides if all(f.stride != int(s) for f in infos)]
+    if missing:
+        have = ", ".join(f"{f.stride} ({f.name})" for f in infos)
+        raise InvalidInputError(f"{option}={given}: the backbone has no output at stride "
+                                f"{', '.join(map(str, missing))}; its strides are {have}; choose {option} from those")
+
+
+def feature_at_stride(backbone: Backbone, stride: int, option: str = "feature_stride") -> FeatureInfo:
+    """The deepest backbone output at exactly ``stride``. A stride the backbone lacks is an
+    :class:`~visiontasks.errors.InvalidInputError` naming ``option`` and the strides it has."""
+    _missing_strides(backbone, [stride], str(stride), option)
+    return [f for f in backbone.feature_info if f.stride == int(stride)][-1]
+
+
+def features_at_strides(backbone: Backbone, strides: Sequence[int],
+                        option: str = "feature_strides") -> list[FeatureInfo]:
+    """The deepest backbone output at each of ``strides``, shallow to deep, without repeats."""
+    if not strides:
+        raise InvalidInputError(f"{option}: give at least one stride, e.g. [8, 16, 32]")
+    _missing_strides(backbone, strides, str([int(s) for s in strides]), option)
+    return [feature_at_stride(backbone, s, option) for s in sorted({int(s) for s in strides})]
+
+
+def pick_feature(backbone: Backbone, name: str | None = None, max_stride: int | None = 16,
+                 stride: int | None = None) -> FeatureInfo:
+    """The backbone output a single-level head reads: output ``name`` (the ``feature`` setting) or the
+    deepest output at ``stride`` (``feature_stride``, which survives a change of backbone) when given,
+    else the deepest output with stride <= ``max_stride`` (the papers' VGG16 conv5_3 at 16; the
+    shallowest output if none is that fine), or the deepest output of all when ``max_stride`` is ``None``."""
+    infos = backbone.feature_info
+    if name is not None and stride is not None:
+        raise InvalidInputError(f"feature={name!r} and feature_stride={stride}: give one of them "
+                                "(feature_stride picks the output by stride, whatever the backbone)")
+    if stride is not None:
+        return feature_at_stride(backbone, stride)
     if name is not None:
         found = [f for f in infos if f.name == name]
         if not found:
-            raise InvalidInputError(f"backbone has no output {name!r}; it has {[f.name for f in infos]}")
+            raise InvalidInputError(f"feature={name!r}: the backbone has no output {name!r}; it has {_outputs(infos)} "
+                                    "(feature_stride picks one by stride, e.g. feature_stride: 8)")
         return found[0]
     if max_stride is None:
         return infos[-1]

@@ -41,6 +41,8 @@ class FastRCNN(TwoStageDetector):
         backbone: any registered backbone; stages deeper than ``feature`` are dropped.
         feature: the backbone output pooled (default: the deepest with stride <= 16, e.g. ResNet
             ``layer3``, VGG ``stage4``: the paper pooled VGG16's conv5_3 at stride 16).
+        feature_stride: instead of ``feature``, the deepest output at this stride (e.g. 16), which
+            survives a change of backbone.
         num_classes: real classes (a background class is added internally, index 0).
         roi_pool: ``"roi"`` (max pooling to ``pool_size`` x ``pool_size``) or ``"spp"`` (pyramid of
             ``spp_levels``).
@@ -67,6 +69,7 @@ class FastRCNN(TwoStageDetector):
         backbone: Backbone,
         num_classes: int,
         feature: str | None = None,
+        feature_stride: int | None = None,
         roi_pool: str = "roi",
         pool_size: int = 7,
         spp_levels: Sequence[int] = (1, 2, 4),
@@ -81,7 +84,7 @@ class FastRCNN(TwoStageDetector):
         detections_per_img: int = 100,
         size_divisible: int = 32,
     ) -> None:
-        info = pick_feature(backbone, feature)
+        info = pick_feature(backbone, feature, stride=feature_stride)
         if roi_pool == "roi":
             pool: RoIMaxPool = RoIMaxPool(pool_size, 1.0 / info.stride, info.name)
         elif roi_pool == "spp":

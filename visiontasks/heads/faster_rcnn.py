@@ -77,7 +77,11 @@ class FasterRCNN(TwoStageDetector):
         num_classes: real classes (background is added internally).
         fpn: build a Feature Pyramid Network over the outputs with stride >= ``fpn_min_stride``.
         fpn_channels: channels of every FPN level.
-        feature: single-level variant: the backbone output used (default: deepest with stride <= 16).
+        feature: single-level variant: the backbone output used, by name (default: the deepest with
+            stride <= 16).
+        feature_stride: single-level variant: the deepest backbone output at this stride (e.g. 8:
+            ResNet ``layer2``, MobileNet v2 ``stage3``, VGG ``stage3``), which survives a change of
+            backbone; instead of ``feature``.
         anchor_sizes: anchor side lengths in pixels (see the module docstring); ``aspect_ratios``
             height/width ratios, the same at every level.
         roi_op: ``align`` (RoI Align, torchvision's ``MultiScaleRoIAlign``) or ``pool`` (the papers'
@@ -113,6 +117,7 @@ class FasterRCNN(TwoStageDetector):
         fpn_channels: int = 256,
         fpn_min_stride: int = 4,
         feature: str | None = None,
+        feature_stride: int | None = None,
         anchor_sizes: Sequence[float] | Sequence[Sequence[float]] | None = None,
         aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
         roi_op: str = "align",
@@ -151,7 +156,7 @@ class FasterRCNN(TwoStageDetector):
             )
             channels, levels = fpn_channels, len(chosen) + 1
         else:
-            chosen = [pick_feature(backbone, feature)]
+            chosen = [pick_feature(backbone, feature, stride=feature_stride)]
             channels, levels = chosen[0].channels, 1
         names = [f.name for f in chosen]
 

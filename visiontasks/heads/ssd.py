@@ -13,8 +13,8 @@ and the hardest negatives, 3 per positive, both divided by the number of positiv
 carries the attributes they read. What is ours is the glue to our backbone contract:
 
 * **sources** are chosen by stride from ``backbone.feature_info``: every output with stride >=
-  ``min_stride`` (8: ResNet ``layer2..4``, MobileNet v2 ``stage3..5``), or the outputs named in
-  ``sources``;
+  ``min_stride`` (8: ResNet ``layer2..4``, MobileNet v2 ``stage3..5``), the deepest output at each of
+  ``feature_strides`` (e.g. ``[16, 32]``, whatever the backbone), or the outputs named in ``sources``;
 * **the VGG layout** (the paper's SSD300, on by default for the VGG backbones, ``vgg_fc``): conv4_3
   (stage 4 before its max pooling; pool3 in ceil mode so that 300 px give 38 x 38) with L2
   normalisation and a learned scale (initial 20), then pool4, conv5_x, a 3x3 stride-1 pool5 and
@@ -57,8 +57,10 @@ from torchvision.models.detection.ssd import SSDHead
 from torchvision.ops import box_iou
 
 from visiontasks.backbones import Backbone
+from visiontasks.errors import InvalidInputError
 
-from .detector import Detections, Detector, ExportSupport, Losses, register_detector, select_features
+from .detector import (Detections, Detector, ExportSupport, Losses, features_at_strides, register_detector,
+                       select_features)
 
 # torchvision's ssd300_vgg16 (Caffe SSD300 on COCO): 21/45/99/153/207/261/315 px default boxes of 300
 TORCHVISION_SSD300: dict[str, Any] = {
@@ -147,9 +149,11 @@ class SSD(Detector):
     Args:
         backbone: a registered backbone (any out_indices; the needed stages are selected by name).
         num_classes: real classes (the background is added internally).
-        sources: backbone outputs the boxes are predicted from (default: every output with stride >=
-            ``min_stride``); not with the VGG layout, whose sources are conv4_3 and fc7.
-        min_stride: the shallowest stride used when ``sources`` is not given.
+        sources: backbone outputs the boxes are predicted from, by name (default: every output with
+            stride >= ``min_stride``); not with the VGG layout, whose sources are conv4_3 and fc7.
+        feature_strides: instead of ``sources``, the strides of the outputs used (the deepest output
+            at each; e.g. ``[8, 16, 32]``), which survive a change of backbone.
+        min_stride: the shallowest stride used when neither ``sources`` nor ``feature_strides`` is given.
         vgg_fc: the paper's VGG layout (conv4_3 + L2 norm, fc6/fc7 as dilated convolutions); ``None``:
             on for VGG backbones.
         l2_norm: L2-normalise the first source with a learned scale; ``None``: with the VGG layout.
@@ -187,6 +191,7 @@ class SSD(Detector):
         backbone: Backbone,
         num_classes: int,
         sources: Sequence[str] | None = None,
+        feature_strides: Sequence[int] | None = None,
         min_stride: int = 8,
         vgg_fc: bool | None = None,
         l2_norm: bool | None = None,
@@ -213,8 +218,9 @@ class SSD(Detector):
         if self.vgg_fc:
             if not is_vgg(backbone):
                 raise ValueError("vgg_fc: true needs a VGG backbone (vgg11 .. vgg19, with or without _bn)")
-            if sources is not None:
-                raise ValueError("with the VGG layout the sources are conv4_3 and fc7; leave sources unset")
+            if sources is not None or feature_strides is not None:
+                raise InvalidInputError("with the VGG layout the sources are conv4_3 and fc7; leave sources and "
+                                        "feature_strides unset (or set vgg_fc: false)")
             self.source_names: list[str] = []
             self.backbone = select_features(backbone, [backbone.stage_info[-1].name])
             stages = list(self.backbone.stages.values())
@@ -230,12 +236,21 @@ class SSD(Detector):
             channels, strides = [backbone.stage_info[3].channels, 1024], [8, 16]
         else:
             infos = backbone.feature_info
-            chosen = ([f for f in infos if f.name in set(sources)] if sources is not None
-                      else [f for f in infos if f.stride >= min_stride])
+            if sources is not None and feature_strides is not None:
+                raise InvalidInputError(f"sources={list(sources)} and feature_strides={list(feature_strides)}: "
+                                        "give one of them (feature_strides picks the outputs by stride)")
+            if feature_strides is not None:
+                chosen = features_at_strides(backbone, feature_strides)
+            elif sources is not None:
+                chosen = [f for f in infos if f.name in set(sources)]
+            else:
+                chosen = [f for f in infos if f.stride >= min_stride]
             if sources is not None and len(chosen) != len(set(sources)):
-                raise ValueError(f"sources {list(sources)}: the backbone has outputs {[f.name for f in infos]}")
+                raise InvalidInputError(f"sources={list(sources)}: the backbone has outputs {[f.name for f in infos]} "
+                                        "(feature_strides picks them by stride, e.g. [8, 16, 32])")
             if not chosen:
-                raise ValueError(f"no backbone output has stride >= {min_stride}: {[(f.name, f.stride) for f in infos]}")
+                raise InvalidInputError(f"min_stride={min_stride}: no backbone output has stride >= {min_stride}: "
+                                        f"{[(f.name, f.stride) for f in infos]}")
             self.source_names = [f.name for f in chosen]
             self.backbone = select_features(backbone, self.source_names)
             self.fc = None

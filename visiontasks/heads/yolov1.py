@@ -59,7 +59,8 @@ class YOLOv1(Detector):
     """YOLOv1 detector.
 
     Args:
-        backbone: a registered backbone; its deepest output (or ``feature``) feeds the head.
+        backbone: a registered backbone; its deepest output feeds the head, or the one named
+            ``feature``, or the deepest at ``feature_stride`` (e.g. 8; survives a change of backbone).
         num_classes: C, real classes (no background class: "no object" is the confidence).
         grid_size: S; boxes_per_cell: B.
         head: ``fc`` (the paper's: two conv layers, then fully connected layers over the whole
@@ -96,6 +97,7 @@ class YOLOv1(Detector):
         grid_size: int = 7,
         boxes_per_cell: int = 2,
         feature: str | None = None,
+        feature_stride: int | None = None,
         head: str = "fc",
         hidden_channels: int = 1024,
         representation_size: int = 4096,
@@ -111,7 +113,7 @@ class YOLOv1(Detector):
         activation: str = "linear",
     ) -> None:
         super().__init__()
-        chosen = pick_feature(backbone, feature, max_stride=None)
+        chosen = pick_feature(backbone, feature, max_stride=None, stride=feature_stride)
         self.feature_name = chosen.name
         self.backbone = select_features(backbone, [chosen.name])
         self.S, self.B, self.C = grid_size, boxes_per_cell, num_classes
