@@ -115,7 +115,7 @@ COMMAND_HELP = {
     "test": "score a checkpoint on the test split and write its tables and figures",
     "predict": "write a checkpoint's predictions: on the config's predict split, or on images without a "
                "config (--ckpt_path X --source PATH|DIR|GLOB)",
-    "demo": "train LeNet-5 on scikit-learn's digits, test it, print where the run is",
+    "demo": "train LeNet-5 on scikit-learn's digits, test it, print where the run is (any folder; --epochs N)",
     "summary": "a backbone's per-layer table: output shapes, parameters, multiply-adds",
     "proposals": "precompute selective-search proposals of a detection config and report recall",
     "benchmark": "time and score the detector generations (benchmark detectors --config FILE)",
