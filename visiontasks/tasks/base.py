@@ -8,10 +8,11 @@ subclass says only what differs (hooks below, ``predict_step``); files are writt
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torchmetrics import Metric, MetricCollection
@@ -20,20 +21,31 @@ from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import Preprocessing
 from visiontasks.schedulers import scheduler_config
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
-SchedulerFactory = Callable[[Optimizer], Any]
-
-
 def default_optimizer(params: Iterable[nn.Parameter]) -> Optimizer:
     """AdamW, lr 1e-3, weight decay 1e-4."""
     return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
 
 
 class BaseTask(pl.LightningModule):
-    """``monitor`` (a logged metric, e.g. ``"val/acc"``) and ``monitor_mode`` (``"max"``/``"min"``) feed
+    """The settings every task shares, owned here once; a task declares its own (and a default that
+    differs, e.g. ``num_classes``) and passes the rest on as ``**kwargs``.
+
+    Args:
+        num_classes: number of classes; must equal the datamodule's (the CLI links it from there).
+        backbone: a name from ``visiontasks.backbones.list_backbones()``.
+        backbone_weights: ``None``, a torchvision weights name (e.g. ``IMAGENET1K_V1``; downloads
+            only when given), a state_dict file, or a visiontasks checkpoint of any task (its
+            backbone is taken).
+        in_chans: input channels (1 or 3); must equal the datamodule's.
+        frozen_stages: freeze the first stages of the backbone (transfer learning).
+        optimizer: from the config (a LightningCLI callable); default AdamW, lr 1e-3.
+        lr_scheduler: from the config (a LightningCLI callable); default none.
+
+    ``monitor`` (a logged metric, e.g. ``"val/acc"``) and ``monitor_mode`` (``"max"``/``"min"``) feed
     checkpointing and ``ReduceLROnPlateau``; ``checked_with_data`` names settings that must equal the
-    datamodule's. Subclasses call ``super().__init__`` first: it saves their arguments as
-    ``self.hparams``, from which :meth:`build_model` reads."""
+    datamodule's. Subclasses call ``super().__init__`` first: it saves their arguments (those passed
+    on in ``**kwargs`` too) as ``self.hparams``, from which :meth:`build_model` reads.
+    """
 
     monitor: str = "val/loss"
     monitor_mode: str = "min"
@@ -41,13 +53,22 @@ class BaseTask(pl.LightningModule):
     stages: tuple[str, ...] = ("val", "test")
 
     def __init__(
-        self, num_classes: int, optimizer: OptimizerFactory | None = None, lr_scheduler: SchedulerFactory | None = None
+        self,
+        num_classes: int,
+        *,
+        backbone: str = "resnet18",
+        backbone_weights: str | None = None,
+        in_chans: int = 3,
+        frozen_stages: int = 0,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise InvalidInputError(f"num_classes must be >= 1, got {num_classes}")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])  # also the subclass's arguments
         self.num_classes = num_classes
+        self.in_chans = in_chans
         self.class_names: list[str] = [str(i) for i in range(num_classes)]
         self.preprocessing: Preprocessing | None = None  # from the data (setup) or the checkpoint
         self.optimizer_factory = optimizer or default_optimizer

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -33,6 +32,10 @@ class ClassificationTask(BaseTask):
         optimizer / lr_scheduler: from the config, e.g. SGD(momentum=0.9, weight_decay=5e-4) with
             ReduceLROnPlateau(mode=max, factor=0.1) as in the AlexNet/VGG papers, or AdamW.
 
+    ``backbone``, ``num_classes`` and ``head`` may be given by position, the rest by keyword; the
+    settings every task shares (``backbone_weights``, ``in_chans``, ``frozen_stages``, ``optimizer``,
+    ``lr_scheduler``) are :class:`BaseTask`'s, passed on as ``**kwargs``.
+
     Batches are ``{"image": [N, in_chans, H, W], "label": [N] int64, "id": list[str]}``.
     Logged per epoch: ``{stage}/loss``, ``{stage}/acc`` (top-1), ``{stage}/acc_top5`` (more than 5
     classes), ``{stage}/acc_<class>``; the confusion matrix (``stage_results[stage]["confmat"]``) is
@@ -48,15 +51,11 @@ class ClassificationTask(BaseTask):
         backbone: str = "resnet18",
         num_classes: int = 10,
         head: Literal["paper", "linear"] = "paper",
-        backbone_weights: str | None = None,
-        in_chans: int = 3,
-        frozen_stages: int = 0,
+        *,
         label_smoothing: float = 0.0,
-        optimizer: OptimizerCallable | None = None,
-        lr_scheduler: LRSchedulerCallable | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes, optimizer, lr_scheduler)
-        self.in_chans = in_chans
+        super().__init__(num_classes, backbone=backbone, **kwargs)
         self.label_smoothing = label_smoothing
 
     def build_model(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torchmetrics.detection import MeanAveragePrecision
 
@@ -34,6 +33,10 @@ class DetectionTask(BaseTask):
             for YOLOv1); see each detector's docstring.
         optimizer / lr_scheduler: from the config (LightningCLI callables).
 
+    ``model``, ``backbone`` and ``num_classes`` may be given by position, the rest by keyword; the
+    settings every task shares (``backbone_weights``, ``in_chans``, ``frozen_stages``, ``optimizer``,
+    ``lr_scheduler``) are :class:`BaseTask`'s, passed on as ``**kwargs``.
+
     Batches are ``(list of images [3, H, W] normalised, list of targets)``: see
     ``visiontasks.data.detection``. Logged once per epoch (the metric is updated per batch):
     ``{val,test}/mAP`` (@IoU .5:.95), ``mAP50``, ``mAP75``, ``mAR100`` and ``{val,test}/AP/<class>``,
@@ -50,15 +53,12 @@ class DetectionTask(BaseTask):
         model: str = "faster_rcnn",
         backbone: str = "resnet18",
         num_classes: int = 3,
-        backbone_weights: str | None = None,
-        in_chans: int = 3,
-        frozen_stages: int = 0,
+        *,
         norm_eval: bool = False,
         model_kwargs: dict[str, Any] | None = None,
-        optimizer: OptimizerCallable | None = None,
-        lr_scheduler: LRSchedulerCallable | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes, optimizer, lr_scheduler)
+        super().__init__(num_classes, backbone=backbone, **kwargs)
         self.category_ids: list[int] | None = None  # the dataset's id of each class (COCO's), for results files
 
     def build_model(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torchmetrics.detection import MeanAveragePrecision
 
@@ -25,8 +24,10 @@ class InstanceSegmentationTask(DetectionTask):
     """Train and evaluate an instance-segmentation detector (``model: mask_rcnn``) on a registered
     backbone; the data must be read with ``masks: true`` (targets carry ``masks`` uint8 ``[K, H, W]``).
 
-    Args: as :class:`DetectionTask`; ``mask_thresh`` turns mask probabilities into pixels (0.5, as
-    Mask R-CNN's paper and torchvision).
+    Args: as :class:`DetectionTask` (``norm_eval``, ``model_kwargs`` and :class:`BaseTask`'s shared
+    settings pass on as ``**kwargs``; ``backbone_weights``, ``in_chans``, ``frozen_stages``,
+    ``optimizer``, ``lr_scheduler``), with ``model: mask_rcnn``; ``mask_thresh`` turns mask
+    probabilities into pixels (0.5, as Mask R-CNN's paper and torchvision).
 
     Logged per evaluation epoch, all in the pixels of the image files: box AP as the detection task
     (``{val,test}/mAP``, ``mAP50``, ``mAP75``, ``mAR100``, ``AP/<class>``) and mask AP under
@@ -37,22 +38,9 @@ class InstanceSegmentationTask(DetectionTask):
 
     monitor = "val/mask_mAP"
 
-    def __init__(
-        self,
-        model: str = "mask_rcnn",
-        backbone: str = "resnet18",
-        num_classes: int = 3,
-        backbone_weights: str | None = None,
-        in_chans: int = 3,
-        frozen_stages: int = 0,
-        norm_eval: bool = False,
-        model_kwargs: dict[str, Any] | None = None,
-        mask_thresh: float = 0.5,
-        optimizer: OptimizerCallable | None = None,
-        lr_scheduler: LRSchedulerCallable | None = None,
-    ) -> None:
-        super().__init__(model, backbone, num_classes, backbone_weights, in_chans, frozen_stages, norm_eval,
-                         model_kwargs, optimizer, lr_scheduler)
+    def __init__(self, model: str = "mask_rcnn", backbone: str = "resnet18", num_classes: int = 3, *,
+                 mask_thresh: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(model, backbone, num_classes, **kwargs)
 
     def build_model(self) -> None:
         super().build_model()

@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
@@ -43,6 +42,10 @@ class SegmentationTask(BaseTask):
             tensor-core GPUs; results are the same).
         optimizer / lr_scheduler: LightningCLI callables (default AdamW, lr 1e-3).
 
+    ``model``, ``backbone`` and ``num_classes`` may be given by position, the rest by keyword; the
+    settings every task shares (``backbone_weights``, ``in_chans``, ``frozen_stages``, ``optimizer``,
+    ``lr_scheduler``) are :class:`BaseTask`'s, passed on as ``**kwargs``.
+
     Batches: ``{"image": [N, C, H, W], "mask": int64 [N, H, W], "id": [paths], "size": [(H, W)],
     "orig_size": [(H0, W0)] (optional)}``. Logged per epoch: ``{stage}/loss``, ``{stage}/mIoU``
     (macro: classes absent from prediction and ground truth do not count), ``{stage}/pixel_acc``,
@@ -60,9 +63,7 @@ class SegmentationTask(BaseTask):
         model: Literal["fcn32s", "fcn16s", "fcn8s"] = "fcn8s",
         backbone: str = "vgg16",
         num_classes: int = 21,
-        backbone_weights: str | None = None,
-        in_chans: int = 3,
-        frozen_stages: int = 0,
+        *,
         norm_eval: bool = False,
         fc_channels: int = 4096,
         fc_kernel_size: int = 7,
@@ -71,8 +72,7 @@ class SegmentationTask(BaseTask):
         ignore_index: int = 255,
         class_weights: list[float] | None = None,
         channels_last: bool = False,
-        optimizer: OptimizerCallable | None = None,
-        lr_scheduler: LRSchedulerCallable | None = None,
+        **kwargs: Any,
     ) -> None:
         if 0 <= ignore_index < num_classes:
             raise InvalidInputError(f"ignore_index {ignore_index} collides with a class (0..{num_classes - 1})")
@@ -80,9 +80,8 @@ class SegmentationTask(BaseTask):
             raise InvalidInputError(f"class_weights has {len(class_weights)} values for {num_classes} classes")
         if class_weights is not None and min(class_weights) < 0:
             raise InvalidInputError("class_weights must be >= 0")
-        super().__init__(num_classes, optimizer, lr_scheduler)
+        super().__init__(num_classes, backbone=backbone, **kwargs)
         self.ignore_index = ignore_index
-        self.in_chans = in_chans
         self.channels_last = channels_last
         weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weight, persistent=False)
