@@ -234,3 +234,27 @@ def scheduler_config(scheduler: Any, trainer: Any, monitor: str, monitor_mode: s
             )
         config.update(monitor=monitor, strict=False)
     return config
+
+
+def default_optimizer(params: Any) -> Optimizer:
+    """AdamW, lr 1e-3, weight decay 1e-4 (the optimizer of a task whose config names none)."""
+    import torch
+
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+
+
+def configure_optimization(
+    params: Any, optimizer_factory: Callable | None, scheduler_factory: Callable | None, trainer: Any,
+    monitor: str, monitor_mode: str, owner: str,
+) -> Any:
+    """What a task's ``configure_optimizers`` returns: the optimizer of the trainable ``params`` (the
+    config's callable, else :func:`default_optimizer`) and, with ``scheduler_factory``, its
+    :func:`scheduler_config`. ``owner`` (the task's class name) names a model with nothing to train."""
+    trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise InvalidInputError(f"{owner} has no trainable parameters (all frozen?)")
+    optimizer = (optimizer_factory or default_optimizer)(trainable)
+    if scheduler_factory is None:
+        return optimizer
+    scheduler = scheduler_factory(optimizer)
+    return {"optimizer": optimizer, "lr_scheduler": scheduler_config(scheduler, trainer, monitor, monitor_mode)}

@@ -8,22 +8,19 @@ subclass says only what differs (hooks below, ``predict_step``); files are writt
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torch.optim import Optimizer
 from torchmetrics import Metric, MetricCollection
 
 from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import Preprocessing
-from visiontasks.schedulers import scheduler_config
+from visiontasks.schedulers import configure_optimization, default_optimizer
 
-def default_optimizer(params: Iterable[nn.Parameter]) -> Optimizer:
-    """AdamW, lr 1e-3, weight decay 1e-4."""
-    return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+from .agreement import adopt_data_settings
 
 
 class BaseTask(pl.LightningModule):
@@ -142,23 +139,9 @@ class BaseTask(pl.LightningModule):
         self._end_epoch("test")
 
     def setup(self, stage: str) -> None:
-        """Take the class names from the datamodule (its ``setup`` runs first) and check settings."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        names = getattr(datamodule, "class_names", None)
-        if names is not None:
-            if len(names) != self.num_classes:
-                raise InvalidInputError(
-                    f"model.num_classes={self.num_classes} but the data has {len(names)} classes "
-                    f"({', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''}); "
-                    "make them agree in the config"
-                )
-            self.class_names = [str(n) for n in names]
-        if callable(getattr(datamodule, "preprocessing", None)):
-            self.preprocessing = datamodule.preprocessing()
-        for attr in self.checked_with_data:
-            theirs, mine = getattr(datamodule, attr, None), getattr(self.hparams, attr)
-            if theirs is not None and theirs != mine:
-                raise InvalidInputError(f"model.{attr}={mine} but data.{attr}={theirs}; make them agree in the config")
+        """Take the class names and preprocessing from the datamodule (its ``setup`` runs first) and
+        check the settings that must agree with it (:func:`~.agreement.adopt_data_settings`)."""
+        adopt_data_settings(self, getattr(self.trainer, "datamodule", None) if self._trainer else None)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint.update(task_class=f"{type(self).__module__}.{type(self).__name__}", class_names=list(self.class_names))
@@ -170,12 +153,5 @@ class BaseTask(pl.LightningModule):
             self.preprocessing = Preprocessing.from_dict(checkpoint["preprocessing"])
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        if not params:
-            raise InvalidInputError(f"{type(self).__name__} has no trainable parameters (all frozen?)")
-        optimizer = self.optimizer_factory(params)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        config = scheduler_config(scheduler, self._trainer, self.monitor, self.monitor_mode)
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return configure_optimization(self.parameters(), self.optimizer_factory, self.scheduler_factory, self._trainer,
+                                      self.monitor, self.monitor_mode, type(self).__name__)
