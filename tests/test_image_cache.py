@@ -1,4 +1,4 @@
-"""The image cache (``cache: none | ram | disk``) of the three datamodules and the loader defaults."""
+"""The image cache (``cache: auto | none | ram | disk``) of the three datamodules and the loader defaults."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def _batches(dm, stage: str) -> list:
 @pytest.mark.parametrize("mode", ["ram", "disk"])
 def test_classification_cache_shrinks_and_matches_shapes(tmp_path: Path, mode: str) -> None:
     root = _image_folder(tmp_path / "data")
-    kw = dict(root=str(root), image_size=16, batch_size=2, num_workers=0, augment="none", val_fraction=0.34,
+    # ``standard``: the per-sample path, whose cache keeps files shrunk with their aspect (none/light
+    # hold the split at image_size instead: tests/test_in_memory_classification.py)
+    kw = dict(root=str(root), image_size=16, batch_size=2, num_workers=0, augment="standard", val_fraction=0.34,
               test_fraction=0.0, cache_dir=str(tmp_path / "cache"))
     plain = ClassificationDataModule("imagefolder", **kw)
     cached = ClassificationDataModule("imagefolder", cache=mode, **kw)
@@ -45,14 +47,14 @@ def test_classification_cache_shrinks_and_matches_shapes(tmp_path: Path, mode: s
     assert (a[0]["image"] - b[0]["image"]).abs().mean() < 0.1
     c = cached.loader("val").dataset.cache
     assert c.orig_sizes[0].tolist() == [90, 120]
-    assert c.sizes[0].tolist() == [16, 21]  # covers 16x16 (augment none: zoom 1), aspect kept
+    assert c.sizes[0].tolist() == [31, 42]  # covers 16x16 x standard's zoom 1.95, aspect kept
     assert not c.get(0)["image"].flags.writeable
 
 
 def test_disk_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path: Path) -> None:
     root = _image_folder(tmp_path / "data")
     kw = dict(root=str(root), image_size=16, num_workers=0, cache="disk", cache_dir=str(tmp_path / "cache"),
-              val_fraction=0.34, test_fraction=0.0)
+              val_fraction=0.34, test_fraction=0.0, augment="standard")
     ds = ClassificationDataModule("imagefolder", **kw).loader("train").dataset
     first = ds.cache
     again = ClassificationDataModule("imagefolder", **kw).loader("train").dataset.cache
@@ -77,7 +79,7 @@ def test_ram_cache_refused_when_it_will_not_fit(tmp_path: Path, monkeypatch: pyt
 def test_ram_cache_is_shared_with_loader_workers(tmp_path: Path) -> None:
     root = _image_folder(tmp_path / "data", n=8)
     dm = ClassificationDataModule("imagefolder", root=str(root), image_size=16, batch_size=4, num_workers=1,
-                                  cache="ram", val_fraction=0.25, test_fraction=0.0)
+                                  cache="ram", val_fraction=0.25, test_fraction=0.0, augment="standard")
     workers = [b["image"] for b in dm.loader("train")]
     assert [len(b) for b in workers] == [4]  # 6 training images, batch 4, drop_last
     # spawned workers receive the cache pickled into torch shared memory
@@ -134,15 +136,17 @@ def test_num_workers_auto_and_bad_values() -> None:
 
 
 def test_loader_defaults_persistent_workers_and_no_pinning_on_cpu(tmp_path: Path) -> None:
-    dm = ClassificationDataModule("digits", image_size=8, in_chans=1, batch_size=8)
+    dm = ClassificationDataModule("digits", image_size=8, in_chans=1, batch_size=8, augment="standard")
     loader = dm.loader("train")
     assert loader.num_workers == resolve_num_workers("auto") and loader.persistent_workers
     assert loader.pin_memory is False
     assert ClassificationDataModule("digits", num_workers=0).loader("val").persistent_workers is False
+    # the in-memory path (augment none/light) has nothing for workers to do: auto means none
+    assert ClassificationDataModule("digits", image_size=8, in_chans=1).loader("train").num_workers == 0
 
 
 def test_unknown_cache_mode_is_one_line_error() -> None:
-    with pytest.raises(InvalidInputError, match="cache must be one of none, ram, disk"):
+    with pytest.raises(InvalidInputError, match="cache must be one of auto, none, ram, disk"):
         ClassificationDataModule("digits", cache="gpu")
 
 
@@ -156,7 +160,7 @@ def test_ram_cache_filled_by_processes_inside_a_fit(tmp_path: Path) -> None:
 
     root = _image_folder(tmp_path / "data", n=80, size=(20, 20))
     dm = ClassificationDataModule("imagefolder", root=str(root), image_size=16, batch_size=8, num_workers=0,
-                                  cache="ram", val_fraction=0.2, test_fraction=0.0)
+                                  cache="ram", val_fraction=0.2, test_fraction=0.0, augment="standard")
     task = ClassificationTask(backbone="lenet5", num_classes=2, in_chans=3)
     trainer = pl.Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",

@@ -1,4 +1,9 @@
-"""Decoded images kept for the whole run: the ``cache: none | ram | disk`` option of every datamodule.
+"""Decoded images kept for the whole run: the ``cache: auto | none | ram | disk`` option of every datamodule.
+
+``auto`` (the default) is ``ram`` when the decoded split fits comfortably (its size, estimated from
+the headers of up to :data:`AUTO_SAMPLE` files spread over the split and multiplied by the training
+processes of this machine, is at most :data:`AUTO_RAM_FRACTION` of the available memory), else
+``none``; one info line says which and why. An explicit ``none``, ``ram`` or ``disk`` is used as given.
 
 A family (classification, segmentation, detection) describes one split by a list of files and two
 functions: ``plan(i) -> (orig (H0, W0), stored (H, W))`` read from the file headers only (cheap), and
@@ -45,10 +50,12 @@ import numpy as np
 
 from visiontasks.errors import InvalidInputError
 
-CacheMode = Literal["none", "ram", "disk"]
-CACHE_MODES = ("none", "ram", "disk")
+CacheMode = Literal["auto", "none", "ram", "disk"]
+CACHE_MODES = ("auto", "none", "ram", "disk")
 CACHE_VERSION = 1
 RAM_FRACTION = 0.8  # refuse a RAM cache needing more than this share of the available memory
+AUTO_RAM_FRACTION = 0.25  # ``auto`` caches in RAM up to this share (the model and its batches need the rest)
+AUTO_SAMPLE = 256  # headers read to estimate a split's decoded size for ``auto``
 
 Size = tuple[int, int]
 Plan = Callable[[int], tuple[Size, Size]]
@@ -116,19 +123,24 @@ def shrink_size(size: Size, scale: float) -> Size:
 
 
 def resize_to(image: np.ndarray, size: Size, nearest: bool = False) -> np.ndarray:
-    """``image`` resized to ``size`` (H, W): area averaging when shrinking (no aliasing), nearest for
-    class ids; unchanged when it already has that size."""
+    """``image`` resized to ``size`` (H, W): area averaging when shrinking (no aliasing), bilinear
+    when enlarging either side (albumentations' ``Resize``), nearest for class ids; unchanged when it
+    already has that size."""
     if image.shape[:2] == tuple(size):
         return image
     import cv2
 
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    shrinking = size[0] <= image.shape[0] and size[1] <= image.shape[1]
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     out = cv2.resize(image, (size[1], size[0]), interpolation=interp)
     return out[..., None] if image.ndim == 3 and out.ndim == 2 else out
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
+    """A byte count for a message: GiB from 1 GiB up, MiB from 1 MiB up, else KiB."""
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 class ImageCache:
@@ -180,6 +192,16 @@ class ImageCache:
             view.flags.writeable = False
             out[f.name] = view.reshape(f.shape(size))
         return out
+
+    def stacked(self, field: str) -> np.ndarray:
+        """Every item's ``field`` as one read-only ``[N, H, W(, C)]`` array (no copy), for a cache
+        whose items all have one stored size; ``ValueError`` otherwise."""
+        if len(self) == 0 or not (self.sizes == self.sizes[0]).all():
+            raise ValueError("stacked() needs a non-empty cache whose items share one size")
+        f = next(f for f in self.fields if f.name == field)
+        view = self._arrays()[field][: int(self.offsets[field][-1])].view()
+        view.flags.writeable = False
+        return view.reshape((len(self), *f.shape((int(self.sizes[0, 0]), int(self.sizes[0, 1])))))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -307,6 +329,39 @@ def _anonymous_buffer(nbytes: int, dtype: str) -> np.ndarray:
     return np.frombuffer(mm, dtype=np.dtype(dtype), count=nbytes // np.dtype(dtype).itemsize)
 
 
+def _item_bytes(size: Size, fields: Sequence[CacheField]) -> int:
+    return sum(int(np.prod(f.shape(size))) * np.dtype(f.dtype).itemsize for f in fields)
+
+
+def resolve_cache_mode(
+    mode: str, n: int, plan: Plan, fields: Sequence[CacheField], what: str, processes: int = 1
+) -> str:
+    """``mode``, or for ``auto`` the mode it stands for (``ram`` or ``none``, see the module
+    docstring), with one info line saying which and why. Reads at most :data:`AUTO_SAMPLE` headers."""
+    check_cache_mode(mode)
+    if mode != "auto":
+        return mode
+    if n == 0:
+        return "none"
+    from lightning.pytorch.utilities import rank_zero_info
+
+    picks = np.unique(np.linspace(0, n - 1, min(n, AUTO_SAMPLE)).round().astype(np.int64))
+    estimate = int(np.mean([_item_bytes(plan(int(i))[1], fields) for i in picks]) * n) * max(1, processes)
+    avail = available_memory()
+    if avail is None:
+        rank_zero_info(f"{what}: cache auto -> none (the available memory is unknown; set cache: ram to keep "
+                       "the decoded images in memory)")
+        return "none"
+    who = f" x {processes} processes" if processes > 1 else ""
+    if estimate <= AUTO_RAM_FRACTION * avail:
+        rank_zero_info(f"{what}: cache auto -> ram ({n} decoded images need about {_gib(estimate)}{who}, "
+                       f"{_gib(avail)} available)")
+        return "ram"
+    rank_zero_info(f"{what}: cache auto -> none ({n} decoded images would need about {_gib(estimate)}{who}, over "
+                   f"{AUTO_RAM_FRACTION:.0%} of the {_gib(avail)} available; cache: disk keeps them on disk)")
+    return "none"
+
+
 def build_image_cache(
     mode: str,
     n: int,
@@ -317,14 +372,17 @@ def build_image_cache(
     settings: dict[str, Any],
     what: str,
     cache_dir: str | Path | None = None,
+    processes: int = 1,
 ) -> ImageCache | None:
-    """The cache of one split (``None`` for ``mode="none"``); see the module docstring.
+    """The cache of one split (``None`` for ``mode="none"``, and for an ``auto`` that resolves to
+    it); see the module docstring.
 
     ``n``: the number of items; ``files``: every file behind them (their path, size and mtime key the
     disk cache; for pairs give images and masks). ``settings``: everything else the decoded arrays depend on.
     ``what``: a short name for messages and the disk folder (e.g. ``"imagefolder train"``).
+    ``processes``: training processes on this machine, each holding its own ``ram`` cache.
     """
-    check_cache_mode(mode)
+    mode = resolve_cache_mode(mode, n, plan, fields, what, processes)
     if mode == "none":
         return None
     fields = list(fields)

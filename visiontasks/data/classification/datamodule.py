@@ -13,7 +13,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from torch.utils.data import DataLoader
+import numpy as np
+
+from torch.utils.data import DataLoader, Dataset
 
 from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
@@ -22,7 +24,8 @@ from ..base import NumWorkers, VisionDataModule, check_sizes, check_num_workers
 from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, check_cache_mode, resize_to, shrink_size
 from ..check import CheckPlan
 from ..io import check_images, image_size, list_image_files, read_image
-from .dataset import ClassificationDataset, FileSource, ImageSource
+from .batched import BATCHED_AUGMENTS, BatchPreparer, InMemoryImages
+from .dataset import ArraySource, ClassificationDataset, FileSource, ImageSource
 from .sources import CLASSIFICATION_SOURCES, SourceOptions
 from .transforms import Augment, classification_transforms, default_mean_std, largest_zoom
 
@@ -47,12 +50,20 @@ class ClassificationDataModule(VisionDataModule):
             (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
         num_workers: loader processes; ``auto`` (default): the available cores minus one, at most
             8 (see :func:`~visiontasks.data.base.resolve_num_workers`); 0 loads in the training process.
-        cache: ``none`` (decode every file every epoch), ``ram`` (decode each file once into memory
-            shared by the loader workers) or ``disk`` (decode once into ``cache_dir``, reused by
-            later runs until a file or setting changes); see :mod:`visiontasks.data.cache`. Files
-            are stored shrunk to cover ``image_size`` times what the augmentation can zoom (1.1
-            for ``light``, about 1.95 for ``standard``); in-memory sources (digits, MNIST,
-            CIFAR-10) need no cache.
+        cache: ``auto`` (default: ``ram`` when the decoded split fits comfortably in memory, else
+            ``none``; one info line says which), ``none`` (decode every file every epoch), ``ram``
+            (decode each file once into memory) or ``disk`` (decode once into ``cache_dir``, reused
+            by later runs until a file or setting changes); see :mod:`visiontasks.data.cache`.
+            In-memory sources (digits, MNIST, CIFAR-10) need no cache.
+
+    Where a split's images are held (an in-memory source, or a ``ram``/``disk`` cache) and
+    ``augment`` is ``none`` or ``light``, the split is one ``uint8`` array resized to ``image_size``,
+    batches are cut from it by indexing and augmented and normalised as whole batches
+    (:mod:`~visiontasks.data.classification.batched`, the same distributions as the albumentations
+    presets); with ``num_workers: auto`` that loader has no workers. Otherwise each
+    sample goes through albumentations in the loader workers, from the files or from a cache holding
+    them shrunk to cover ``image_size`` times what the augmentation can zoom (about 1.95 for
+    ``standard``).
         cache_dir: where ``disk`` writes (default ``~/.cache/visiontasks/images``).
     """
 
@@ -76,7 +87,7 @@ class ClassificationDataModule(VisionDataModule):
         synthetic_classes: int = 4,
         synthetic_per_class: int = 60,
         check: bool = False,
-        cache: CacheMode = "none",
+        cache: CacheMode = "auto",
         cache_dir: str | None = None,
     ) -> None:
         super().__init__()
@@ -110,6 +121,7 @@ class ClassificationDataModule(VisionDataModule):
         self._splits: dict[str, tuple[ImageSource, list[int]]] = {}
         self.cache, self.cache_dir = check_cache_mode(cache), cache_dir
         self._caches: dict[str, ImageCache | None] = {}
+        self._held: dict[str, InMemoryImages | None] = {}
 
     @property
     def class_names(self) -> list[str]:
@@ -142,16 +154,44 @@ class ClassificationDataModule(VisionDataModule):
         train = stage == "train"
         split = "test" if stage == "predict" else stage
         src, idx = self._splits[split]
-        ds = ClassificationDataset(src, idx, self._transform(train), self.in_chans, self._split_cache(split, src, idx))
-        return self.make_loader(ds, self.batch_size, shuffle=train, drop_last=train and len(ds) > self.batch_size)
+        held = self._held_split(split, src, idx)
+        ds: Dataset = held if held is not None else ClassificationDataset(
+            src, idx, self._transform(train), self.in_chans, self._split_cache(split, src, idx))
+        prepare = BatchPreparer(self.mean, self.std, self.augment if train else "none") if held is not None else None
+        return self.make_loader(
+            ds, self.batch_size, shuffle=train, drop_last=train and len(ds) > self.batch_size,
+            collate_fn=prepare, in_memory=held is not None,
+        )
 
-    def _split_cache(self, split: str, src: ImageSource, idx: list[int]) -> ImageCache | None:
-        """The image cache of a split of files (built once; ``None`` without ``cache`` or for
-        in-memory sources). Images are stored shrunk to cover ``image_size`` times the largest
-        zoom of the training augmentation (the same for every split: one rule, one cache key)."""
+    def _held_split(self, split: str, src: ImageSource, idx: list[int]) -> InMemoryImages | None:
+        """The split as one ``uint8 [N, H, W, C]`` array at ``image_size`` (see the class docstring),
+        or ``None`` when it takes the per-sample path (``standard`` augmentation, files without a
+        cache, or ``cache: auto`` finding that they do not fit)."""
+        if self.augment not in BATCHED_AUGMENTS:
+            return None
+        key = f"{id(src)}:{hash(tuple(idx))}"
+        if key not in self._held:
+            h, w = self.image_size
+            if isinstance(src, ArraySource):
+                loaded = [src.load(j, self.in_chans) for j in idx]
+                images = np.stack([resize_to(im, (h, w)).reshape(h, w, self.in_chans) for im, _, _ in loaded])
+                self._held[key] = InMemoryImages(images, [lab for _, lab, _ in loaded], [k for _, _, k in loaded])
+            elif isinstance(src, FileSource) and self.cache != "none":
+                cache = self._split_cache(split, src, idx, exact=True)
+                labels, ids = zip(*(src.label_and_id(j) for j in idx)) if idx else ((), ())
+                self._held[key] = None if cache is None else InMemoryImages(cache.stacked("image"), labels, ids)
+            else:
+                self._held[key] = None
+        return self._held[key]
+
+    def _split_cache(self, split: str, src: FileSource, idx: list[int], exact: bool = False) -> ImageCache | None:
+        """The image cache of a split of files (built once; ``None`` without ``cache``, or when
+        ``auto`` finds it does not fit). ``exact``: every image stored at ``image_size`` (the in-memory
+        path); else shrunk to cover ``image_size`` times the largest zoom of the training
+        augmentation (the same for every split: one rule, one cache key)."""
         if self.cache == "none" or not isinstance(src, FileSource):
             return None
-        key = f"{id(src)}:{hash(tuple(idx))}"  # an ImageFolder without test/ tests on val: one cache
+        key = f"{id(src)}:{hash(tuple(idx))}:{exact}"  # an ImageFolder without test/ tests on val: one cache
         if key not in self._caches:
             paths = [src.paths[j] for j in idx]
             th, tw = self.image_size
@@ -159,15 +199,18 @@ class ClassificationDataModule(VisionDataModule):
 
             def plan(i: int) -> tuple[tuple[int, int], tuple[int, int]]:
                 w0, h0 = image_size(paths[i])
-                return (h0, w0), shrink_size((h0, w0), max(th / h0, tw / w0) * zoom)
+                return (h0, w0), (th, tw) if exact else shrink_size((h0, w0), max(th / h0, tw / w0) * zoom)
 
             def decode(i: int, size: tuple[int, int]) -> dict:
                 return {"image": resize_to(read_image(paths[i], self.in_chans), size)}
 
-            settings = {"image_size": self.image_size, "zoom": zoom, "in_chans": self.in_chans}
+            settings = {"image_size": self.image_size, "zoom": 1.0 if exact else zoom, "in_chans": self.in_chans,
+                        "exact": exact}
+            trainer = self._trainer()
             self._caches[key] = build_image_cache(
                 self.cache, len(paths), paths, [CacheField("image", "uint8", self.in_chans)], plan, decode, settings,
                 f"{self.source}-{split}", self.cache_dir,
+                processes=int(getattr(trainer, "num_devices", 1) or 1) if trainer is not None else 1,
             )
         return self._caches[key]
 
