@@ -1,10 +1,16 @@
-"""End to end: the whole ``visiontasks fit`` (a subprocess, from files on disk) vs a plain PyTorch loop
-with the data decoded once into arrays; same model, batch, epochs, optimizer and augmentation (the
-plain loop uses visiontasks' albumentations pipelines and the same loss), both validating every
-epoch, alternated ``--repeats`` times. Prints, per case, the steady-state epochs per second of each
-and their ratio (``fit / plain``, goal >= 0.9; >= 0.7 for LeNet-5), with start-up reported apart:
-fit's time from launching the command to its first training step (imports, config, data set-up,
-cache fill) and the plain loop's decoding + model set-up.
+"""End to end: the whole ``visiontasks fit`` (a subprocess, from files on disk, with the default
+data settings) vs plain PyTorch loops with the data decoded once; same model, batch, epochs,
+optimizer and loss, all validating every epoch, alternated ``--repeats`` times. Prints, per case,
+the steady-state epochs per second of each side and the ratios (goal >= 0.9), with start-up
+reported apart: fit's time from launching the command to its first training step (imports,
+config, data set-up, cache fill) and the plain loop's decoding + model set-up.
+
+Plain sides:
+- ``plain``: decoded arrays through visiontasks' albumentations pipelines, per sample, in loader
+  workers (the same augmentation as fit);
+- ``tensor`` (classification): the loop a PyTorch user writes for MNIST: the split as one uint8
+  tensor in memory, batches by indexing, random shifts of up to 2 px by indexing a padded batch,
+  no loader at all.
 
     python benchmarks/end_to_end.py                                # all four cases, 10 epochs, 3 repeats
     python benchmarks/end_to_end.py --cases lenet5 --epochs 2 --repeats 1 --lenet-images 800   # a quick check
@@ -15,8 +21,8 @@ Cases (data is generated, or linked, under ``--work-dir``, default ``~/.cache/vi
 - ``resnet18``: ResNet-18 classification on ``data/hymenoptera`` at 224 px, batch 32, ``augment: standard``;
 - ``fcn8s``: FCN-8s / ResNet-18 (fc6/fc7 128 channels, 3x3, as the shapes config) on ``--seg-images`` generated 480x360 image/mask PNG pairs, crop 256, batch 8;
 - ``faster_rcnn``: Faster R-CNN, MobileNet v2 + FPN, on COCO128 (YOLO labels) at 320 px letterbox, batch 8.
-Both sides run on the default device (``accelerator: auto``) with the default loader settings
-(``num_workers: auto``); fit uses ``cache: ram``.
+Both sides run on the default device (``accelerator: auto``); fit uses the defaults
+(``num_workers: auto``, ``cache: auto``).
 """
 
 from __future__ import annotations
@@ -54,9 +60,9 @@ class EpochTimer(Callback):  # type: ignore[misc]
         self.path = os.environ["VT_BENCH_TIMES"]
         self.started = False
 
-    def _write(self, event: str) -> None:
+    def _write(self, event: str, **extra: float) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps({"event": event, "t": time.time()}) + "\n")
+            f.write(json.dumps({"event": event, "t": time.time(), **extra}) + "\n")
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if not self.started:
@@ -64,7 +70,8 @@ class EpochTimer(Callback):  # type: ignore[misc]
             self._write("first_step")
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:  # after the epoch's validation
-        self._write("epoch_end")
+        acc = trainer.callback_metrics.get("val/acc")
+        self._write("epoch_end", **({"val_acc": float(acc)} if acc is not None else {}))
 
 
 # -- data ---------------------------------------------------------------------------------------------------
@@ -149,8 +156,9 @@ def cases(work: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                       "init_args": {"backbone": "lenet5", "in_chans": 1, "head": "paper", "optimizer": adamw}},
             "data": lambda root: {"class_path": "visiontasks.data.ClassificationDataModule", "init_args": {
                 "source": "imagefolder", "root": str(root), "image_size": 28, "in_chans": 1, "batch_size": 32,
-                "augment": "light", "cache": "ram"}},
+                "augment": "light"}},
             "plain": plain_classification,
+            "tensor": tensor_classification,
         },
         "resnet18": {
             "prepare": lambda: SHARED / "hymenoptera",
@@ -158,7 +166,7 @@ def cases(work: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                       "init_args": {"backbone": "resnet18", "in_chans": 3, "optimizer": adamw}},
             "data": lambda root: {"class_path": "visiontasks.data.ClassificationDataModule", "init_args": {
                 "source": "imagefolder", "root": str(root), "image_size": 224, "in_chans": 3, "batch_size": 32,
-                "augment": "standard", "cache": "ram"}},
+                "augment": "standard"}},
             "plain": plain_classification,
         },
         "fcn8s": {
@@ -169,7 +177,7 @@ def cases(work: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                                     "fc_kernel_size": 3, "dropout": 0.1, "optimizer": adamw}},
             "data": lambda root: {"class_path": "visiontasks.data.SegmentationDataModule", "init_args": {
                 "root": str(root), "format": "folder", "num_classes": 6, "test_split": None, "crop_size": 256,
-                "batch_size": 8, "eval_batch_size": 4, "cache": "ram"}},
+                "batch_size": 8, "eval_batch_size": 4}},
             "plain": plain_segmentation,
         },
         "faster_rcnn": {
@@ -179,7 +187,7 @@ def cases(work: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                                     "model_kwargs": {"fpn": True}, "optimizer": adamw}},
             "data": lambda root: {"class_path": "visiontasks.data.DetectionDataModule", "init_args": {
                 "format": "yolo", "root": str(root), "train": "train", "val": "val", "image_size": 320,
-                "resize": "letterbox", "batch_size": 8, "cache": "ram"}},
+                "resize": "letterbox", "batch_size": 8}},
             "plain": plain_detection,
         },
     }
@@ -213,8 +221,10 @@ def run_fit(name: str, case: dict[str, Any], root: Path, epochs: int, work: Path
         events = [json.loads(line) for line in times.read_text().splitlines()]
     first = next(e["t"] for e in events if e["event"] == "first_step")
     ends = [e["t"] for e in events if e["event"] == "epoch_end"]
-    return {"startup_s": first - t0, "train_s": ends[-1] - first, "epochs_per_s": len(ends) / (ends[-1] - first),
-            "total_s": total}
+    out = {"startup_s": first - t0, "train_s": ends[-1] - first, "epochs_per_s": len(ends) / (ends[-1] - first),
+           "total_s": total}
+    last = [e for e in events if e["event"] == "epoch_end"][-1]
+    return {**out, **({"val_acc": last["val_acc"]} if "val_acc" in last else {})}
 
 
 # -- plain loops ---------------------------------------------------------------------------------------------
@@ -302,6 +312,64 @@ def plain_classification(case: dict[str, Any], root: Path, epochs: int) -> dict[
                 correct += int((model(x.to(dev)).argmax(1).cpu() == y).sum())
     train_s = time.time() - start
     return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s, "val_acc": correct / len(val)}
+
+
+def tensor_classification(case: dict[str, Any], root: Path, epochs: int) -> dict[str, float]:
+    """The MNIST loop: ``uint8 [N, C, H, W]`` tensors, a random permutation per epoch, batches by
+    indexing, each sample shifted by up to 2 px (pad, then index a window at a random offset)."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from visiontasks.data.classification.transforms import default_mean_std
+    from visiontasks.tasks import ClassificationTask
+
+    t0 = time.time()
+    d = case["data"](root)["init_args"]
+    chans, size = d["in_chans"], d["image_size"]
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+
+    def decode(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        mode = "L" if chans == 1 else "RGB"
+        images, labels = [], []
+        for p in _files(root / split):
+            with Image.open(p) as im:
+                arr = np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR))
+            images.append(arr[..., None] if chans == 1 else arr)
+            labels.append(classes.index(p.parent.name))
+        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+
+    dev = _device()
+    (xs, ys), (xv, yv) = decode("train"), decode("val")
+    xs, ys, xv, yv = xs.to(dev), ys.to(dev), xv.to(dev), yv.to(dev)
+    mean, std = (torch.tensor(v, device=dev).view(1, -1, 1, 1) * 255 for v in default_mean_std(chans))
+    torch.manual_seed(0)
+    task = ClassificationTask(num_classes=len(classes), **{k: v for k, v in case["model"]["init_args"].items() if k != "optimizer"})
+    model = task.to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=0.0001)
+    bs, pad = d["batch_size"], 2
+    ar = torch.arange(size, device=dev)
+    start = time.time()
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(xs), device=dev)
+        for k in range(len(xs) // bs):  # drop_last, as fit's training loader
+            idx = order[k * bs : (k + 1) * bs]
+            x = F.pad(xs[idx].float(), (pad, pad, pad, pad))
+            dy, dx = (torch.randint(0, 2 * pad + 1, (len(idx), 1), device=dev) for _ in range(2))
+            rows, cols = (ar[None] + dy)[:, None, :, None], (ar[None] + dx)[:, None, None, :]
+            x = x[torch.arange(len(idx), device=dev)[:, None, None, None], torch.arange(chans, device=dev)[None, :, None, None], rows, cols]
+            loss = F.cross_entropy(model((x - mean) / std), ys[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for k in range(0, len(xv), bs):
+                correct += int((model((xv[k : k + bs].float() - mean) / std).argmax(1) == yv[k : k + bs]).sum())
+    train_s = time.time() - start
+    return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s, "val_acc": correct / len(xv)}
 
 
 def plain_segmentation(case: dict[str, Any], root: Path, epochs: int) -> dict[str, float]:
@@ -441,22 +509,27 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in names if n not in all_cases]
     if unknown:
         p.error(f"unknown case(s) {unknown}; choose from {', '.join(all_cases)}")
-    print(f"{'case':12s} {'fit ep/s':>9s} {'plain ep/s':>10s} {'ratio':>6s} {'fit start-up s':>15s} {'plain start-up s':>17s}")
+    print(f"{'case':12s} {'fit ep/s':>9s} {'plain ep/s':>10s} {'fit/plain':>9s} {'tensor ep/s':>11s} "
+          f"{'fit/tensor':>10s} {'fit start-up s':>15s} {'plain start-up s':>17s}")
     for name in names:
         case = all_cases[name]
         root = Path(case["prepare"]())
-        fits, plains = [], []
+        runs: dict[str, list[dict[str, float]]] = {side: [] for side in ("fit", "plain", "tensor") if side in case or side == "fit"}
         for r in range(args.repeats):
-            order = [("fit", fits), ("plain", plains)] if r % 2 == 0 else [("plain", plains), ("fit", fits)]
-            for side, out in order:
+            sides = list(runs) if r % 2 == 0 else list(reversed(runs))  # alternate who goes first
+            for side in sides:
                 if side == "fit":
-                    out.append(run_fit(name, case, root, args.epochs, args.work_dir))
+                    runs[side].append(run_fit(name, case, root, args.epochs, args.work_dir))
                 else:
-                    out.append(case["plain"](case, root, args.epochs))
+                    runs[side].append(case[side](case, root, args.epochs))
         med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
-        f_eps, p_eps = med(fits, "epochs_per_s"), med(plains, "epochs_per_s")
-        print(f"{name:12s} {f_eps:9.3f} {p_eps:10.3f} {f_eps / p_eps:6.2f} {med(fits, 'startup_s'):15.1f} "
-              f"{med(plains, 'startup_s'):17.1f}", flush=True)
+        f_eps, p_eps = med(runs["fit"], "epochs_per_s"), med(runs["plain"], "epochs_per_s")
+        t_eps = med(runs["tensor"], "epochs_per_s") if "tensor" in runs else float("nan")
+        print(f"{name:12s} {f_eps:9.3f} {p_eps:10.3f} {f_eps / p_eps:9.2f} {t_eps:11.3f} {f_eps / t_eps:10.2f} "
+              f"{med(runs['fit'], 'startup_s'):15.1f} {med(runs['plain'], 'startup_s'):17.1f}", flush=True)
+        accuracy = {side: [round(r["val_acc"], 3) for r in rows] for side, rows in runs.items() if rows and "val_acc" in rows[0]}
+        if accuracy:
+            print(f"{'':12s} val accuracy per round: {accuracy}", flush=True)
 
 
 if __name__ == "__main__":
