@@ -92,14 +92,50 @@ class VisionDataModule(pl.LightningDataModule):
     ``num_classes``, which the CLI links to the model's) and whose four Lightning loader hooks
     are one method, :meth:`loader`, of the stage (``train``, ``val``, ``test``, ``predict``).
 
-    Subclasses set ``num_workers`` (``"auto"``, ``None`` or a number) and may set ``pin_memory``
-    (``None``: pinned when the trainer runs on a CUDA device) and build loaders with
-    :meth:`make_loader`."""
+    The loader settings every datamodule takes are checked and kept here once: ``batch_size``
+    (training), ``eval_batch_size`` (the other stages; default ``batch_size``), ``num_workers``
+    (``"auto"``, ``None`` or a number), ``cache`` and ``cache_dir`` (see
+    :mod:`visiontasks.data.cache`), ``pin_memory`` (``None``: pinned when the trainer runs on a
+    CUDA device). Subclasses build loaders with :meth:`make_loader` and caches once per split with
+    :meth:`cache_once`."""
 
     class_names: list[str]
-    num_workers: NumWorkers = "auto"
-    pin_memory: bool | None = None
     check_first: bool = False  # ``data.init_args.check``: run the data check before training
+
+    def __init__(
+        self,
+        batch_size: int,
+        eval_batch_size: int | None = None,
+        num_workers: NumWorkers = "auto",
+        cache: str = "auto",
+        cache_dir: str | None = None,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        from .cache import check_cache_mode
+
+        check_sizes(batch_size=batch_size, eval_batch_size=eval_batch_size)
+        check_num_workers(num_workers)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.cache, self.cache_dir = check_cache_mode(cache), cache_dir
+        self._built_caches: dict[str, Any] = {}
+
+    def stage_batch_size(self, stage: str) -> int:
+        """``batch_size`` for training, ``eval_batch_size`` for the other stages."""
+        return self.batch_size if stage == "train" else self.eval_batch_size
+
+    def local_processes(self) -> int:
+        """Training processes of this machine (the trainer's devices; 1 without a trainer)."""
+        trainer = self._trainer()
+        return int(getattr(trainer, "num_devices", 1) or 1) if trainer is not None else 1
+
+    def cache_once(self, key: str, build: Callable[[], Any]) -> Any:
+        """``build()`` (an image cache, or ``None`` when ``cache`` is or resolves to ``none``) the
+        first time ``key`` (a split) is asked for; the same result afterwards."""
+        if key not in self._built_caches:
+            self._built_caches[key] = None if self.cache == "none" else build()
+        return self._built_caches[key]
 
     def check_plan(self) -> CheckPlan:
         """Every image, mask and annotation to read, and the problems the annotation files already
@@ -137,9 +173,7 @@ class VisionDataModule(pl.LightningDataModule):
 
     def resolved_num_workers(self) -> int:
         """The loader workers of each process (``auto``: shared among the trainer's local devices)."""
-        trainer = self._trainer()
-        local = int(getattr(trainer, "num_devices", 1) or 1) if trainer is not None else 1
-        return resolve_num_workers(self.num_workers, local)
+        return resolve_num_workers(self.num_workers, self.local_processes())
 
     def resolved_pin_memory(self) -> bool:
         """``pin_memory`` as given, else True when the attached trainer trains on a CUDA device."""
@@ -179,8 +213,7 @@ class VisionDataModule(pl.LightningDataModule):
         auto = self.num_workers is None or self.num_workers == "auto"
         workers = 0 if in_memory and auto else self.resolved_num_workers()
         if workers > 0 and not in_memory and self.trains_on_cpu():
-            trainer = self._trainer()
-            share_cores_with_workers(workers, int(getattr(trainer, "num_devices", 1) or 1) if trainer else 1)
+            share_cores_with_workers(workers, self.local_processes())
         return DataLoader(
             dataset,
             batch_size=batch_size,

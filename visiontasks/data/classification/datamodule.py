@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
 
-from ..base import NumWorkers, VisionDataModule, check_sizes, check_num_workers
-from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, check_cache_mode, resize_to, shrink_size
+from ..base import NumWorkers, VisionDataModule, check_sizes
+from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, resize_to, shrink_size
 from ..check import CheckPlan
 from ..io import check_images, image_size, list_image_files, read_image
 from .batched import BATCHED_AUGMENTS, BatchPreparer, InMemoryImages
@@ -90,10 +90,9 @@ class ClassificationDataModule(VisionDataModule):
         cache: CacheMode = "auto",
         cache_dir: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, None, num_workers, cache, cache_dir)
         self.check_first = check
-        check_sizes(image_size=image_size, batch_size=batch_size)
-        check_num_workers(num_workers)
+        check_sizes(image_size=image_size)
         if in_chans not in (1, 3):
             raise InvalidInputError(f"in_chans must be 1 or 3, got {in_chans}")
         source_class = CLASSIFICATION_SOURCES.get(source)  # an unknown name lists the available ones
@@ -101,7 +100,7 @@ class ClassificationDataModule(VisionDataModule):
         self.root = Path(root) if root else Path("data") / source
         self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self.in_chans = in_chans
-        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.seed = seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.augment = augment
         default_mean, default_std = default_mean_std(in_chans)
@@ -119,8 +118,6 @@ class ClassificationDataModule(VisionDataModule):
         self.reader = source_class(options)
         self._class_names: list[str] | None = None
         self._splits: dict[str, tuple[ImageSource, list[int]]] = {}
-        self.cache, self.cache_dir = check_cache_mode(cache), cache_dir
-        self._caches: dict[str, ImageCache | None] = {}
         self._held: dict[str, InMemoryImages | None] = {}
 
     @property
@@ -189,10 +186,10 @@ class ClassificationDataModule(VisionDataModule):
         ``auto`` finds it does not fit). ``exact``: every image stored at ``image_size`` (the in-memory
         path); else shrunk to cover ``image_size`` times the largest zoom of the training
         augmentation (the same for every split: one rule, one cache key)."""
-        if self.cache == "none" or not isinstance(src, FileSource):
+        if not isinstance(src, FileSource):
             return None
-        key = f"{id(src)}:{hash(tuple(idx))}:{exact}"  # an ImageFolder without test/ tests on val: one cache
-        if key not in self._caches:
+
+        def build() -> ImageCache | None:
             paths = [src.paths[j] for j in idx]
             th, tw = self.image_size
             zoom = largest_zoom(self.augment)
@@ -206,13 +203,13 @@ class ClassificationDataModule(VisionDataModule):
 
             settings = {"image_size": self.image_size, "zoom": 1.0 if exact else zoom, "in_chans": self.in_chans,
                         "exact": exact}
-            trainer = self._trainer()
-            self._caches[key] = build_image_cache(
+            return build_image_cache(
                 self.cache, len(paths), paths, [CacheField("image", "uint8", self.in_chans)], plan, decode, settings,
-                f"{self.source}-{split}", self.cache_dir,
-                processes=int(getattr(trainer, "num_devices", 1) or 1) if trainer is not None else 1,
+                f"{self.source}-{split}", self.cache_dir, processes=self.local_processes(),
             )
-        return self._caches[key]
+
+        # an ImageFolder without test/ tests on val: one cache
+        return self.cache_once(f"{id(src)}:{hash(tuple(idx))}:{exact}", build)
 
     def _predict_folder_loader(self) -> DataLoader:
         """Every image under ``predict_root`` (any layout), label -1."""

@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
-from visiontasks.data.base import NumWorkers, VisionDataModule, check_sizes, check_num_workers
-from visiontasks.data.cache import CacheMode, check_cache_mode
+from visiontasks.data.base import NumWorkers, VisionDataModule, check_sizes
+from visiontasks.data.cache import CacheMode
 from visiontasks.data.check import CheckPlan
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
 from visiontasks.data.synthetic import STAMP
@@ -68,7 +68,8 @@ class DetectionDataModule(VisionDataModule):
             the problems (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
             ``num_workers: auto`` (default): the available cores minus one, at most 8;
             ``pin_memory`` (default ``None``): pinned when the trainer runs on a CUDA device.
-        cache: ``none``, ``ram`` or ``disk`` (see :mod:`visiontasks.data.cache`): each image decoded
+        cache: ``auto`` (default: ``ram`` when the decoded split fits comfortably in memory, else
+            ``none``), ``none``, ``ram`` or ``disk`` (see :mod:`visiontasks.data.cache`): each image decoded
             once, shrunk to what the pipeline can use (the resize target times the largest
             training scale), boxes and proposals scaled with it; predictions still map back to the
             file's pixels (``orig_size`` and ``image_box`` keep the file's frame).
@@ -109,13 +110,12 @@ class DetectionDataModule(VisionDataModule):
         pin_memory: bool | None = None,
         seed: int = 0,
         check: bool = False,
-        cache: CacheMode = "none",
+        cache: CacheMode = "auto",
         cache_dir: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, num_workers, cache, cache_dir, pin_memory)
         self.check_first = check
-        check_sizes(image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
-        check_num_workers(num_workers)
+        check_sizes(image_size=image_size)
         reader_class = DETECTION_READERS.get(format)  # an unknown format lists the available ones
         self.save_hyperparameters()
         self.format = format
@@ -134,12 +134,7 @@ class DetectionDataModule(VisionDataModule):
         self.skip_bad_images = skip_bad_images
         self.synthetic = dict(synthetic) if synthetic else None
         self.proposals = dict(proposals) if proposals else None
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
         self.seed = seed
-        self.cache, self.cache_dir = check_cache_mode(cache), cache_dir
         self._given_names = list(class_names) if class_names else None
         self._class_table: tuple[list[str], list[int]] | None = None
         self.splits: dict[str, DetectionSplit] = {}
@@ -296,15 +291,14 @@ class DetectionDataModule(VisionDataModule):
         if stage not in self.datasets:
             raise InvalidInputError(f"no {stage!r} split configured (set data.{stage})")
         dataset = self.datasets[stage]
-        if self.cache != "none" and dataset.cache is None:
-            dataset.cache = detection_image_cache(
-                self.cache, dataset.records, self.image_size, self.resize,
-                self.augment.scale[1] if stage == "train" and self.augment is not None else 1.0,
-                f"detection-{stage}", self.cache_dir,
-            )
+        dataset.cache = self.cache_once(f"{stage}:{id(dataset)}", lambda: detection_image_cache(
+            self.cache, dataset.records, self.image_size, self.resize,
+            self.augment.scale[1] if stage == "train" and self.augment is not None else 1.0,
+            f"detection-{stage}", self.cache_dir, processes=self.local_processes(),
+        ))
         return self.make_loader(
             dataset,
-            self.batch_size if stage == "train" else self.eval_batch_size,
+            self.stage_batch_size(stage),
             shuffle=stage == "train",
             collate_fn=detection_collate,
             worker_init_fn=worker_init_fn,

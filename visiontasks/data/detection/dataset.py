@@ -132,6 +132,7 @@ def detection_image_cache(
     zoom: float,
     what: str,
     cache_dir: str | None = None,
+    processes: int = 1,
 ) -> Any:
     """The :class:`~visiontasks.data.cache.ImageCache` of a split's images, each shrunk by
     :func:`working_scale` (never enlarged)."""
@@ -149,4 +150,4 @@ def detection_image_cache(
 
     settings = {"image_size": image_size, "resize": resize, "zoom": zoom}
     return build_image_cache(mode, len(paths), paths, [CacheField("image", "uint8", 3)], plan, decode, settings,
-                             what, cache_dir)
+                             what, cache_dir, processes=processes)

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
 
-from ..base import NumWorkers, VisionDataModule, check_sizes, check_num_workers
-from ..cache import CacheField, CacheMode, build_image_cache, check_cache_mode
+from ..base import NumWorkers, VisionDataModule, check_sizes
+from ..cache import CacheField, CacheMode, ImageCache, build_image_cache
 from ..check import CheckPlan
 from ..io import IMAGENET_MEAN, IMAGENET_STD, image_size, list_image_files
 from .dataset import SegmentationDataset, pad_collate
@@ -63,7 +63,8 @@ class SegmentationDataModule(VisionDataModule):
         check: read every image and mask before training and stop with one error listing the
             problems (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
         num_workers: loader processes; ``auto`` (default): the available cores minus one, at most 8.
-        cache: ``none``, ``ram`` or ``disk`` (see :mod:`visiontasks.data.cache`): each image and its
+        cache: ``auto`` (default: ``ram`` when the decoded split fits comfortably in memory, else
+            ``none``), ``none``, ``ram`` or ``disk`` (see :mod:`visiontasks.data.cache`): each image and its
             decoded class-index mask (colour tables and remapping applied) are stored once. At the
             file's resolution, not shrunk: the training scale range is relative to the file and
             evaluation scores at the file's resolution, so any shrinking would change both.
@@ -110,13 +111,12 @@ class SegmentationDataModule(VisionDataModule):
         num_workers: NumWorkers = "auto",
         seed: int = 0,
         check: bool = False,
-        cache: CacheMode = "none",
+        cache: CacheMode = "auto",
         cache_dir: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, num_workers, cache, cache_dir)
         self.check_first = check
-        check_sizes(crop_size=crop_size, batch_size=batch_size, eval_batch_size=eval_batch_size)
-        check_num_workers(num_workers)
+        check_sizes(crop_size=crop_size)
         # num_classes is the model's hyper-parameter too (Lightning refuses differing duplicates)
         self.save_hyperparameters(ignore=["num_classes"])
         reader_class = SEGMENTATION_READERS.get(format)  # an unknown format lists the available ones
@@ -125,10 +125,6 @@ class SegmentationDataModule(VisionDataModule):
         self.root = Path(root)
         self.format = format
         self.ignore_index = ignore_index
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.cache, self.cache_dir = check_cache_mode(cache), cache_dir
         self.seed = seed
         self.in_chans = in_chans
         synthetic = {
@@ -252,23 +248,21 @@ class SegmentationDataModule(VisionDataModule):
         if stage not in self.datasets:
             self.setup({"train": "fit", "val": "fit"}.get(stage, stage))
         shuffle = stage == "train"
-        batch_size = self.batch_size if shuffle else self.eval_batch_size
+        batch_size = self.stage_batch_size(stage)
         dataset = self.datasets[stage]
-        self._attach_cache(stage, dataset)
+        dataset.cache = self.cache_once(f"{stage}:{id(dataset)}", lambda: self._build_cache(stage, dataset))
         return self.make_loader(
             dataset, batch_size, shuffle=shuffle, collate_fn=pad_collate(self.ignore_index),
             drop_last=shuffle and len(dataset) > batch_size,
         )
 
-    def _attach_cache(self, stage: str, dataset: SegmentationDataset) -> None:
-        """Decode the split's pairs once into an image cache (``cache: ram | disk``), at the files'
-        resolution; masks as ``uint8`` when every class id and the ignore index fit, else int32."""
-        if self.cache == "none" or dataset.cache is not None:
-            return
+    def _build_cache(self, stage: str, dataset: SegmentationDataset) -> ImageCache | None:
+        """The split's pairs decoded once into an image cache (``cache: auto | ram | disk``), at the
+        files' resolution; masks as ``uint8`` when every class id and the ignore index fit, else int32."""
         samples = dataset.samples
         with_masks = any(s.mask is not None for s in samples)
         if with_masks and any(s.mask is None for s in samples):
-            return  # mixed pairs: no reader makes them (the batches refuse them anyway)
+            return None  # mixed pairs: no reader makes them (the batches refuse them anyway)
         fields = [CacheField("image", "uint8", self.in_chans)]
         if with_masks:
             small = 0 <= self.ignore_index <= 255 and self.num_classes <= 256
@@ -287,6 +281,7 @@ class SegmentationDataModule(VisionDataModule):
                                         "unmapped", "ignore_index", "resize_mismatched_masks", "in_chans")}
         settings["classes"] = self.num_classes
         files = [p for s in samples for p in (s.image, s.mask) if p is not None]
-        dataset.cache = build_image_cache(
-            self.cache, len(samples), files, fields, plan, decode, settings, f"segmentation-{stage}", self.cache_dir
+        return build_image_cache(
+            self.cache, len(samples), files, fields, plan, decode, settings, f"segmentation-{stage}", self.cache_dir,
+            processes=self.local_processes(),
         )
