@@ -229,12 +229,13 @@ def run_fit(name: str, case: dict[str, Any], root: Path, epochs: int, work: Path
 
 # -- plain loops ---------------------------------------------------------------------------------------------
 def _loader(dataset: Any, batch_size: int, shuffle: bool, collate: Callable | None = None) -> Any:
-    """The plain loop's loader: the same worker count as visiontasks' ``auto``, persistent workers."""
+    """The plain loop's loader: the same worker count as visiontasks' ``auto`` on this device,
+    persistent workers."""
     from torch.utils.data import DataLoader
 
     from visiontasks.data.base import resolve_num_workers
 
-    workers = resolve_num_workers("auto")
+    workers = resolve_num_workers("auto", on_cpu=_device().type == "cpu")
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
                       persistent_workers=workers > 0, drop_last=shuffle and len(dataset) > batch_size)
 

@@ -130,15 +130,18 @@ def test_detection_cache_shrinks_but_predictions_map_to_file_pixels(tmp_path: Pa
 def test_num_workers_auto_and_bad_values() -> None:
     cores = len(os.sched_getaffinity(0))
     assert resolve_num_workers("auto") == resolve_num_workers(None) == min(8, max(1, cores - 1))
+    assert resolve_num_workers("auto", on_cpu=True) == min(8, cores // 4)  # the model needs the cores
     assert resolve_num_workers(0) == 0 and resolve_num_workers(3) == 3
     with pytest.raises(ValueError, match="num_workers"):
         resolve_num_workers("many")
 
 
 def test_loader_defaults_persistent_workers_and_no_pinning_on_cpu(tmp_path: Path) -> None:
-    dm = ClassificationDataModule("digits", image_size=8, in_chans=1, batch_size=8, augment="standard")
+    # num_workers is set: without a trainer, on this CUDA-less machine, auto means a CPU run's
+    # quarter of the cores (0 on 2 cores); a GPU run's default is tested below
+    dm = ClassificationDataModule("digits", image_size=8, in_chans=1, batch_size=8, augment="standard", num_workers=2)
     loader = dm.loader("train")
-    assert loader.num_workers == resolve_num_workers("auto") and loader.persistent_workers
+    assert loader.num_workers == 2 and loader.persistent_workers
     assert loader.pin_memory is False
     assert ClassificationDataModule("digits", num_workers=0).loader("val").persistent_workers is False
     # the in-memory path (augment none/light) has nothing for workers to do: auto means none

@@ -48,8 +48,9 @@ class ClassificationDataModule(VisionDataModule):
         predict_root: a folder of images (any layout) for ``predict``; default: the test split.
         check: read every image before training and stop with one error listing the problems
             (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
-        num_workers: loader processes; ``auto`` (default): the available cores minus one, at most
-            8 (see :func:`~visiontasks.data.base.resolve_num_workers`); 0 loads in the training process.
+        num_workers: loader processes; ``auto`` (default): with a GPU the available cores minus
+            one, at most 8, on a CPU run a quarter of the cores, and none for the in-memory path
+            (see :func:`~visiontasks.data.base.resolve_num_workers`); 0 loads in the training process.
         cache: ``auto`` (default: ``ram`` when the decoded split fits comfortably in memory, else
             ``none``; one info line says which), ``none`` (decode every file every epoch), ``ram``
             (decode each file once into memory) or ``disk`` (decode once into ``cache_dir``, reused

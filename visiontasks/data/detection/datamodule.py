@@ -66,7 +66,8 @@ class DetectionDataModule(VisionDataModule):
         num_workers, pin_memory, seed: loader settings; ``seed`` seeds the augmentation stream.
         check: read every image and annotation before training and stop with one error listing
             the problems (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
-            ``num_workers: auto`` (default): the available cores minus one, at most 8;
+            ``num_workers: auto`` (default): with a GPU the cores minus one, at most 8, on a CPU
+            run a quarter of the cores (:func:`~visiontasks.data.base.resolve_num_workers`);
             ``pin_memory`` (default ``None``): pinned when the trainer runs on a CUDA device.
         cache: ``auto`` (default: ``ram`` when the decoded split fits comfortably in memory, else
             ``none``), ``none``, ``ram`` or ``disk`` (see :mod:`visiontasks.data.cache`): each image decoded

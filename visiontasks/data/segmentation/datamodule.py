@@ -62,7 +62,9 @@ class SegmentationDataModule(VisionDataModule):
         in_chans: 1 or 3 image channels.
         check: read every image and mask before training and stop with one error listing the
             problems (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
-        num_workers: loader processes; ``auto`` (default): the available cores minus one, at most 8.
+        num_workers: loader processes; ``auto`` (default): see
+            :func:`~visiontasks.data.base.resolve_num_workers` (with a GPU the cores minus one, at
+            most 8; on a CPU run a quarter of the cores, which the model needs).
         cache: ``auto`` (default: ``ram`` when the decoded split fits comfortably in memory, else
             ``none``), ``none``, ``ram`` or ``disk`` (see :mod:`visiontasks.data.cache`): each image and its
             decoded class-index mask (colour tables and remapping applied) are stored once. At the
