@@ -113,7 +113,7 @@ class ImageFilesDataModule(VisionDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, None, num_workers, cache="none")
         self.family = family
         self.images = resolve_images(images)
         prep = preprocessing
@@ -121,7 +121,6 @@ class ImageFilesDataModule(VisionDataModule):
         self.class_names = [str(n) for n in class_names]
         if category_ids is not None and len(category_ids) == len(self.class_names):
             self.category_ids = [int(c) for c in category_ids]
-        self.batch_size, self.num_workers = batch_size, num_workers
         self._make_dataset, self._collate = _family_parts(family)
 
     def preprocessing(self) -> Preprocessing:
