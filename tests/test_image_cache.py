@@ -144,7 +144,7 @@ def test_loader_defaults_persistent_workers_and_no_pinning_on_cpu(tmp_path: Path
     assert loader.num_workers == 2 and loader.persistent_workers
     assert loader.pin_memory is False
     assert ClassificationDataModule("digits", num_workers=0).loader("val").persistent_workers is False
-    # the in-memory path (augment none/light) has nothing for workers to do: auto means none
+    # the in-memory path (augment none/light) has nothing for workers to do
     assert ClassificationDataModule("digits", image_size=8, in_chans=1).loader("train").num_workers == 0
 
 

@@ -63,10 +63,13 @@ def test_in_memory_eval_batches_equal_the_per_sample_path(tmp_path: Path) -> Non
         assert (x["image"] - y["image"]).abs().mean() < 0.1  # normalised units (std of the data ~1)
 
 
-def test_in_memory_sources_and_explicit_workers(tmp_path: Path) -> None:
+def test_in_memory_sources_need_no_workers(caplog: pytest.LogCaptureFixture) -> None:
     dm = ClassificationDataModule("digits", image_size=12, in_chans=1, batch_size=16, num_workers=1)
-    loader = dm.loader("train")
-    assert isinstance(loader.dataset, InMemoryImages) and loader.num_workers == 1  # the user's number wins
+    with caplog.at_level(logging.INFO):
+        loader = dm.loader("train")
+        dm.loader("val")
+    assert isinstance(loader.dataset, InMemoryImages) and loader.num_workers == 0
+    assert caplog.text.count("num_workers: 1 not used: the images are held in memory") == 1
     batch = next(iter(loader))
     assert batch["image"].shape == (16, 1, 12, 12) and batch["image"].dtype == torch.float32
 

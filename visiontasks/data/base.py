@@ -130,6 +130,7 @@ class VisionDataModule(pl.LightningDataModule):
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.cache, self.cache_dir = check_cache_mode(cache), cache_dir
         self._built_caches: dict[str, Any] = {}
+        self._said_in_memory = False
 
     def stage_batch_size(self, stage: str) -> int:
         """``batch_size`` for training, ``eval_batch_size`` for the other stages."""
@@ -224,10 +225,18 @@ class VisionDataModule(pl.LightningDataModule):
         a CPU run the training process's torch threads leave the workers their cores
         (:func:`share_cores_with_workers`).
 
-        ``in_memory``: the dataset cuts whole batches from memory (nothing to decode), so ``auto``
-        workers are 0 and the torch threads keep every core; a number given by the user is still used."""
-        auto = self.num_workers is None or self.num_workers == "auto"
-        workers = 0 if in_memory and auto else self.resolved_num_workers()
+        ``in_memory``: the dataset cuts whole batches from memory (nothing to decode), so the batches
+        are made in the training process, whose torch threads keep every core: workers would only
+        add inter-process copies (LeNet-5, 8,000 28x28 images, 2 cores: 3.3 ms a batch fetched from
+        2 workers against 0.4 ms in the process). A ``num_workers`` number is then not used, with
+        one info line saying so (``cache: none`` decodes the files in workers instead)."""
+        workers = 0 if in_memory else self.resolved_num_workers()
+        if in_memory and isinstance(self.num_workers, int) and self.num_workers > 0 and not self._said_in_memory:
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info(f"num_workers: {self.num_workers} not used: the images are held in memory and batches are "
+                           "cut from them in the training process (cache: none decodes the files in workers)")
+            self._said_in_memory = True
         if workers > 0 and not in_memory and self.trains_on_cpu():
             share_cores_with_workers(workers, self.local_processes())
         return DataLoader(

@@ -61,7 +61,7 @@ class ClassificationDataModule(VisionDataModule):
     ``augment`` is ``none`` or ``light``, the split is one ``uint8`` array resized to ``image_size``,
     batches are cut from it by indexing and augmented and normalised as whole batches
     (:mod:`~visiontasks.data.classification.batched`, the same distributions as the albumentations
-    presets); with ``num_workers: auto`` that loader has no workers. Otherwise each
+    presets), made in the training process: its loader has no workers, whatever ``num_workers`` says. Otherwise each
     sample goes through albumentations in the loader workers, from the files or from a cache holding
     them shrunk to cover ``image_size`` times what the augmentation can zoom (about 1.95 for
     ``standard``).
