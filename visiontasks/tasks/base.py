@@ -21,6 +21,7 @@ from visiontasks.preprocessing import Preprocessing
 from visiontasks.schedulers import configure_optimization, default_optimizer
 
 from .agreement import adopt_data_settings
+from .loss_log import TrainingLossLog
 
 
 class BaseTask(pl.LightningModule):
@@ -64,16 +65,15 @@ class BaseTask(pl.LightningModule):
         if num_classes < 1:
             raise InvalidInputError(f"num_classes must be >= 1, got {num_classes}")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])  # also the subclass's arguments
-        self.num_classes = num_classes
-        self.in_chans = in_chans
+        self.num_classes, self.in_chans = num_classes, in_chans
         self.class_names: list[str] = [str(i) for i in range(num_classes)]
         self.preprocessing: Preprocessing | None = None  # from the data (setup) or the checkpoint
-        self.optimizer_factory = optimizer or default_optimizer
-        self.scheduler_factory = lr_scheduler
+        self.optimizer_factory, self.scheduler_factory = optimizer or default_optimizer, lr_scheduler
         self.build_model()
         self.metrics = nn.ModuleDict({stage: self.build_metrics() for stage in self.stages})
         self.stage_results: dict[str, Any] = {}  # stage -> the last epoch's ``compute()`` output
         self.stage_logged: dict[str, dict[str, float]] = {}  # stage -> the values logged for it
+        self.loss_log = TrainingLossLog()
 
     # -- what a subclass says (then the shared steps) --------------------------------------------
     def build_model(self) -> None:
@@ -103,8 +103,11 @@ class BaseTask(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         loss = self.training_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=self.batch_size(batch))
+        self.loss_log.step(self, loss, self.batch_size(batch), batch_idx)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.loss_log.epoch_end(self)
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         loss = self.update_metrics(self.metrics[stage], batch)
