@@ -31,34 +31,43 @@ class Normalize(nn.Module):
         return (image.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
 
 
-class ClassifierExport(nn.Module):
+class DenseExport(nn.Module):
+    """``image uint8 [N, H, W, C] -> (logits float32, self.decode(logits))``: the normalisation, the
+    network (``model``: normalised ``float [N, C, H, W]`` -> scores) and one decoding of its scores;
+    the part :class:`ClassifierExport` and :class:`SegmenterExport` share."""
+
+    output_names: tuple[str, str]
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.model = model
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """The second output, computed from the fp32 ``logits``."""
+        raise NotImplementedError
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(self.normalize(image)).float()
+        return logits, self.decode(logits)
+
+
+class ClassifierExport(DenseExport):
     """``image uint8 [N, H, W, C] -> (logits float [N, K], probs float [N, K])`` (softmax)."""
 
     output_names = ("logits", "probs")
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-        self.model = model
-
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.model(self.normalize(image)).float()
-        return logits, logits.softmax(1)
+    def decode(self, logits: Tensor) -> Tensor:
+        return logits.softmax(1)
 
 
-class SegmenterExport(nn.Module):
+class SegmenterExport(DenseExport):
     """``image uint8 [N, H, W, C] -> (logits float [N, K, H, W], mask int64 [N, H, W])`` (argmax)."""
 
     output_names = ("logits", "mask")
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-        self.model = model
-
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.model(self.normalize(image)).float()
-        return logits, logits.argmax(1)
+    def decode(self, logits: Tensor) -> Tensor:
+        return logits.argmax(1)
 
 
 class DetectorExport(nn.Module):
