@@ -6,7 +6,8 @@ The reference is the task itself on the image normalised by the data pipeline's 
 probabilities atol 1e-4; segmentation masks equal wherever the two best classes differ by more than
 1e-3; detections matched one to one (same label, IoU > 0.999), scores atol 1e-4, boxes atol 1e-3 px,
 instance-mask probabilities atol 1e-3 (their pixels >= 0.5 equal wherever the probability is not
-within 1e-3 of 0.5). Each model comes from a one-step fit on tiny synthetic data.
+within 1e-3 of 0.5). Each model comes from a one-step fit on tiny synthetic data (the detectors on
+precomputed proposals, refused by the exporter, from an unfitted checkpoint).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from visiontasks import load_model
 from visiontasks.cli import main as cli_main
 from visiontasks.data import ClassificationDataModule, DetectionDataModule, SegmentationDataModule
 from visiontasks.errors import InvalidInputError
-from visiontasks.export import export_checkpoint, load_exported, load_task, spec_path
+from visiontasks.export import FORMATS, export_checkpoint, load_exported, load_task, spec_path
+from visiontasks.heads import list_detectors
+from visiontasks.heads.detector import DETECTORS, ExportSupport, detector_settings
+from visiontasks.preprocessing import Preprocessing
 from visiontasks.tasks import ClassificationTask, DetectionTask, InstanceSegmentationTask, SegmentationTask
 
 pytest.importorskip("onnxruntime")
@@ -97,6 +101,21 @@ def mask_rcnn_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                       "num_classes": 2, "seed": 3})
     task = InstanceSegmentationTask(model="mask_rcnn", backbone="resnet18", num_classes=2, model_kwargs=TINY_MASK_RCNN)
     return _fit(task, data, root / "mask_rcnn.ckpt")
+
+
+def _unfitted_ckpt(name: str, path: Path) -> Path:
+    """A checkpoint of ``DetectionTask(model=name)`` as Lightning writes one (letterbox 64 preprocessing,
+    class names), without a fit: for detectors the synthetic data cannot train without proposals."""
+    small = {"representation_size": 16}
+    accepted = detector_settings(name)
+    kwargs = {k: v for k, v in small.items() if accepted is None or k in accepted}
+    task = DetectionTask(model=name, backbone="resnet18", num_classes=2, model_kwargs=kwargs)
+    task.preprocessing, task.class_names = Preprocessing("letterbox", (64, 64)), ["a", "b"]
+    ckpt = {"state_dict": task.state_dict(), "pytorch-lightning_version": pl.__version__,
+            "hyper_parameters": dict(task.hparams)}
+    task.on_save_checkpoint(ckpt)
+    torch.save(ckpt, path)
+    return path
 
 
 def _images(n: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
@@ -247,6 +266,63 @@ def test_mask_rcnn_exports_its_masks(mask_rcnn_ckpt: Path, fmt: str, dynamic: bo
         match = _assert_same_detections(got, eager)
         assert tuple(got[3].shape) == (len(got[0]), 50, 90)
         torch.testing.assert_close(got[3][match], eager["masks"], atol=BOX_ATOL, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def every_detector_ckpt(detector_ckpts: dict[str, Path], mask_rcnn_ckpt: Path,
+                        tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A checkpoint of every registered detector: the fitted ones above, an unfitted one for the rest."""
+    root = tmp_path_factory.mktemp("every")
+    found = {**detector_ckpts, "mask_rcnn": mask_rcnn_ckpt}
+    return {name: found.get(name) or _unfitted_ckpt(name, root / f"{name}.ckpt") for name in list_detectors()}
+
+
+def _every_detector_and_format() -> list[Any]:
+    """``(name, fmt)`` for every registered detector and every format; slow where torch.export runs
+    (a format the detector declares: 10-40 s), not where it is refused (at once)."""
+    params = []
+    for name in list_detectors():
+        support = getattr(DETECTORS[name], "export_support", ExportSupport())
+        for fmt in FORMATS:
+            slow = fmt == "torch_export" and fmt in support.formats
+            params.append(pytest.param(name, fmt, id=f"{name}-{fmt}", marks=[pytest.mark.slow] if slow else []))
+    return params
+
+
+@pytest.mark.parametrize("name, fmt", _every_detector_and_format())
+def test_every_detector_exports_all_it_predicts_or_refuses(every_detector_ckpt: dict[str, Path], name: str, fmt: str,
+                                                           tmp_path: Path) -> None:
+    """Each registered detector, in each format, either exports and the file returns every output
+    the eager detector returns (``Detector.forward`` on the same image: boxes, scores, labels, and
+    masks for mask_rcnn), with the same values, or is refused with one line naming the detector
+    and the format, writing no file. Nothing is dropped silently."""
+    ckpt = every_detector_ckpt[name]
+    task, _ = load_task(ckpt)
+    support = task.detector.export_support
+    path = tmp_path / f"{name}.{fmt}"
+    if fmt not in support.formats:
+        with pytest.raises(InvalidInputError) as err:
+            export_checkpoint(ckpt, fmt, path)
+        message = str(err.value)
+        assert len(message.splitlines()) == 1 and repr(name) in message and fmt in message
+        assert not path.exists()
+        return
+    done = export_checkpoint(ckpt, fmt, path)
+    outputs = [o["name"] for o in done.spec["outputs"]]
+    image = _images(1, 64, 64)[0]
+    eager = _detect(task, image)
+    assert set(outputs) == set(eager), f"{name} returns {sorted(eager)} but its {fmt} file has {outputs}"
+    with torch.no_grad():
+        got = dict(zip(outputs, load_exported(done.path, fmt)(image[None])))
+    assert len(got) == len(outputs)
+    assert all(len(t) == len(got["boxes"]) for t in got.values())  # one row per detection
+    if len(eager["boxes"]) == 0:  # an unfitted detector may find nothing: then neither may the file
+        assert len(got["boxes"]) == 0
+        return
+    match = _assert_same_detections((got["boxes"], got["scores"], got["labels"]), eager)
+    for key in set(eager) - {"boxes", "scores", "labels"}:  # masks, or whatever a detector adds
+        assert tuple(got[key].shape[1:]) == tuple(eager[key].shape[1:]), key
+        torch.testing.assert_close(got[key][match].float(), eager[key].float(), atol=BOX_ATOL, rtol=0)
 
 
 def test_unsupported_combinations_are_one_line_errors(detector_ckpts: dict[str, Path], tmp_path: Path,
