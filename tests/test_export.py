@@ -370,6 +370,29 @@ def test_cli_writes_the_file_and_its_json(classifier_ckpt: Path, tmp_path: Path,
     assert logits.shape == (1, 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
 
 
+def test_cli_exports_mask_rcnn_with_its_masks(mask_rcnn_ckpt: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``visiontasks export`` (cli.main) of a fitted instance-segmentation checkpoint writes an ONNX
+    file whose fourth output is the masks, equal to the eager detector's, and says so."""
+    out = tmp_path / "mask.onnx"
+    assert cli_main(["export", "--ckpt_path", str(mask_rcnn_ckpt), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "mask.onnx" in printed and "masks ['D', 'H', 'W']" in printed
+    spec = json.loads((tmp_path / "mask.onnx.json").read_text())
+    assert [o["name"] for o in spec["outputs"]] == ["boxes", "scores", "labels", "masks"]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["boxes", "scores", "labels", "masks"]
+    image = _images(1, 64, 64)[0]
+    got = tuple(torch.from_numpy(a) for a in session.run(None, {"image": image[None].numpy()}))
+    assert got[3].shape == (len(got[0]), 64, 64)
+    task, _ = load_task(mask_rcnn_ckpt)
+    eager = _detect(task, image)
+    match = _assert_same_detections(got, eager)
+    torch.testing.assert_close(got[3][match], eager["masks"], atol=BOX_ATOL, rtol=0)
+
+
 def test_a_new_detector_joins_by_its_declaration(tmp_path: Path) -> None:
     """What SSD or Mask R-CNN need: ``export_support`` on the class, ``detect`` per image; nothing in
     the exporter names them. Here a toy detector with an extra output exports to ONNX and runs."""
