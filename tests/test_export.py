@@ -4,8 +4,10 @@
 The reference is the task itself on the image normalised by the data pipeline's own albumentations
 ``Normalize`` (so the normalisation inside the exported graph is checked too). Tolerances: logits and
 probabilities atol 1e-4; segmentation masks equal wherever the two best classes differ by more than
-1e-3; detections matched one to one (same label, IoU > 0.999), scores atol 1e-4, boxes atol 1e-3 px.
-Each model comes from a one-step fit on tiny synthetic data.
+1e-3; detections matched one to one (same label, IoU > 0.999), scores atol 1e-4, boxes atol 1e-3 px,
+instance-mask probabilities atol 1e-3 (their pixels >= 0.5 equal wherever the probability is not
+within 1e-3 of 0.5). Each model comes from a one-step fit on tiny synthetic data (the detectors on
+precomputed proposals, refused by the exporter, from an unfitted checkpoint).
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from visiontasks import load_model
 from visiontasks.cli import main as cli_main
 from visiontasks.data import ClassificationDataModule, DetectionDataModule, SegmentationDataModule
 from visiontasks.errors import InvalidInputError
-from visiontasks.export import export_checkpoint, load_exported, load_task, spec_path
-from visiontasks.tasks import ClassificationTask, DetectionTask, SegmentationTask
+from visiontasks.export import FORMATS, export_checkpoint, load_exported, load_task, spec_path
+from visiontasks.heads import list_detectors
+from visiontasks.heads.detector import DETECTORS, ExportSupport, detector_settings
+from visiontasks.preprocessing import Preprocessing
+from visiontasks.tasks import ClassificationTask, DetectionTask, InstanceSegmentationTask, SegmentationTask
 
 pytest.importorskip("onnxruntime")
 
@@ -83,6 +89,35 @@ def detector_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+TINY_MASK_RCNN = dict(TINY_DETECTORS["faster_rcnn"], mask_layers=[16, 16], mask_predictor_channels=16)
+
+
+@pytest.fixture(scope="module")
+def mask_rcnn_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An instance-segmentation checkpoint (``InstanceSegmentationTask``, whose predictions carry masks)."""
+    root = tmp_path_factory.mktemp("mask")
+    data = DetectionDataModule(format="coco", root=str(root / "data"), image_size=64, batch_size=2, augment=False,
+                               masks=True, synthetic={"splits": {"train": 4, "val": 2}, "image_size": 64,
+                                                      "num_classes": 2, "seed": 3})
+    task = InstanceSegmentationTask(model="mask_rcnn", backbone="resnet18", num_classes=2, model_kwargs=TINY_MASK_RCNN)
+    return _fit(task, data, root / "mask_rcnn.ckpt")
+
+
+def _unfitted_ckpt(name: str, path: Path) -> Path:
+    """A checkpoint of ``DetectionTask(model=name)`` as Lightning writes one (letterbox 64 preprocessing,
+    class names), without a fit: for detectors the synthetic data cannot train without proposals."""
+    small = {"representation_size": 16}
+    accepted = detector_settings(name)
+    kwargs = {k: v for k, v in small.items() if accepted is None or k in accepted}
+    task = DetectionTask(model=name, backbone="resnet18", num_classes=2, model_kwargs=kwargs)
+    task.preprocessing, task.class_names = Preprocessing("letterbox", (64, 64)), ["a", "b"]
+    ckpt = {"state_dict": task.state_dict(), "pytorch-lightning_version": pl.__version__,
+            "hyper_parameters": dict(task.hparams)}
+    task.on_save_checkpoint(ckpt)
+    torch.save(ckpt, path)
+    return path
+
+
 def _images(n: int, h: int, w: int, seed: int = 1) -> torch.Tensor:
     """``uint8 [n, h, w, 3]`` smooth random images (not noise: detectors find things in them)."""
     g = torch.Generator().manual_seed(seed)
@@ -138,14 +173,17 @@ def test_fcn_takes_any_size(fcn_ckpt: Path, fmt: str, tmp_path: Path) -> None:
         assert mask.shape == (2, h, w) and torch.equal(mask[clear], expected.argmax(1)[clear])
 
 
-def _assert_same_detections(got: tuple[torch.Tensor, ...], expected: dict[str, torch.Tensor]) -> None:
-    boxes, scores, labels = got
+def _assert_same_detections(got: tuple[torch.Tensor, ...], expected: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Boxes, scores, labels (the first three outputs) match ``expected`` one to one; returns, for
+    each expected detection, the index of its exported one."""
+    boxes, scores, labels = got[:3]
     assert len(boxes) == len(expected["boxes"]) > 0
-    same = (box_iou(expected["boxes"], boxes) > 0.999) & (expected["labels"][:, None] == labels[None])
+    same = (box_iou(expected["boxes"].float(), boxes) > 0.999) & (expected["labels"][:, None] == labels[None])
     assert bool((same.sum(1) >= 1).all())
     match = same.float().argmax(1)
-    torch.testing.assert_close(boxes[match], expected["boxes"], atol=BOX_ATOL, rtol=0)
-    torch.testing.assert_close(scores[match], expected["scores"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(boxes[match], expected["boxes"].float(), atol=BOX_ATOL, rtol=0)
+    torch.testing.assert_close(scores[match], expected["scores"].float(), atol=ATOL, rtol=0)
+    return match
 
 
 def _detect(task: Any, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -187,6 +225,104 @@ def test_yolov1(detector_ckpts: dict[str, Path], fmt: str, tmp_path: Path) -> No
     image = _images(1, 64, 64)[0]
     _assert_same_detections(run(image[None]), _detect(task, image))
     assert [o["name"] for o in spec["outputs"]] == ["boxes", "scores", "labels"]
+
+
+@pytest.mark.parametrize("fmt, dynamic", [("onnx", False), ("torchscript", False),
+                                          pytest.param("onnx", True, marks=pytest.mark.slow)])
+def test_mask_rcnn_exports_its_masks(mask_rcnn_ckpt: Path, fmt: str, dynamic: bool, tmp_path: Path) -> None:
+    """Boxes, scores, labels and masks of the exported file equal ``load_model(ckpt).predict`` on the
+    same image (at the exported size, so input pixels are file pixels) and the eager detector's
+    mask probabilities; the JSON describes the masks."""
+    ckpt = mask_rcnn_ckpt
+    task, _ = load_task(ckpt)
+    run, spec = _export_and_load(ckpt, fmt, tmp_path, dynamic=dynamic)
+    names = [o["name"] for o in spec["outputs"]]
+    assert names == ["boxes", "scores", "labels", "masks"]
+    masks_spec = spec["outputs"][3]
+    assert masks_spec["shape"] == ["D", "H", "W"] and masks_spec["dtype"] == "float32"
+    assert any(step.startswith("masks back to file pixels") for step in spec["caller_steps"])
+    image = _images(1, 64, 64)[0]
+    with torch.no_grad():  # a TorchScript module's outputs would need grad; predict's are inference tensors
+        got = run(image[None])
+    assert got[3].dtype == torch.float32 and tuple(got[3].shape) == (len(got[0]), 64, 64)
+    eager = _detect(task, image)
+    match = _assert_same_detections(got, eager)
+    torch.testing.assert_close(got[3][match], eager["masks"], atol=BOX_ATOL, rtol=0)
+    result = load_model(ckpt, "cpu").predict(image.numpy())[0]  # what a user of the checkpoint gets
+    assert result.masks is not None and result.masks.shape == (len(got[0]), 64, 64)
+    match = _assert_same_detections(got, {"boxes": result.boxes, "scores": result.scores, "labels": result.labels})
+    exported = got[3][match] >= 0.5
+    clear = (got[3][match] - 0.5).abs() > BOX_ATOL
+    assert torch.equal(exported[clear], result.masks[clear])
+    union = (exported | result.masks).flatten(1).sum(1)
+    assert bool((union > 0).any())  # the comparison has object pixels in it
+    iou = (exported & result.masks).flatten(1).sum(1)[union > 0] / union[union > 0]
+    assert float(iou.min()) > 0.99
+    if dynamic:  # a size the trace did not see, padded inside to 64 x 96; masks cropped to 50 x 90
+        image = _images(1, 50, 90, seed=50)[0]
+        with torch.no_grad():
+            got = run(image[None])
+        eager = _detect(task, image)
+        match = _assert_same_detections(got, eager)
+        assert tuple(got[3].shape) == (len(got[0]), 50, 90)
+        torch.testing.assert_close(got[3][match], eager["masks"], atol=BOX_ATOL, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def every_detector_ckpt(detector_ckpts: dict[str, Path], mask_rcnn_ckpt: Path,
+                        tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A checkpoint of every registered detector: the fitted ones above, an unfitted one for the rest."""
+    root = tmp_path_factory.mktemp("every")
+    found = {**detector_ckpts, "mask_rcnn": mask_rcnn_ckpt}
+    return {name: found.get(name) or _unfitted_ckpt(name, root / f"{name}.ckpt") for name in list_detectors()}
+
+
+def _every_detector_and_format() -> list[Any]:
+    """``(name, fmt)`` for every registered detector and every format; slow where torch.export runs
+    (a format the detector declares: 10-40 s), not where it is refused (at once)."""
+    params = []
+    for name in list_detectors():
+        support = getattr(DETECTORS[name], "export_support", ExportSupport())
+        for fmt in FORMATS:
+            slow = fmt == "torch_export" and fmt in support.formats
+            params.append(pytest.param(name, fmt, id=f"{name}-{fmt}", marks=[pytest.mark.slow] if slow else []))
+    return params
+
+
+@pytest.mark.parametrize("name, fmt", _every_detector_and_format())
+def test_every_detector_exports_all_it_predicts_or_refuses(every_detector_ckpt: dict[str, Path], name: str, fmt: str,
+                                                           tmp_path: Path) -> None:
+    """Each registered detector, in each format, either exports and the file returns every output
+    the eager detector returns (``Detector.forward`` on the same image: boxes, scores, labels, and
+    masks for mask_rcnn), with the same values, or is refused with one line naming the detector
+    and the format, writing no file. Nothing is dropped silently."""
+    ckpt = every_detector_ckpt[name]
+    task, _ = load_task(ckpt)
+    support = task.detector.export_support
+    path = tmp_path / f"{name}.{fmt}"
+    if fmt not in support.formats:
+        with pytest.raises(InvalidInputError) as err:
+            export_checkpoint(ckpt, fmt, path)
+        message = str(err.value)
+        assert len(message.splitlines()) == 1 and repr(name) in message and fmt in message
+        assert not path.exists()
+        return
+    done = export_checkpoint(ckpt, fmt, path)
+    outputs = [o["name"] for o in done.spec["outputs"]]
+    image = _images(1, 64, 64)[0]
+    eager = _detect(task, image)
+    assert set(outputs) == set(eager), f"{name} returns {sorted(eager)} but its {fmt} file has {outputs}"
+    with torch.no_grad():
+        got = dict(zip(outputs, load_exported(done.path, fmt)(image[None])))
+    assert len(got) == len(outputs)
+    assert all(len(t) == len(got["boxes"]) for t in got.values())  # one row per detection
+    if len(eager["boxes"]) == 0:  # an unfitted detector may find nothing: then neither may the file
+        assert len(got["boxes"]) == 0
+        return
+    match = _assert_same_detections((got["boxes"], got["scores"], got["labels"]), eager)
+    for key in set(eager) - {"boxes", "scores", "labels"}:  # masks, or whatever a detector adds
+        assert tuple(got[key].shape[1:]) == tuple(eager[key].shape[1:]), key
+        torch.testing.assert_close(got[key][match].float(), eager[key].float(), atol=BOX_ATOL, rtol=0)
 
 
 def test_unsupported_combinations_are_one_line_errors(detector_ckpts: dict[str, Path], tmp_path: Path,
@@ -232,6 +368,29 @@ def test_cli_writes_the_file_and_its_json(classifier_ckpt: Path, tmp_path: Path,
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     logits, probs = session.run(None, {"image": np.zeros((1, 32, 32, 3), np.uint8)})
     assert logits.shape == (1, 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_cli_exports_mask_rcnn_with_its_masks(mask_rcnn_ckpt: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``visiontasks export`` (cli.main) of a fitted instance-segmentation checkpoint writes an ONNX
+    file whose fourth output is the masks, equal to the eager detector's, and says so."""
+    out = tmp_path / "mask.onnx"
+    assert cli_main(["export", "--ckpt_path", str(mask_rcnn_ckpt), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "mask.onnx" in printed and "masks ['D', 'H', 'W']" in printed
+    spec = json.loads((tmp_path / "mask.onnx.json").read_text())
+    assert [o["name"] for o in spec["outputs"]] == ["boxes", "scores", "labels", "masks"]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["boxes", "scores", "labels", "masks"]
+    image = _images(1, 64, 64)[0]
+    got = tuple(torch.from_numpy(a) for a in session.run(None, {"image": image[None].numpy()}))
+    assert got[3].shape == (len(got[0]), 64, 64)
+    task, _ = load_task(mask_rcnn_ckpt)
+    eager = _detect(task, image)
+    match = _assert_same_detections(got, eager)
+    torch.testing.assert_close(got[3][match], eager["masks"], atol=BOX_ATOL, rtol=0)
 
 
 def test_a_new_detector_joins_by_its_declaration(tmp_path: Path) -> None:

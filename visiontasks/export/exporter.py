@@ -192,6 +192,7 @@ def _export_onnx(module: nn.Module, example: Tensor, path: Path, names: list[str
     try:
         torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset, input_names=["image"],
                           output_names=names, dynamic_axes={"image": axes, **out_axes} if axes else None)
+        _free_loop_carried_shapes(path)
     except Exception as err:  # noqa: BLE001 - the one case a person can fix is said in one line
         if "adaptive_avg_pool2d" not in str(err):
             raise
@@ -201,6 +202,30 @@ def _export_onnx(module: nn.Module, example: Tensor, path: Path, names: list[str
             "whose last feature map is a multiple of it (448 for stride 32 and S = 7), or use --format "
             "torchscript / torch_export"
         ) from None
+
+
+def _free_loop_carried_shapes(path: Path) -> None:
+    """Drop the shapes the tracer wrote on the loop-carried inputs of ``Loop`` bodies (rewritten in
+    place). Mask pasting (torchvision's ``_onnx_paste_masks_in_image_loop``) grows ``[0, H, W]`` by
+    one mask a turn; with the ``0`` written down, onnxruntime warns on every turn of every call that
+    the value is ``[1, H, W]``. The values are unchanged."""
+    import onnx
+
+    model = onnx.load(str(path))
+    bodies = [model.graph]
+    found = False
+    while bodies:
+        graph = bodies.pop()
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    bodies.append(attr.g)
+                    if node.op_type == "Loop":  # body inputs: iteration, condition, then the carried values
+                        for value in attr.g.input[2:]:
+                            value.type.tensor_type.ClearField("shape")
+                            found = True
+    if found:
+        onnx.save(model, str(path))
 
 
 def _export_torchscript(module: nn.Module, example: Tensor, path: Path, names: list[str], free_batch: bool,

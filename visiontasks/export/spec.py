@@ -15,16 +15,19 @@ from visiontasks.preprocessing import Preprocessing
 INTERPOLATION = "bilinear (OpenCV cv2.INTER_LINEAR, what albumentations uses)"
 
 
-def caller_steps(prep: Preprocessing) -> list[str]:
+def caller_steps(prep: Preprocessing, masks: bool = False) -> list[str]:
     """What the caller does to a decoded ``uint8 [H0, W0, C]`` image before the model, in words that
     match the data pipeline of the checkpoint (albumentations' ``Resize`` / ``LongestMaxSize`` +
-    ``PadIfNeeded`` / visiontasks' ``ShortestEdgeResize``)."""
+    ``PadIfNeeded`` / visiontasks' ``ShortestEdgeResize``), and after it to boxes (and, with
+    ``masks``, instance masks ``[D, H, W]``) to get them in the file's pixels."""
     channels = "RGB" if prep.in_chans == 3 else "grey (one channel)"
     steps = [f"decode the image as {channels} uint8 [H0, W0, {prep.in_chans}] (EXIF orientation applied)"]
     if prep.resize == "stretch":
         h, w = prep.image_size
         steps.append(f"resize to H={h}, W={w} ignoring the aspect ratio, {INTERPOLATION}: "
                      f"cv2.resize(image, ({w}, {h}), interpolation=cv2.INTER_LINEAR)")
+        if masks:
+            steps.append(f"masks back to file pixels: resized from ({h}, {w}) to (H0, W0), bilinear, then >= 0.5")
     elif prep.resize == "letterbox":
         h, w = prep.image_size
         fill = [int(round(m * 255)) for m in prep.mean]
@@ -34,6 +37,9 @@ def caller_steps(prep: Preprocessing) -> list[str]:
             f"left = ({w} - w) // 2",
             "boxes back to file pixels: x0 = (x - left) * W0 / w, y0 = (y - top) * H0 / h (w, h: the resized size)",
         ]
+        if masks:
+            steps.append("masks back to file pixels: masks[:, top:top + h, left:left + w] resized to (H0, W0), "
+                         "bilinear, then >= 0.5")
     elif prep.resize == "shortest_edge":
         short, long = prep.image_size
         steps += [
@@ -41,6 +47,8 @@ def caller_steps(prep: Preprocessing) -> list[str]:
             f"int(W0 * scale)), {INTERPOLATION}",
             "boxes back to file pixels: x0 = x * W0 / w, y0 = y * H0 / h (w, h: the resized size)",
         ]
+        if masks:
+            steps.append("masks back to file pixels: resized to (H0, W0), bilinear, then >= 0.5")
     else:
         steps.append("no resize: the image at its own size")
     steps.append("stack into the input batch (layout N, H, W, C); normalisation happens inside the model")
@@ -66,8 +74,10 @@ def _outputs(family: str, names: list[str], num_classes: int, dynamic: bool) -> 
                   "meaning": "x1, y1, x2, y2 in pixels of the input image (after the resize), clipped to it"},
         "scores": {"dtype": "float32", "shape": ["D"], "meaning": "confidence in [0, 1], descending"},
         "labels": {"dtype": "int64", "shape": ["D"], "meaning": "class index into class_names (0-based)"},
-        "masks": {"dtype": "float32", "shape": ["D", 1, "H", "W"],
-                  "meaning": "per-detection mask probability at the input's size (threshold 0.5)"},
+        "masks": {"dtype": "float32", "shape": ["D", "H", "W"],
+                  "meaning": "per-detection mask probability in [0, 1] in pixels of the input image (after the "
+                             "resize), pasted at its box; threshold 0.5 for the object's pixels; to file pixels "
+                             "as the caller steps say"},
     }
     return [{"name": n, **known.get(n, {"meaning": "see the detector's documentation"})} for n in names]
 
@@ -109,7 +119,7 @@ def export_spec(
             "batch": "any" if family != "detection" else "1 image per call",
         },
         "preprocessing": {**prep.to_dict(), "interpolation": INTERPOLATION},
-        "caller_steps": caller_steps(prep),
+        "caller_steps": caller_steps(prep, "masks" in output_names),
         "in_graph": "x = float32(image) in NCHW; x = (x - 255 * mean) / (255 * std)",
         "outputs": _outputs(family, output_names, task.num_classes, dynamic),
         "postprocessing": details or None,

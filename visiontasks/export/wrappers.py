@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.models.detection.roi_heads import paste_masks_in_image
 
 
 class Normalize(nn.Module):
@@ -31,45 +32,59 @@ class Normalize(nn.Module):
         return (image.permute(0, 3, 1, 2).to(torch.float32) - self.mean) / self.std
 
 
-class ClassifierExport(nn.Module):
+class DenseExport(nn.Module):
+    """``image uint8 [N, H, W, C] -> (logits float32, self.decode(logits))``: the normalisation, the
+    network (``model``: normalised ``float [N, C, H, W]`` -> scores) and one decoding of its scores;
+    the part :class:`ClassifierExport` and :class:`SegmenterExport` share."""
+
+    output_names: tuple[str, str]
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.model = model
+
+    def decode(self, logits: Tensor) -> Tensor:
+        """The second output, computed from the fp32 ``logits``."""
+        raise NotImplementedError
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(self.normalize(image)).float()
+        return logits, self.decode(logits)
+
+
+class ClassifierExport(DenseExport):
     """``image uint8 [N, H, W, C] -> (logits float [N, K], probs float [N, K])`` (softmax)."""
 
     output_names = ("logits", "probs")
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-        self.model = model
-
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.model(self.normalize(image)).float()
-        return logits, logits.softmax(1)
+    def decode(self, logits: Tensor) -> Tensor:
+        return logits.softmax(1)
 
 
-class SegmenterExport(nn.Module):
+class SegmenterExport(DenseExport):
     """``image uint8 [N, H, W, C] -> (logits float [N, K, H, W], mask int64 [N, H, W])`` (argmax)."""
 
     output_names = ("logits", "mask")
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-        self.model = model
-
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        logits = self.model(self.normalize(image)).float()
-        return logits, logits.argmax(1)
+    def decode(self, logits: Tensor) -> Tensor:
+        return logits.argmax(1)
 
 
 class DetectorExport(nn.Module):
     """``image uint8 [1, H, W, 3] -> detections of that image`` (one image per call, as
     torchvision's detectors export): by default ``boxes float [D, 4]`` xyxy in the pixels of the
     given image, ``scores float [D]`` descending, ``labels int64 [D]`` 0-based classes; the
-    detector's ``export_support.outputs`` names them.
+    detector's ``export_support.outputs`` names them. A detector with a mask branch (its ``detect``
+    gives ``roi_masks`` ``[D, M, M]``) also has ``masks`` float ``[D, H, W]``: each detection's mask
+    probability in the pixels of the given image, pasted at its box by torchvision's
+    ``paste_masks_in_image`` (what ``Detector.forward`` does for the eager model).
 
     The image is normalised, padded at the bottom/right to a multiple of the detector's
     ``size_divisible`` (zeros after normalisation, as ``Detector.forward`` pads a batch) and given to
     ``detector.detect`` with its own size, so boxes are clipped to the image, not the padding.
+    Anything ``detect`` returns that ``export_support.outputs`` leaves out is an error while
+    exporting (a file without part of the predictions would be silently wrong).
     """
 
     def __init__(self, detector: nn.Module, mean: Sequence[float], std: Sequence[float], dynamic: bool = False) -> None:
@@ -93,4 +108,19 @@ class DetectorExport(nn.Module):
             x = torch.cat([x, x.new_zeros(n, c, h, pad_w)], 3)
             x = torch.cat([x, x.new_zeros(n, c, pad_h, w + pad_w)], 2)
         det = self.detector.detect(x, [(h, w)], None)[0]
+        if "roi_masks" in det:
+            det = dict(det)
+            det["masks"] = paste_roi_masks(det.pop("roi_masks"), det["boxes"], h, w)
+        left_out = sorted(set(det) - set(self.output_names))
+        if left_out:
+            raise RuntimeError(f"{type(self.detector).__name__}.detect returns {left_out}, which its "
+                               f"export_support.outputs {self.output_names} does not export")
         return tuple(det[name] for name in self.output_names)
+
+
+def paste_roi_masks(roi_masks: Tensor, boxes: Tensor, h: int | Tensor, w: int | Tensor) -> Tensor:
+    """Per-detection mask probabilities ``[D, M, M]`` (each covering its box, ``boxes`` ``[D, 4]`` xyxy
+    pixels) pasted into an ``h x w`` image: ``float [D, h, w]`` in [0, 1]. torchvision's
+    ``paste_masks_in_image``, whose traced form (a scripted loop) exports to ONNX and TorchScript;
+    ``h``/``w`` may be traced sizes (a dynamic export)."""
+    return paste_masks_in_image(roi_masks[:, None].float(), boxes.float(), (h, w))[:, 0]

@@ -44,7 +44,9 @@ class ExportSupport:
     ``formats``: the formats (of ``onnx``, ``torchscript``, ``torch_export``) that carry
     ``detect(batch [1, 3, H, W], [(h, w)], None)`` faithfully; empty: not exportable, ``reason`` says
     why. ``dynamic_size``: one export accepts any image size (else the size it was exported at).
-    ``outputs``: the keys of ``detect``'s per-image dict that become the exported outputs, in order.
+    ``outputs``: the keys of ``detect``'s per-image dict that become the exported outputs, in order,
+    every one of them (``masks``: the ``roi_masks`` pasted into the image, as :meth:`Detector.forward`
+    returns them; an output ``detect`` gives but ``outputs`` leaves out stops the export).
     """
 
     formats: tuple[str, ...] = ()

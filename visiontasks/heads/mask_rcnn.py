@@ -16,8 +16,9 @@ the image as given); eval needs none. Eval output adds ``masks`` float ``[D, H, 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 import inspect
+from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Sequence
 
 import torch
@@ -51,6 +52,8 @@ class MaskRCNN(FasterRCNN):
     paper = "Mask R-CNN"
     year = 2017
     needs_masks = True  # training targets must carry ``masks``
+    # Faster R-CNN's formats and reason, plus the masks (``roi_masks`` pasted into the image by the export)
+    export_support = replace(FasterRCNN.export_support, outputs=("boxes", "scores", "labels", "masks"))
 
     def __init__(
         self,
