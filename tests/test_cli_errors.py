@@ -116,3 +116,86 @@ def test_wrong_checkpoints_are_refused_before_anything_runs(tmp_path: Path,
     code = main(["validate", "--config", DIGITS, "--ckpt_path", str(ckpt), "--trainer.limit_val_batches", "2",
                  "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false"])
     assert code == 0
+
+
+# -- "did you mean" for a misspelt key: one line, exit status 2, the closest keys at that level ------
+def _misspelt_config(tmp_path: Path, section: str, good: str, bad: str) -> tuple[Path, int]:
+    """The digits config with ``good:`` under ``section`` renamed ``bad:``; (file, 1-based line)."""
+    lines = Path(DIGITS).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{section}:"))
+    row = next(i for i in range(start, len(lines)) if lines[i].lstrip().startswith(f"{good}:"))
+    lines[row] = lines[row].replace(f"{good}:", f"{bad}:", 1)
+    path = tmp_path / "misspelt.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path, row + 1
+
+
+def _fit_error(args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    code = main(["fit", *args, "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("--data.init_args.batchsize", "option --data.init_args.batchsize is not accepted by ClassificationDataModule; "
+                                       "did you mean --data.init_args.batch_size?"),
+        ("--model.init_args.haed", "option --model.init_args.haed is not accepted by ClassificationTask; "
+                                   "did you mean --model.init_args.head?"),
+        ("--trainer.max_epocs", "option --trainer.max_epocs is not accepted by the 'trainer' section of 'fit'; "
+                                "did you mean --trainer.max_epochs"),
+        ("--model.init_args.lr_scheduler.init_args.patiense",
+         "is not accepted by ReduceLROnPlateau; did you mean --model.init_args.lr_scheduler.init_args.patience?"),
+    ],
+    ids=["data", "model", "trainer", "nested-scheduler"],
+)
+def test_misspelt_option_on_the_command_line(option: str, expected: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    line = _fit_error(["--config", DIGITS, option, "1"], tmp_path, capsys)
+    assert expected in line, line
+
+
+@pytest.mark.parametrize(
+    ("section", "good", "bad", "expected"),
+    [
+        ("data", "batch_size", "batchsize",
+         "data.init_args.batchsize is not accepted by ClassificationDataModule; did you mean data.init_args.batch_size?"),
+        ("model", "head", "haed", "model.init_args.haed is not accepted by ClassificationTask; "
+                                  "did you mean model.init_args.head?"),
+        ("trainer", "max_epochs", "max_epoch", "trainer.max_epoch is not accepted by the 'trainer' section of 'fit'; "
+                                               "did you mean trainer.max_epochs"),
+        ("trainer", "trainer", "trainr", "trainr is not accepted by the 'fit' command; did you mean trainer?"),
+    ],
+    ids=["data", "model", "trainer", "section"],
+)
+def test_misspelt_key_in_the_config_file(section: str, good: str, bad: str, expected: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    if good == section:  # the section's own name
+        lines = Path(DIGITS).read_text().splitlines()
+        row = next(i for i, line in enumerate(lines) if line.startswith(f"{section}:"))
+        lines[row] = f"{bad}:"
+        path, number = tmp_path / "misspelt.yaml", row + 1
+        path.write_text("\n".join(lines) + "\n")
+    else:
+        path, number = _misspelt_config(tmp_path, section, good, bad)
+    line = _fit_error(["--config", str(path)], tmp_path, capsys)
+    assert f"{path}, line {number}: {expected}" in line, line
+
+
+def test_unknown_key_without_a_close_match_lists_the_accepted_ones(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    line = _fit_error(["--config", DIGITS, "--data.init_args.zzzqqq", "1"], tmp_path, capsys)
+    assert "option --data.init_args.zzzqqq is not accepted by ClassificationDataModule" in line
+    assert "did you mean" not in line
+    assert "no accepted key is close (accepted: source, root, image_size" in line and "batch_size" in line
+    path, number = _misspelt_config(tmp_path, "trainer", "max_epochs", "qqqzzz")
+    line = _fit_error(["--config", str(path)], tmp_path, capsys)
+    assert f"{path}, line {number}: trainer.qqqzzz is not accepted" in line
+    assert "did you mean" not in line and "accepted: accelerator," in line

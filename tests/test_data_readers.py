@@ -117,6 +117,89 @@ def test_each_segmentation_reader_returns_samples(fmt: str, tmp_path: Path) -> N
     assert reader.samples("no_such_split") is None and reader.layout_hint()
 
 
+# -- every missing file in one error (not one per run) ---------------------------------------------------
+def _remove_three(folder: Path, pattern: str = "*") -> list[Path]:
+    gone = sorted(folder.glob(pattern))[1:4]
+    for path in gone:
+        path.unlink()
+    return gone
+
+
+def _assert_names_all(err: pytest.ExceptionInfo[BaseException], where: Path, gone: list[Path], total: int) -> None:
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(f"{where}")
+    assert f"3 of {total} " in text and "do not exist" in text
+    for path in gone:
+        assert str(path) in text, (path, text)
+
+
+def test_segmentation_voc_names_every_missing_image(tmp_path: Path) -> None:
+    from visiontasks.errors import MissingFileError
+
+    root = _voc(tmp_path / "voc")
+    for i in ("c", "d", "e"):
+        save_index_mask(root / "SegmentationClass" / f"{i}.png", np.zeros((12, 10), np.uint8))
+    (root / "ImageSets/Segmentation/train.txt").write_text("a\nc\n\nd\nb\ne\n")  # a blank line 3
+    reader = SEGMENTATION_READERS.get("voc")(root)
+    with pytest.raises(MissingFileError) as err:
+        reader.samples("train")
+    gone = [root / "JPEGImages" / f"{i}.jpg" for i in ("c", "d", "e")]
+    _assert_names_all(err, root / "ImageSets/Segmentation/train.txt", gone, 5)
+    assert f"line 2: {gone[0]}" in str(err.value) and f"line 4: {gone[1]}" in str(err.value)
+    assert f"line 6: {gone[2]}" in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "coco", "voc"])
+def test_detection_readers_name_every_missing_image(fmt: str, tmp_path: Path) -> None:
+    from visiontasks.errors import UserInputError
+
+    root = write_synthetic_detection(tmp_path / fmt, fmt, splits={"train": 6}, image_size=32, num_classes=2,
+                                     max_objects=1, background_fraction=0.0, seed=0)
+    images = root / ("JPEGImages" if fmt == "voc" else "images/train")
+    if fmt == "yolo":  # a .txt list of the images, so that the missing ones are named by a line
+        lines = [f"images/train/{p.name}" for p in sorted(images.glob("*.png"))]
+        (root / "train.txt").write_text("\n".join(lines) + "\n")
+        cfg = yaml.safe_load((root / "data.yaml").read_text())
+        (root / "data.yaml").write_text(yaml.safe_dump({**cfg, "train": "train.txt"}))
+    gone = _remove_three(images, "*.png")
+    where = {"yolo": root / "train.txt", "coco": root / "annotations/instances_train.json",
+             "voc": root / "ImageSets/Main/train.txt"}[fmt]
+    reader = DETECTION_READERS.get(fmt)(root, {"train": "train"})
+    with pytest.raises(UserInputError) as err:
+        reader.samples("train", "t", ["circle", "square"])
+    text = str(err.value)
+    if fmt == "yolo":
+        text = text.split(": ", 1)[1]  # after "data.yaml (train): "
+    assert text.startswith(str(where)), text
+    assert "3 of 6 images do not exist" in text and "\n" not in text
+    for path in gone:
+        assert str(path) in text, (path, text)
+    if fmt == "yolo":
+        assert f"line 2: {gone[0]}" in text
+
+
+def test_detection_voc_names_every_missing_annotation_file(tmp_path: Path) -> None:
+    from visiontasks.data.detection import DatasetFormatError
+
+    root = write_synthetic_detection(tmp_path / "voc", "voc", splits={"train": 6}, image_size=32, num_classes=2,
+                                     max_objects=1, background_fraction=0.0, seed=0)
+    gone = _remove_three(root / "Annotations", "*.xml")
+    with pytest.raises(DatasetFormatError) as err:
+        DETECTION_READERS.get("voc")(root, {"train": "train"}).samples("train", "t", ["circle", "square"])
+    assert str(err.value).startswith(f"{root / 'ImageSets/Main/train.txt'}: 3 of 6 annotation files do not exist")
+    for n, path in enumerate(gone, 2):
+        assert f"line {n}: id {path.stem!r} has no annotation file {path}" in str(err.value)
+
+
+def test_missing_files_beyond_ten_are_counted() -> None:
+    from visiontasks.data.missing import describe_missing
+
+    text = describe_missing([f"line {n}: {n}.jpg" for n in range(1, 14)], 20, "images")
+    assert text.startswith("13 of 20 images do not exist: line 1: 1.jpg;") and "line 10: 10.jpg; and 3 more" in text
+    assert "11.jpg" not in text
+    assert describe_missing(["line 4: a.jpg"], 9, "images") == "line 4: a.jpg, which does not exist"
+
+
 # -- class tables right after __init__, without reading the data ------------------------------------
 def test_num_classes_and_class_names_right_after_init(tmp_path: Path) -> None:
     """Cheap: nothing is generated or scanned to know the classes."""

@@ -184,6 +184,52 @@ def test_predict_source_writes_the_same_files_as_the_config_run(trained: Trained
             assert saved.shape == r.image().shape and not np.array_equal(saved, r.image())  # the label is drawn
 
 
+def test_predict_takes_torch_tensors_as_the_same_numpy_image() -> None:
+    """A ``[3, H, W]`` tensor (uint8 0..255 or float 0..1), a ``[B, 3, H, W]`` batch, or either in a
+    list gives the result of the same picture as a numpy array / PIL image: boxes in the tensor's
+    ``H x W`` pixels. Wrong shapes, dtypes and float ranges are one-line errors saying what to pass.
+    An untrained detector (score_thresh 0: it returns boxes) is enough to compare inputs."""
+    from visiontasks.predictor import Predictor
+    from visiontasks.preprocessing import Preprocessing
+    from visiontasks.tasks import DetectionTask
+
+    torch.manual_seed(0)
+    task = DetectionTask(model="faster_rcnn", backbone="resnet18", num_classes=2, model_kwargs={
+        "anchor_sizes": [16, 32, 64], "representation_size": 32, "rpn_pre_nms_top_n_test": 50,
+        "rpn_post_nms_top_n_test": 20, "roi_op": "pool", "score_thresh": 0.0, "detections_per_img": 20})
+    task.preprocessing = Preprocessing("letterbox", (64, 64))
+    model = Predictor(task, "cpu")
+    rgb = np.random.default_rng(0).integers(0, 256, (2, 40, 52, 3), dtype=np.uint8)  # not square: H 40, W 52
+    chw = torch.from_numpy(rgb).permute(0, 3, 1, 2)  # [2, 3, 40, 52]
+    expected = model.predict([rgb[0], Image.fromarray(rgb[1])], batch_size=2)
+    assert all(len(r.boxes) > 0 for r in expected)
+
+    cases = [(chw, ["image0", "image1"]),  # a batch alone is its images
+             ([chw[0], chw[1].float() / 255], ["image0", "image1"]),  # uint8 and float 0..1
+             ([chw], ["image0_0", "image0_1"])]  # a batch inside a list
+    for images, names in cases:
+        results = model.predict(images, batch_size=2)
+        assert [r.source for r in results] == names
+        for r, e, pixels in zip(results, expected, rgb):
+            assert torch.equal(r.boxes, e.boxes) and torch.equal(r.scores, e.scores), r.source
+            assert torch.equal(r.labels, e.labels) and r.path is None
+            assert np.array_equal(r.image(), pixels)  # the tensor's own pixels, [40, 52, 3]
+    single = model.predict(chw[1], batch_size=1)[0]  # one [3, H, W] tensor alone
+    assert single.source == "image0" and torch.allclose(single.boxes, expected[1].boxes, atol=1e-4)
+    assert single.boxes[:, 0::2].max() <= 52 and single.boxes[:, 1::2].max() <= 40
+
+    hwc = torch.from_numpy(rgb[0].copy())
+    bad = [(torch.rand(3, 40, 52) * 2, r"image0: float tensor values [0-9.e-]+\.\.[0-9.]+ lie outside \[0, 1\]; pass"),
+           (torch.full((3, 8, 8), float("nan")), "image0: the float tensor holds NaN"),
+           (hwc, r"image0: a tensor of shape \(40, 52, 3\) is not an image.*permute\(2, 0, 1\)"),
+           ([chw[0], torch.zeros(2, 40, 52, 3)], r"image1: a tensor of shape \(2, 40, 52, 3\).*permute\(0, 3, 1, 2\)"),
+           (torch.zeros(3, 8, 8, dtype=torch.int64), r"image0: a tensor of dtype int64; pass an RGB \[3, H, W\]")]
+    for images, message in bad:
+        with pytest.raises(InvalidInputError, match=message) as err:
+            model.predict(images)
+        assert "\n" not in str(err.value) and "uint8 0..255 or float 0..1" in str(err.value)
+
+
 # -- errors --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -1,4 +1,5 @@
-"""visiontasks: Lightning tasks for classification, FCN segmentation and four detector generations."""
+"""visiontasks: Lightning tasks for classification, FCN segmentation and six detector generations
+(R-CNN, Fast R-CNN, Faster R-CNN, Mask R-CNN, YOLOv1, SSD)."""
 
 import os
 

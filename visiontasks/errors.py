@@ -8,7 +8,7 @@ traceback. A leaf module: every layer of the package may import it.
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from typing import Callable, Iterable
 
 
 class UserInputError(Exception):
@@ -33,11 +33,17 @@ class UnknownNameError(UserInputError, ValueError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def did_you_mean(name: object, choices: Iterable[str], show: Callable[[str], str] = repr) -> str:
+    """``"; did you mean 'resnet18'?"`` for the choices closest to ``name`` (``difflib``), or ``""``;
+    ``show`` writes each choice (e.g. as an option ``--data.init_args.batch_size``)."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(show(c) for c in close)}?" if close else ""
+
+
 def unknown_name(kind: str, name: object, choices: Iterable[str]) -> UnknownNameError:
     """``unknown <kind> 'resnet19'; available: ...; did you mean 'resnet18'?`` as an error to raise."""
     choices = sorted(str(c) for c in choices)
-    close = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, choices)
     return UnknownNameError(f"unknown {kind} {name!r}; available: {', '.join(choices)}{hint}")
 
 

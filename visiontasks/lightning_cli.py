@@ -12,15 +12,16 @@ import io
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from visiontasks.checkpoints import check_checkpoint_for
 from visiontasks.cli import _config_stem, _resolve_checkpoint, _run_version
-from visiontasks.errors import InvalidInputError
+from visiontasks.errors import InvalidInputError, did_you_mean
 from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
 from visiontasks.runs import agree_run_folder, is_first_process
 from visiontasks.schedulers import parse_duration
@@ -59,8 +60,24 @@ class VisionCLI(LightningCLI):
             if stop.code in (0, None) or "error:" not in report.getvalue():
                 sys.stderr.write(report.getvalue())
                 raise
-            raise InvalidInputError(parser_error_line(report.getvalue())) from None
+            text = report.getvalue()
+            raise InvalidInputError(self._unknown_key_line(text, args) or parser_error_line(text)) from None
         sys.stderr.write(report.getvalue())
+
+    def _unknown_key_line(self, report: str, args: Any) -> str | None:
+        """The one line for a misspelt key (``batchsize``), with the closest keys jsonargparse knows at
+        that level; None when ``report`` is about something else."""
+        tokens = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(args, dict) else []
+        parsers = getattr(self, "_subcommand_parsers", {})
+
+        def subcommand_keys(sub: str) -> list[str]:
+            try:
+                return list(self._parser(sub).get_defaults(skip_validation=True).keys())
+            except Exception:  # noqa: BLE001 - no hint rather than a second error
+                return []
+
+        sub = next((t for t in tokens if t in parsers), None)
+        return unknown_key_line(report, tokens, subcommand_keys, sub)
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI's hook (private, stable since 2.1) re-reads the model's hyper-parameters from
@@ -160,21 +177,27 @@ _NOT_DETAIL = re.compile(
 )
 
 
-def parser_error_line(report: str) -> str:
-    """One line from jsonargparse's error report: the option (``data.init_args.batch_size``) and the
-    innermost reason (``Expected a <class 'int'>. Got value: abc``), with where to look for help."""
-    text = report.split("error:", 1)[1] if "error:" in report else report
+def _report_option(text: str) -> str:
+    """The option a jsonargparse report is about, from its nested ``Parser key "..."`` lines
+    (``model.init_args.lr_scheduler``)."""
     keys: list[str] = []
-    reason = ""
-    for raw in text.strip().splitlines():
-        line = raw.strip().lstrip("- ").strip()
-        if not line:
-            continue
+    for line in text.strip().splitlines():
         found = re.findall(r'Parser key "([^"]+)"', line)
         if found:
             if keys and not found[0].startswith(keys[-1]):
                 keys.append("init_args")
             keys += found
+    return ".".join(keys).replace("init_args.init_args", "init_args")
+
+
+def parser_error_line(report: str) -> str:
+    """One line from jsonargparse's error report: the option (``data.init_args.batch_size``) and the
+    innermost reason (``Expected a <class 'int'>. Got value: abc``), with where to look for help."""
+    text = report.split("error:", 1)[1] if "error:" in report else report
+    reason = ""
+    for raw in text.strip().splitlines():
+        line = raw.strip().lstrip("- ").strip()
+        if line and re.search(r'Parser key "[^"]+"', line):
             line = re.split(r'Parser key "[^"]+":?', line)[-1].strip()
         if line and not reason and not _NOT_DETAIL.match(line):
             reason = line
@@ -182,9 +205,134 @@ def parser_error_line(report: str) -> str:
     given = re.search(r"Given value: (.*)", text)
     if "Got value" not in reason and given and "NestedArg" not in given.group(1):
         reason += f"; got {given.group(1).strip()}"
-    option = ".".join(keys).replace("init_args.init_args", "init_args")
+    option = _report_option(text)
     where = f"option --{option}: " if option else ""
     return f"{where}{reason} (see --help for the accepted options)"
+
+
+_CLASS_OPTION = re.compile(r"Option '([^']+)' is not accepted")
+_SUBCOMMAND_OPTION = re.compile(r"Subcommand '([^']+)' does not accept option '([^']+)'")
+_UNRECOGNIZED = re.compile(r"unrecognized arguments: (--\S+)")
+_LISTED_KEYS = 25  # at most this many accepted keys named when none is close
+
+
+def unknown_key_line(report: str, tokens: list[str], subcommand_keys: Callable[[str], list[str]],
+                     subcommand: str | None) -> str | None:
+    """One line for jsonargparse's report of an unknown key: where it was given (``option --KEY`` or
+    ``FILE, line N: KEY``), the level it is unknown at, and the close keys at that level
+    (``difflib``), else the accepted ones. ``subcommand_keys(name)`` lists a subcommand's keys."""
+    text = report.split("error:", 1)[1] if "error:" in report else report
+    found = _class_unknown_key(text) or _subcommand_unknown_key(text, subcommand_keys, subcommand)
+    if found is None:
+        return None
+    level, name, accepted, owner = found
+    full = f"{level}.{name}" if level else name
+    given = _cli_option(tokens, full)
+    if given is not None:
+        where, show = f"option --{given}", (lambda key: f"--{level + '.' if level else ''}{key}")
+    else:
+        line = _config_line(tokens, full)
+        where = f"{line}: {full}" if line else f"option --{full}"
+        show = lambda key: f"{level + '.' if level else ''}{key}"  # noqa: E731
+    hint = did_you_mean(name, accepted, show)
+    if not hint:
+        listed = ", ".join(accepted[:_LISTED_KEYS]) + (", ..." if len(accepted) > _LISTED_KEYS else "")
+        hint = f"; no accepted key is close (accepted: {listed})"
+    return f"{where} is not accepted by {owner}{hint} (see --help for the accepted options)"
+
+
+def _class_unknown_key(text: str) -> tuple[str, str, list[str], str] | None:
+    """``(level, key, keys of the class at that level, class name)`` for "Option 'KEY' is not
+    accepted" inside a class's ``init_args`` (``model``, ``data``, a scheduler), else None."""
+    match = _CLASS_OPTION.search(text)
+    if match is None:
+        return None
+    line_end = text.find("\n", match.end())
+    same_line = re.search(r"class_path='([^']+)'", text[match.end(): None if line_end < 0 else line_end])
+    before = re.findall(r"class_path '([^']+)'", text[: match.start()])
+    class_path = same_line.group(1) if same_line else (before[-1] if before else None)
+    if class_path is None:
+        return None
+    try:
+        module, _, name = class_path.rpartition(".")
+        keys = ArgumentParser(exit_on_error=False).add_class_arguments(
+            getattr(importlib.import_module(module), name), fail_untyped=False, sub_configs=True)
+    except Exception:  # noqa: BLE001 - a class jsonargparse cannot read: no hint rather than a second error
+        return None
+    option = _report_option(text[: match.start()])
+    level = f"{option}.init_args" if option else "init_args"
+    key = match.group(1)
+    if "." in key and key.split(".", 1)[0] not in keys:
+        key = key.split(".", 1)[0]
+    return level, key, list(keys), name
+
+
+def _subcommand_unknown_key(text: str, subcommand_keys: Callable[[str], list[str]],
+                            subcommand: str | None) -> tuple[str, str, list[str], str] | None:
+    """The same for a key no option of the subcommand has (``trainer.max_epoch`` in a config, or
+    ``--trainr.max_epochs`` on the command line): the first part of it that is unknown."""
+    match = _SUBCOMMAND_OPTION.search(text)
+    if match is not None:
+        subcommand, given = match.group(1), match.group(2)
+    else:
+        unknown = _UNRECOGNIZED.search(text)
+        if unknown is None or subcommand is None:
+            return None
+        given = unknown.group(1)[2:].split("=", 1)[0]
+    keys = subcommand_keys(subcommand)
+    branches = {k.rsplit(".", i)[0] for k in keys for i in range(1, k.count(".") + 1)}
+    level = ""
+    for part in given.split("."):
+        here = f"{level}.{part}" if level else part
+        if here in keys:
+            return None  # below a key that takes a value: jsonargparse's own report says more
+        if here not in branches:
+            start = f"{level}." if level else ""
+            accepted = sorted({k[len(start):].split(".", 1)[0] for k in [*keys, *branches] if k.startswith(start)})
+            owner = f"the {level!r} section of {subcommand!r}" if level else f"the {subcommand!r} command"
+            return level, part, accepted, owner
+        level = here
+    return None
+
+
+def _cli_option(tokens: list[str], full: str) -> str | None:
+    """The command-line option, as typed, that gave the key ``full`` (``init_args.`` may be left out)."""
+    plain = full.replace("init_args.", "")
+    for token in tokens:
+        if token.startswith("--"):
+            key = token[2:].split("=", 1)[0]
+            if key.replace("init_args.", "") == plain:
+                return key
+    return None
+
+
+def _config_line(tokens: list[str], full: str) -> str | None:
+    """``FILE, line N`` of the key ``full`` in a ``--config`` file among ``tokens`` (YAML's own
+    positions, ``init_args`` optional), else None."""
+    import yaml
+
+    paths = [t.split("=", 1)[1] for t in tokens if t.startswith("--config=")]
+    paths += [tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t == "--config"]
+    for path in paths:
+        try:
+            node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        line = None
+        for part in full.split("."):
+            if not isinstance(node, yaml.MappingNode):
+                line = None
+                break
+            hit = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
+            if hit is None:
+                if part == "init_args":
+                    continue
+                line = None
+                break
+            line, node = hit[0].start_mark.line + 1, hit[1]
+        if line is not None:
+            return f"{path}, line {line}"
+    return None
 
 
 def _given_num_classes(cfg: Any) -> tuple[Any, Any]:

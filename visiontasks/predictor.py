@@ -2,7 +2,7 @@
 
     from visiontasks import load_model
     model = load_model("runs/NAME/version_0/checkpoints/best.ckpt")      # any task; device="auto"
-    results = model.predict(["a.jpg", "photos/", "imgs/*.png", pil_image, numpy_array], batch_size=8)
+    results = model.predict(["a.jpg", "photos/", "imgs/*.png", pil_image, numpy_array, chw_tensor], batch_size=8)
     results[0].boxes, results[0].labels, results[0].names, results[0].scores   # detection
     results[0].save("out.png")                                                 # drawn as the CLI draws
 
@@ -151,8 +151,10 @@ class Predictor:
 
     def predict(self, images: Any, batch_size: int = 8, num_workers: int = 0) -> list[Result]:
         """One result per image, in order: ``images`` is a file, folder (recursive), glob pattern,
-        PIL image or numpy array (``[H, W]``, ``[H, W, 1|3|4]``; RGB order; uint8, uint16 or float
-        in [0, 1]), or a list of these. Batches of ``batch_size``, without gradients."""
+        PIL image, numpy array (``[H, W]``, ``[H, W, 1|3|4]``; RGB order; uint8, uint16 or float
+        in [0, 1]), torch tensor (``[3|1, H, W]`` or a batch ``[B, 3|1, H, W]``; RGB; uint8 0..255 or
+        float 0..1, on any device), or a list of these. Boxes and masks are in each image's own pixels
+        (a tensor's ``H x W``). Batches of ``batch_size``, without gradients."""
         from lightning.fabric.utilities.apply_func import move_data_to_device
 
         dm = self.datamodule(images, batch_size, num_workers)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from visiontasks.errors import InvalidInputError, MissingFileError
@@ -26,10 +27,14 @@ _GLOB_CHARS = set("*?[")
 def resolve_images(sources: Any) -> list[ImageInput]:
     """Every image ``sources`` names, in order: an image file; a folder (its images, recursively,
     sorted); a glob pattern (``imgs/*.png``, ``**`` recursive; the image files it matches and the images
-    of the folders it matches, sorted); a PIL
-    image or a numpy array (an :class:`InMemoryImage` named ``image<i>``, ``i`` its position); or a
-    list of these. A missing file, an empty folder or a glob matching no image raises an error
-    naming it."""
+    of the folders it matches, sorted); a PIL image, a numpy array or a torch tensor (see
+    :func:`tensor_to_arrays`), each an :class:`InMemoryImage` named ``image<i>``, ``i`` its position
+    (the images of a ``[B, C, H, W]`` tensor in a list: ``image<i>_<b>``; a batch given alone is a
+    list of its ``B`` images); or a list of these. A missing file, an empty folder or a glob matching
+    no image raises an error naming it."""
+    if isinstance(sources, torch.Tensor):
+        arrays = tensor_to_arrays(sources, "image0" if sources.ndim != 4 else "the tensor batch")
+        return [InMemoryImage(f"image{b}", a) for b, a in enumerate(arrays)]
     if isinstance(sources, (str, Path)) or not isinstance(sources, Iterable) or isinstance(sources, np.ndarray):
         sources = [sources]
     found: list[ImageInput] = []
@@ -38,14 +43,48 @@ def resolve_images(sources: Any) -> list[ImageInput]:
             found += _resolve_path(src)
         elif isinstance(src, np.ndarray) or _is_pil(src):
             found.append(InMemoryImage(f"image{i}", src))
+        elif isinstance(src, torch.Tensor):
+            arrays = tensor_to_arrays(src, f"image{i}")
+            found += [InMemoryImage(f"image{i}" if src.ndim == 3 else f"image{i}_{b}", a) for b, a in enumerate(arrays)]
         else:
             raise InvalidInputError(
                 f"cannot predict on a {type(src).__name__}; give image files, folders, glob patterns, "
-                "PIL images or numpy arrays"
+                "PIL images, numpy arrays or torch tensors"
             )
     if not found:
         raise InvalidInputError("no images given to predict on")
     return found
+
+
+_TENSOR_HINT = "pass an RGB [3, H, W] or grey [1, H, W] tensor (or a batch [B, 3, H, W]), uint8 0..255 or float 0..1"
+
+
+def tensor_to_arrays(tensor: torch.Tensor, name: str) -> list[np.ndarray]:
+    """The images of an RGB (or grey) ``[C, H, W]`` or ``[B, C, H, W]`` tensor, ``C`` 3 or 1, as
+    ``[H, W, C]`` numpy arrays read like any numpy array: uint8 values 0..255 as they are, float values
+    0..1 (scaled by 255, rounded). Boxes and masks predicted for them are in the tensor's ``H x W``
+    pixels. Another shape or dtype, or floats outside [0, 1], raise one :class:`InvalidInputError`
+    naming ``name`` and what to pass."""
+    shape = tuple(tensor.shape)
+    if tensor.ndim not in (3, 4) or shape[-3] not in (1, 3) or tensor.numel() == 0:
+        turned = tensor.ndim in (3, 4) and shape[-1] in (1, 3) and shape[-3] not in (1, 3)
+        hint = f"; for [H, W, C] use .permute({'0, 3, 1, 2' if tensor.ndim == 4 else '2, 0, 1'})" if turned else ""
+        raise InvalidInputError(f"{name}: a tensor of shape {shape} is not an image; {_TENSOR_HINT}{hint}")
+    x = tensor.detach().cpu()
+    if x.dtype == torch.uint8:
+        arr = x.numpy()
+    elif x.is_floating_point():
+        x = x.to(torch.float32)
+        if not bool(torch.isfinite(x).all()):
+            raise InvalidInputError(f"{name}: the float tensor holds NaN or infinite values; {_TENSOR_HINT}")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise InvalidInputError(f"{name}: float tensor values {lo:g}..{hi:g} lie outside [0, 1]; {_TENSOR_HINT}")
+        arr = x.numpy()
+    else:
+        raise InvalidInputError(f"{name}: a tensor of dtype {str(x.dtype).replace('torch.', '')}; {_TENSOR_HINT}")
+    arr = np.moveaxis(arr, -3, -1).copy()  # [..., C, H, W] -> [..., H, W, C], not sharing the tensor's memory
+    return [arr] if arr.ndim == 3 else list(arr)
 
 
 def _is_pil(obj: Any) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 
 from visiontasks.errors import InvalidInputError, MissingFileError
 
+from ..missing import raise_if_missing
 from .common import DatasetFormatError, DetectionRecord, DetectionSplit, check_stored_size, safe_join
 from .masks import check_segmentation
 from .reader import DetectionReader, register_reader
@@ -74,6 +75,7 @@ def read_coco(
     boxes: dict[int, list[list[float]]] = {}
     labels: dict[int, list[int]] = {}
     segs: dict[int, list[Any]] = {}
+    missing: list[str] = []  # reported together after the loop
     for img in data["images"]:
         try:
             image_id, file_name = int(img["id"]), str(img["file_name"])
@@ -81,9 +83,8 @@ def read_coco(
             raise DatasetFormatError(f"{where}: image entry {img!r} needs 'id' and 'file_name'") from None
         path = safe_join(root, Path(image_root, file_name), f"{where} (image id {image_id})")
         if check_files and not path.is_file():
-            raise DatasetFormatError(
-                f"{where}: image id {image_id} names {path}, which does not exist"
-            )
+            missing.append(f"image id {image_id} names {path}")
+            continue
         size = None
         if img.get("height") and img.get("width"):
             size = (int(img["height"]), int(img["width"]))
@@ -94,6 +95,8 @@ def read_coco(
         records[image_id] = DetectionRecord(path, image_id, np.zeros((0, 4), np.float32),
                                             np.zeros(0, np.int64), size)
         boxes[image_id], labels[image_id], segs[image_id] = [], [], []
+    raise_if_missing(where, missing, len(data["images"]), hint="add the images or remove their entries",
+                     error=DatasetFormatError)
 
     for ann in data.get("annotations", []):
         ann_id = ann.get("id", "?")

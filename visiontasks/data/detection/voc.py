@@ -16,6 +16,7 @@ import numpy as np
 
 from visiontasks.errors import MissingFileError
 
+from ..missing import raise_if_missing, read_list_lines
 from .common import (
     DatasetFormatError, DetectionRecord, DetectionSplit, check_stored_size, image_size_of, safe_join,
 )
@@ -51,28 +52,44 @@ def read_voc(
     """Read the images listed in ``ImageSets/Main/<split>.txt`` and their XML files."""
     root = Path(root)
     class_names = list(class_names or VOC_CLASSES)
-    list_file, ids = read_voc_ids(root, split)
+    list_file = split_list_path(root, split)
+    lines = _read_id_lines(list_file)
+    xmls = [(n, safe_join(root, f"Annotations/{i}.xml", f"{list_file}, line {n}")) for n, i in lines]
+    raise_if_missing(str(list_file), [f"line {n}: id {x.stem!r} has no annotation file {x}" for n, x in xmls
+                                      if not x.is_file()], len(xmls), "annotation files",
+                     "add them or remove their ids from the list", DatasetFormatError)
     split_ = DetectionSplit(name or f"VOC {split}", [], class_names, list(range(len(class_names))))
-    for n, image_id in enumerate(ids):
-        record = read_voc_xml(root, list_file, image_id, n, class_names, keep_difficult)
-        split_.add(record, str(safe_join(root, f"Annotations/{image_id}.xml", str(list_file))))
+    missing: list[str] = []  # images the XML files name that do not exist, reported together
+    for n, (_, image_id) in enumerate(lines):
+        record = read_voc_xml(root, list_file, image_id, n, class_names, keep_difficult, missing)
+        if record is not None:
+            split_.add(record, str(safe_join(root, f"Annotations/{image_id}.xml", str(list_file))))
+    raise_if_missing(str(list_file), missing, len(lines), hint="add the images or fix <filename> in those XML files",
+                     error=DatasetFormatError)
     split_.warn_dropped()
     return split_
+
+
+def _read_id_lines(list_file: Path) -> list[tuple[int, str]]:
+    """``(line number, id)`` of a VOC split list; a missing list is an error naming it."""
+    if not list_file.is_file():
+        raise MissingFileError(f"VOC split list {list_file} does not exist")
+    return read_list_lines(list_file)
 
 
 def read_voc_ids(root: str | Path, split: str) -> tuple[Path, list[str]]:
     """``(the list file, the ids it lists)`` of ``ImageSets/Main/<split>.txt`` (or a .txt in the root)."""
     list_file = split_list_path(root, split)
-    if not list_file.is_file():
-        raise MissingFileError(f"VOC split list {list_file} does not exist")
-    return list_file, [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+    return list_file, [image_id for _, image_id in _read_id_lines(list_file)]
 
 
 def read_voc_xml(
-    root: Path, list_file: Path, image_id: str, n: int, class_names: list[str], keep_difficult: bool
-) -> DetectionRecord:
+    root: Path, list_file: Path, image_id: str, n: int, class_names: list[str], keep_difficult: bool,
+    missing: list[str] | None = None,
+) -> DetectionRecord | None:
     """The record of ``Annotations/<image_id>.xml`` (boxes as annotated, not yet clipped), ``n`` its
-    index in the split; a wrong file raises :class:`DatasetFormatError` naming it."""
+    index in the split; a wrong file raises :class:`DatasetFormatError` naming it. With ``missing``,
+    an image that does not exist is added to it (the caller reports them all) and None returned."""
     index = {c: i for i, c in enumerate(class_names)}
     xml_path = safe_join(root, f"Annotations/{image_id}.xml", f"{list_file} (id {image_id!r})")
     if not xml_path.is_file():
@@ -86,7 +103,10 @@ def read_voc_xml(
     fname = fname_node.text.strip() if fname_node is not None and fname_node.text else f"{image_id}.jpg"
     img_path = safe_join(root, Path("JPEGImages") / fname, where)
     if not img_path.is_file():
-        raise DatasetFormatError(f"{where}: names image {img_path}, which does not exist")
+        if missing is None:
+            raise DatasetFormatError(f"{where}: names image {img_path}, which does not exist")
+        missing.append(f"{where}: names image {img_path}")
+        return None
     size = None
     size_node = tree.find("size")
     if size_node is not None:

@@ -26,6 +26,7 @@ import yaml
 from visiontasks.data.io import IMAGE_EXTENSIONS, list_image_files
 from visiontasks.errors import MissingFileError
 
+from ..missing import raise_if_missing
 from .common import DatasetFormatError, DetectionRecord, DetectionSplit, image_size_of, safe_join
 from .reader import DetectionReader, register_reader
 
@@ -86,19 +87,25 @@ def label_path_for(image: Path) -> Path:
     return Path(s).with_suffix(".txt")
 
 
-def _list_images(root: Path, entry: str, where: str) -> tuple[list[Path], list[Path]]:
-    """Images named by one split entry, and the image folders it covers (for orphan labels)."""
+def _list_images(root: Path, entry: str, where: str, report_missing: bool = False) -> tuple[list[Path], list[Path]]:
+    """Images named by one split entry, and the image folders it covers (for orphan labels);
+    ``report_missing``: the images a .txt list names that do not exist raise one error naming them all
+    (``visiontasks check`` lists them itself, one problem each)."""
     p = safe_join(root, entry, where)
     if p.is_dir():
         return list_image_files(p, recursive=True), [p]
     if p.is_file() and p.suffix == ".txt":
-        files = []
+        files, missing = [], []
         for n, line in enumerate(p.read_text().splitlines(), 1):
             line = line.strip()
             if not line:
                 continue
             base = p.parent if line.startswith("./") else root
             files.append(safe_join(root, base / line, f"{p}, line {n}"))
+            if report_missing and not files[-1].is_file():
+                missing.append(f"line {n}: {files[-1]}")
+        raise_if_missing(f"{where}: {p}", missing, len(files), hint="restore the images or remove their lines",
+                         error=DatasetFormatError)
         return files, []
     raise MissingFileError(f"{where}: split entry {entry!r} -> {p} is neither a folder nor a .txt list")
 
@@ -211,7 +218,7 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None, masks:
     images: list[Path] = []
     folders: list[Path] = []
     for entry in entries:
-        files, dirs = _list_images(root, str(entry), f"{yaml_file} ({split})")
+        files, dirs = _list_images(root, str(entry), f"{yaml_file} ({split})", report_missing=True)
         images += files
         folders += dirs
     if not images:
@@ -221,9 +228,7 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None, masks:
     class_ids = yolo_class_ids(cfg)
     out = DetectionSplit(name or f"YOLO {split}", [], names, class_ids)
     skipped: list[str] | None = [] if skip_bad_labels else None
-    for i, img in enumerate(images):
-        if not img.is_file():
-            raise DatasetFormatError(f"{yaml_file} ({split}): lists image {img}, which does not exist")
+    for i, img in enumerate(images):  # every listed image exists (checked by _list_images)
         size = image_size_of(img)
         lbl = label_path_for(img)
         polygons: list[Any] | None = [] if masks else None

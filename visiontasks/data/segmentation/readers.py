@@ -22,6 +22,7 @@ import yaml
 from visiontasks.errors import InvalidInputError, MissingFileError
 
 from ..io import IMAGE_EXTENSIONS, list_image_files
+from ..missing import SHOWN, raise_if_missing, read_list_lines
 from ..registry import Registry
 from .masks import MaskError
 from .synthetic import synthetic_class_names, write_synthetic_segmentation
@@ -51,8 +52,9 @@ def _pair_up(pairs: Iterable[tuple[Path, Path]], where: str, skip: bool) -> list
     total = len(pairs)
     if not missing:
         return samples
-    shown = "; ".join(f"{img} -> {mask}" for img, mask in missing[:3])
-    msg = f"{where}: {len(missing)} of {total} images have no mask (image -> expected mask: {shown})"
+    shown = "; ".join(f"{img} -> {mask}" for img, mask in missing[:SHOWN])
+    more = f"; and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
+    msg = f"{where}: {len(missing)} of {total} images have no mask (image -> expected mask: {shown}{more})"
     if not skip:
         raise MaskError(msg + "; add the masks, or set skip_missing_masks: true to leave those images out")
     warnings.warn(msg + "; those images are skipped", stacklevel=3)
@@ -93,12 +95,11 @@ def list_voc_pairs(root: str | Path, split: str, skip_missing_masks: bool = Fals
             f"VOC split list {lst} does not exist"
             + (f"; splits found: {', '.join(have)}" if have else f"; is {root} a VOC20xx folder?")
         )
-    ids = [line.split()[0] for line in lst.read_text().splitlines() if line.strip()]
-    for i in ids:
-        img = root / "JPEGImages" / f"{i}.jpg"
-        if not img.is_file():
-            raise MissingFileError(f"{lst} lists {i} but image {img} does not exist")
-    pairs = [(root / "JPEGImages" / f"{i}.jpg", root / "SegmentationClass" / f"{i}.png") for i in ids]
+    lines = read_list_lines(lst)
+    images = [(n, root / "JPEGImages" / f"{i}.jpg") for n, i in lines]
+    raise_if_missing(str(lst), [f"line {n}: {img}" for n, img in images if not img.is_file()], len(images),
+                     hint="restore the images or remove their ids from the list")
+    pairs = [(img, root / "SegmentationClass" / f"{img.stem}.png") for _, img in images]
     return _pair_up(pairs, str(lst), skip_missing_masks)
 
 
