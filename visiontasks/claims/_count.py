@@ -19,10 +19,12 @@ def n_params(module: nn.Module, weights_only: bool = False) -> int:
 
 def mult_adds(module: nn.Module, input_shape: Sequence[int]) -> int:
     """Multiply-adds of one forward pass of ``module`` on a ``[1, *input_shape]`` input, as torchinfo
-    counts them (a convolution: weights x output positions, plus its bias; BatchNorm: its parameters)."""
+    counts them (a convolution: weights x output positions, plus its bias; BatchNorm: its parameters).
+    A module on the meta device is run there (shapes only, instant)."""
     from torchinfo import summary
 
-    stats = summary(module.eval(), input_size=(1, *input_shape), verbose=0)
+    device = next(module.parameters()).device
+    stats = summary(module.eval(), input_size=(1, *input_shape), verbose=0, device=device)
     return int(stats.total_mult_adds)
 
 

@@ -72,7 +72,7 @@ def inception_1x1_reduction(budget: Budget) -> ClaimResult:
 @claim(
     "googlenet_total",
     "GoogLeNet has about 6.8 million parameters (the paper; the notes give no total).",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:145-155",),
+    sources=("seeds/000_4943f345b6f0fdd0.txt:146-155",),
     measures="parameters of the registered googlenet (torchvision's definition, BatchNorm, no auxiliary "
              "classifiers) and of torchvision's GoogLeNet with its two auxiliary classifiers",
     paper="Szegedy et al. 2015, Table 1 (sum of the params column: about 6.8M)",
