@@ -36,11 +36,6 @@ def classifier_on_meta(name: str, num_classes: int = 1000) -> nn.Module:
         return build_classifier(name, num_classes)
 
 
-def millions(n: int, digits: int = 2) -> str:
-    """``138357544 -> '138.36M'``."""
-    return f"{n / 1e6:.{digits}f}M"
-
-
 def canonical_on_meta(name: str, num_classes: int = 1000) -> nn.Module:
     """The registered backbone's canonical model (torchvision's layout, before the split into
     stages and head), built on the meta device."""

@@ -3,7 +3,7 @@ something with our own modules and returns its table and a verdict against the n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
 Verdict = Literal["AGREES", "DISAGREES", "MIXED"]
@@ -32,7 +32,6 @@ class Claim:
     run: Callable[[Budget], ClaimResult]
     paper: str = ""
     kind: str = "counting"
-    tags: tuple[str, ...] = field(default=())
 
 
 CLAIMS: dict[str, Claim] = {}
