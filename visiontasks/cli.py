@@ -118,7 +118,7 @@ COMMAND_HELP = {
     "demo": "train LeNet-5 on scikit-learn's digits, test it, print where the run is (any folder; --epochs N)",
     "summary": "a backbone's per-layer table: output shapes, parameters, multiply-adds",
     "proposals": "precompute selective-search proposals of a detection config and report recall",
-    "benchmark": "time and score the detector generations (benchmark detectors --config FILE)",
+    "benchmark": "time and score the detector generations (benchmark detectors --config FILE); the notes' claims (benchmark claims)",
     "evaluate": "score prediction files against ground truth (evaluate detection|segmentation|classification)",
     "export-backbone": "write a checkpoint's backbone as a torchvision-layout state_dict (--ckpt_path X --output F)",
     "check": "read every image, mask and annotation of a config's data; list all problems, statistics, plots",

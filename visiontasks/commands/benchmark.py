@@ -403,10 +403,15 @@ def detectors_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: visiontasks benchmark detectors --config FILE [--only NAME ...] [--output DIR]")
+        print("usage: visiontasks benchmark detectors --config FILE [--only NAME ...] [--output DIR]\n"
+              "       visiontasks benchmark claims [--only NAME ...] [--budget small|full] [--output DIR]")
         return 0 if argv else 2
+    if argv[0] == "claims":
+        from visiontasks.commands.claims import main as claims_main
+
+        return claims_main(argv[1:])
     if argv[0] != "detectors":
-        print(f"visiontasks benchmark: unknown benchmark {argv[0]!r}; available: detectors", file=sys.stderr)
+        print(f"visiontasks benchmark: unknown benchmark {argv[0]!r}; available: detectors, claims", file=sys.stderr)
         return 2
     return detectors_main(argv[1:])
 

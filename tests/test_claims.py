@@ -1,0 +1,145 @@
+"""visiontasks benchmark claims: every registered claim runs, returns a well-formed table and a
+verdict, and the counting claims give the papers' exact numbers where the papers give them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models.googlenet import Inception
+from torchvision.models.resnet import resnet18
+
+from visiontasks.claims import CLAIMS, NOT_YET_MEASURED, list_claims, verdict_of
+from visiontasks.claims.receptive_field import walk
+from visiontasks.claims.stages import stage_fields
+
+SEEDS = Path("/work/shared/seeds")
+CITE = re.compile(r"^seeds/(\d{3}_[0-9a-f]{16}\.txt):(\d+)(?:-(\d+))?$")
+
+
+def _result(name: str):
+    return CLAIMS[name].run("small")
+
+
+def test_at_least_eight_counting_claims() -> None:
+    assert len([c for c in CLAIMS.values() if c.kind == "counting"]) >= 8
+
+
+@pytest.mark.parametrize("name", list_claims())
+def test_claim_runs_and_its_table_is_well_formed(name: str) -> None:
+    c, r = CLAIMS[name], _result(name)
+    assert r.verdict in ("AGREES", "DISAGREES", "MIXED")
+    assert r.rows and r.finding and c.measures and c.statement
+    keys = list(r.rows[0])
+    assert all(list(row) == keys for row in r.rows), "every row has the same columns"
+    json.dumps(r.rows)  # JSON-serialisable
+    assert c.sources or c.paper, "a claim cites the notes or, where they have none, the paper"
+
+
+@pytest.mark.parametrize("source", sorted({s for c in CLAIMS.values() for s in c.sources}
+                                          | {s for *_, src in NOT_YET_MEASURED for s in src}))
+def test_citations_point_at_existing_lines(source: str) -> None:
+    m = CITE.match(source)
+    assert m, source
+    path = SEEDS / m.group(1)
+    if not path.is_file():
+        pytest.skip(f"{path} not here")
+    n_lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert 1 <= int(m.group(2)) <= int(m.group(3) or m.group(2)) <= n_lines
+
+
+def test_verdict_of() -> None:
+    assert verdict_of([True, True]) == "AGREES"
+    assert verdict_of([False]) == "DISAGREES"
+    assert verdict_of([True, False]) == "MIXED"
+
+
+def test_small_kernels_notes_numbers() -> None:
+    two, one = _result("two_3x3_vs_5x5").rows
+    assert (two["params"], one["params"]) == (294912, 409600)
+    assert two["receptive field"] == one["receptive field"] == 5
+    rows = _result("three_3x3_vs_7x7").rows
+    assert {r["params / C^2"] for r in rows} == {27, 49}
+
+
+def test_vgg16_exact() -> None:
+    rows = {r["config"]: r for r in _result("vgg_totals").rows}
+    assert rows["D"]["params"] == 138_357_544
+    assert [r["millions"] for r in rows.values()] == [133, 133, 133, 134, 138, 144]
+
+
+def test_alexnet_notes_fc6_disagrees() -> None:
+    r = _result("alexnet_layers")
+    rows = {row["layer"]: row for row in r.rows}
+    assert rows["fc6"]["weights"] == 9216 * 4096 and rows["fc6"]["match"] == "NO"
+    assert rows["conv1"]["match"] == rows["conv3"]["match"] == rows["fc8"]["match"] == "yes"
+    assert rows["total"]["weights+biases"] == 60_965_224 and r.verdict == "MIXED"
+
+
+def test_paper_totals() -> None:
+    mobilenet = _result("mobilenet_v1_total").rows[0]
+    assert round(mobilenet["params"] / 1e6, 1) == 4.2 and round(mobilenet["mult-adds"] / 1e6) == 569
+    nin = _result("nin_total").rows[0]
+    assert nin["network"] == "nin_cifar" and round(nin["params"] / 1e6, 2) == 0.97
+    googlenet = _result("googlenet_total").rows[0]
+    assert googlenet["params"] == 6_624_904 and abs(googlenet["params"] / 6.8e6 - 1) < 0.05
+
+
+def test_depthwise_ratio_is_the_papers_formula() -> None:
+    rows = _result("depthwise_separable").rows
+    assert all(r["ratio"] == r["paper 1/(1/N+1/9)"] for r in rows[:-1])
+    assert 8 <= rows[-1]["ratio"] <= 9
+
+
+def _measured_field(net: nn.Module, size: int) -> int:
+    """Receptive field side from gradients: all weights positive, so no ReLU hides a pixel."""
+    for p in net.parameters():
+        nn.init.constant_(p, 0.01)
+    net.eval()
+    x = torch.ones(1, net_in_channels(net), size, size, requires_grad=True)
+    y = net(x)
+    y[0, :, y.shape[-2] // 2, y.shape[-1] // 2].sum().backward()
+    cols = x.grad[0].abs().sum((0, 1)).nonzero()
+    return int(cols.max() - cols.min() + 1)
+
+
+def net_in_channels(net: nn.Module) -> int:
+    return next(m for m in net.modules() if isinstance(m, nn.Conv2d)).in_channels
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(*list(resnet18().children())[4:6]),  # layer1, layer2: residual blocks
+    lambda: Inception(16, 8, 8, 8, 4, 8, 8),  # parallel branches, the largest wins
+    lambda: nn.Sequential(nn.Conv2d(3, 4, 3, dilation=2), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2), nn.Conv2d(4, 4, 3)),
+])
+def test_walked_field_equals_gradient_support(make) -> None:
+    net = make()
+    assert walk(net).size == _measured_field(net, 96)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet50", "googlenet", "mobilenet_v2"])
+def test_walked_stride_matches_declared(name: str) -> None:
+    assert all(r["stride"] == r["walked stride"] for r in stage_fields(name))
+
+
+def test_cli_writes_markdown_and_json(tmp_path: Path, capsys) -> None:
+    from visiontasks.cli import main
+
+    assert main(["benchmark", "claims", "--only", "vgg_totals", "two_3x3_vs_5x5", "--output", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "vgg_totals" in printed and "AGREES" in printed
+    data = json.loads((tmp_path / "claims.json").read_text())
+    assert [c["name"] for c in data["claims"]] == ["two_3x3_vs_5x5", "vgg_totals"]
+    md = (tmp_path / "claims.md").read_text()
+    assert "138,357,544" in md and "Not yet measured" in md
+
+
+def test_cli_unknown_claim(capsys) -> None:
+    from visiontasks.cli import main
+
+    assert main(["benchmark", "claims", "--only", "nope"]) == 2
+    assert "unknown claim" in capsys.readouterr().err

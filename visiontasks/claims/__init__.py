@@ -1,0 +1,14 @@
+"""The study notes' claims, measured with our own modules (``visiontasks benchmark claims``).
+
+Each claim is one function registered with :func:`claim`: it cites the notes (``seeds/FILE:LINE``),
+says what it measures, and returns its table and a verdict (AGREES / DISAGREES / MIXED).
+Only counting claims (parameters, multiply-adds, receptive fields: exact and instant) are measured
+so far; :data:`NOT_YET_MEASURED` lists the others.
+"""
+
+# registers the claims, in the notes' order (kernels, AlexNet, VGG, GoogLeNet, NiN, ResNet, MobileNet, fields)
+from . import kernels, alexnet, vgg, googlenet, nin, resnet, mobilenet, stages  # noqa: F401, I001
+from ._registry import CLAIMS, Claim, ClaimResult, claim, list_claims, verdict_of
+from .pending import NOT_YET_MEASURED
+
+__all__ = ["CLAIMS", "Claim", "ClaimResult", "NOT_YET_MEASURED", "claim", "list_claims", "verdict_of"]

@@ -1,0 +1,81 @@
+"""Run the claims and write their results: a Markdown report and a JSON file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ._registry import CLAIMS, Budget, Claim, ClaimResult
+from .pending import NOT_YET_MEASURED
+
+
+@dataclass
+class Outcome:
+    """One claim and what it measured."""
+
+    claim: Claim
+    result: ClaimResult
+
+
+def run_claims(names: Sequence[str], budget: Budget) -> list[Outcome]:
+    """Run the named claims (registration order is kept by the caller's list)."""
+    return [Outcome(CLAIMS[n], CLAIMS[n].run(budget)) for n in names]
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v).replace("|", "\\|")
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of ``rows`` (columns: the first row's keys)."""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _cites(c: Claim) -> str:
+    return ", ".join(f"`{s}`" for s in c.sources) or "(not in the notes)"
+
+
+def render_markdown(outcomes: list[Outcome], command: str, date: str) -> str:
+    """The report: a summary table, then one section per claim, then the claims not yet measured."""
+    out = [f"Command: `{command}`  ", f"Date: {date}", "",
+           "| claim | verdict | finding | notes |", "|---|---|---|---|"]
+    out += [f"| {o.claim.name} | **{o.result.verdict}** | {_cell(o.result.finding)} | {_cites(o.claim)} |"
+            for o in outcomes]
+    for o in outcomes:
+        c = o.claim
+        out += ["", f"### {c.name}: {o.result.verdict}", "", f"Claim: {c.statement}  ", f"Notes: {_cites(c)}  "]
+        if c.paper:
+            out.append(f"Paper: {c.paper}  ")
+        out += [f"Measures: {c.measures}", "", markdown_table(o.result.rows), "", f"Finding: {o.result.finding}"]
+    out += ["", "### Not yet measured (training, segmentation, detection claims)", "",
+            "| claim | statement | notes |", "|---|---|---|"]
+    out += [f"| {n} | {s} | {', '.join(f'`{c}`' for c in src)} |" for n, s, src in NOT_YET_MEASURED]
+    return "\n".join(out) + "\n"
+
+
+def to_json(outcomes: list[Outcome], command: str, date: str) -> dict[str, Any]:
+    """The JSON form of the report."""
+    return {
+        "command": command, "date": date,
+        "claims": [{"name": o.claim.name, "kind": o.claim.kind, "statement": o.claim.statement,
+                    "sources": list(o.claim.sources), "paper": o.claim.paper, "measures": o.claim.measures,
+                    "verdict": o.result.verdict, "finding": o.result.finding, "rows": o.result.rows}
+                   for o in outcomes],
+        "not_yet_measured": [{"name": n, "statement": s, "sources": list(src)} for n, s, src in NOT_YET_MEASURED],
+    }
+
+
+def write_report(outcomes: list[Outcome], out_dir: Path, command: str, date: str) -> tuple[Path, Path]:
+    """Write ``claims.md`` and ``claims.json`` under ``out_dir`` (created); returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md, js = out_dir / "claims.md", out_dir / "claims.json"
+    md.write_text(render_markdown(outcomes, command, date), encoding="utf-8")
+    js.write_text(json.dumps(to_json(outcomes, command, date), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return md, js
