@@ -45,6 +45,11 @@ class ClassificationTask(BaseTask):
     monitor = "val/acc"
     monitor_mode = "max"
     checked_with_data = ("in_chans",)
+    family = "classification"
+    result_type = "visiontasks.results.ClassificationResult"
+    prediction_data = "visiontasks.data.classification.dataset"
+    output_callbacks = "visiontasks.outputs.classification.task_callbacks"
+    export_wrapper = "visiontasks.export.wrappers.ClassifierExport"
 
     def __init__(
         self,
