@@ -111,3 +111,8 @@ class MetricsJSONWriter(Callback):
         values = getattr(pl_module, "stage_logged", {}).get("test")
         if trainer.is_global_zero and values is not None:
             write_text_atomic(run_dir(trainer) / "test_metrics.json", json.dumps(values, indent=2))
+
+
+def task_callbacks() -> list[Callback]:
+    """The classification task's writers: predictions, the confusion matrix, the test metrics."""
+    return [ClassificationPredictionWriter(), ConfusionMatrixPlot(), MetricsJSONWriter()]
