@@ -92,14 +92,15 @@ def load_task(path: str | Path, need_preprocessing: bool = True) -> BaseTask:
             "data config (visiontasks predict --config CONFIG --ckpt_path CKPT), or run one validation "
             "(visiontasks validate --config CONFIG --ckpt_path CKPT) and save a new checkpoint from it"
         )
-    hp = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+    hp = ckpt.get("hyper_parameters") or {}
+    overrides: dict[str, Any] = {}  # the checkpoint's tensors replace named weights: no download, no file
     if "backbone_weights" in hp:
-        hp["backbone_weights"] = None  # the checkpoint's tensors replace them: no download, no file
+        overrides["backbone_weights"] = None
     if isinstance(hp.get("model_kwargs"), dict) and "weights" in hp["model_kwargs"]:
-        hp["model_kwargs"] = {k: v for k, v in hp["model_kwargs"].items() if k != "weights"}
-    task = cls(**hp)
-    task.load_state_dict(ckpt["state_dict"])
-    task.on_load_checkpoint(ckpt)
+        overrides["model_kwargs"] = {k: v for k, v in hp["model_kwargs"].items() if k != "weights"}
+    # Lightning's loading: the hyper-parameters (through LightningCLI's instantiator when it saved
+    # them), on_load_checkpoint (class names, preprocessing), then the state dict, strictly
+    task = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     return task.eval()
 
 
