@@ -104,8 +104,8 @@ def main() -> None:
                 continue
             task.eval()
             path = Path(tmp) / f"{family}.onnx"
-            export_task(task, family, "onnx", path, dynamic=False, image_size=(h, w), check=False)
-            module = wrap_task(task, family, dynamic=False)
+            export_task(task, "onnx", path, dynamic=False, image_size=(h, w), check=False)
+            module = wrap_task(task, dynamic=False)
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             images = _images(n, h, w)
             feed = {"image": images.numpy()}

@@ -54,7 +54,7 @@ else:
     task = DetectionTask(model="faster_rcnn", backbone="resnet18", num_classes=80,
                          model_kwargs={"fpn": True, "score_thresh": 0.0, "detections_per_img": 50}).eval()
     task.preprocessing = Preprocessing("letterbox", (320, 320))
-    t = time.time(); done = export_task(task, "detection", "onnx", out / "frcnn.onnx"); print("export s", round(time.time() - t, 1), "size MB", round(done.path.stat().st_size / 1e6, 1))
+    t = time.time(); done = export_task(task, "onnx", out / "frcnn.onnx"); print("export s", round(time.time() - t, 1), "size MB", round(done.path.stat().st_size / 1e6, 1))
     print(json.dumps(done.spec["input"]), json.dumps(done.spec["preprocessing"]))
     spec = json.load(open(out / "frcnn.onnx.json"))
     session = ort.InferenceSession(str(out / "frcnn.onnx"), providers=["CPUExecutionProvider"])

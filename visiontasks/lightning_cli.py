@@ -351,16 +351,16 @@ def _given_num_classes(cfg: Any) -> tuple[Any, Any]:
 
 # ``visiontasks.tasks`` and ``visiontasks.data`` import their classes on first use; jsonargparse
 # finds a class given by bare name (``--model DetectionTask``) and lists "known subclasses" in the
-# help only among classes already imported, so those two cases import them all first.
-_BUILTIN_MODULES = (
-    "visiontasks.tasks.classification", "visiontasks.tasks.detection", "visiontasks.tasks.segmentation",
-    "visiontasks.tasks.instance_segmentation",
-    "visiontasks.data.classification", "visiontasks.data.detection", "visiontasks.data.segmentation",
-)
-_BARE_NAME = re.compile(
-    r"(?<![\w.])(BaseTask|ClassificationTask|DetectionTask|SegmentationTask|InstanceSegmentationTask|VisionDataModule|"
-    r"ClassificationDataModule|DetectionDataModule|SegmentationDataModule)\b"
-)
+# help only among classes already imported, so those two cases import them all first. The one list
+# of built-in classes is each package's ``_LAZY`` table (name -> submodule).
+def _builtin_classes() -> dict[str, str]:
+    """``{class name: module}`` of every built-in task and datamodule."""
+    from visiontasks import data, tasks
+
+    return {name: f"{package.__name__}.{module}" for package in (tasks, data) for name, module in package._LAZY.items()}
+
+
+_BARE_NAME = re.compile(r"(?<![\w.])(" + "|".join(sorted(_builtin_classes(), key=len, reverse=True)) + r")\b")
 
 
 def _import_builtins_if_needed(args: list[str] | None) -> None:
@@ -379,7 +379,7 @@ def _import_builtins_if_needed(args: list[str] | None) -> None:
                 pass  # LightningCLI reports an unreadable config itself
     wants_help = any(t in ("-h", "--help") or t.endswith(".help") for t in tokens)
     if wants_help or any(_BARE_NAME.search(t) for t in texts):
-        for module in _BUILTIN_MODULES:
+        for module in sorted(set(_builtin_classes().values())):
             importlib.import_module(module)
 
 

@@ -23,17 +23,17 @@ import torch
 
 from visiontasks.checkpoints import checkpoint_task_class, read_checkpoint
 from visiontasks.errors import InvalidInputError
-from visiontasks.results import ClassificationResult, DetectionResult, Result, SegmentationResult
+from visiontasks.results import Result
+from visiontasks.tasks import _LAZY
 from visiontasks.tasks.base import BaseTask
+from visiontasks.tasks.facets import resolve
 
-# task class -> data family (the batch layout its predict_step reads)
-_FAMILY_OF = {
-    "ClassificationTask": "classification",
-    "SegmentationTask": "segmentation",
-    "DetectionTask": "detection",
-}
-_BUILTIN_PATH = {name: f"visiontasks.tasks.{family}.{name}" for name, family in _FAMILY_OF.items()}
 _SEGMENTATION_MODELS = ("fcn32s", "fcn16s", "fcn8s")
+
+
+def _builtin_path(name: str) -> str:
+    """``"DetectionTask" -> "visiontasks.tasks.detection.DetectionTask"`` (from the tasks' ``_LAZY``)."""
+    return f"visiontasks.tasks.{_LAZY[name]}.{name}"
 
 
 def task_class_of(ckpt: dict[str, Any], path: str | Path) -> type[BaseTask]:
@@ -44,18 +44,18 @@ def task_class_of(ckpt: dict[str, Any], path: str | Path) -> type[BaseTask]:
     if not class_path:
         hp = ckpt.get("hyper_parameters") or {}
         if "head" in hp:
-            class_path = _BUILTIN_PATH["ClassificationTask"]
+            class_path = _builtin_path("ClassificationTask")
         elif hp.get("model") in _SEGMENTATION_MODELS:
-            class_path = _BUILTIN_PATH["SegmentationTask"]
+            class_path = _builtin_path("SegmentationTask")
         elif "model_kwargs" in hp:
-            class_path = _BUILTIN_PATH["DetectionTask"]
+            class_path = _builtin_path("DetectionTask")
         else:
             raise InvalidInputError(f"{path} does not say which task made it; is it a visiontasks checkpoint?")
     module_name, _, name = str(class_path).rpartition(".")
-    if module_name in ("visiontasks.tasks", "") and name in _BUILTIN_PATH:
-        module_name = _BUILTIN_PATH[name].rpartition(".")[0]
+    if module_name in ("visiontasks.tasks", "") and name in _LAZY:
+        module_name = _builtin_path(name).rpartition(".")[0]
     try:
-        cls = getattr(importlib.import_module(module_name), name)
+        cls = BaseTask.registry.get(f"{module_name}.{name}") or getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError):
         raise InvalidInputError(f"{path} was written by {class_path}, which cannot be imported here") from None
     if not (isinstance(cls, type) and issubclass(cls, BaseTask)):
@@ -64,11 +64,11 @@ def task_class_of(ckpt: dict[str, Any], path: str | Path) -> type[BaseTask]:
 
 
 def family_of(task_class: type[BaseTask]) -> str:
-    """``classification``, ``segmentation`` or ``detection``: the built-in task it is (or derives from)."""
-    for cls in task_class.__mro__:
-        if cls.__module__.startswith("visiontasks.tasks.") and cls.__name__ in _FAMILY_OF:
-            return _FAMILY_OF[cls.__name__]
-    raise InvalidInputError(f"{task_class.__name__} is not one of the built-in tasks ({', '.join(_FAMILY_OF)})")
+    """The ``family`` the task class declares (or inherits): the batch layout its ``predict_step``
+    reads."""
+    if not task_class.family:
+        raise InvalidInputError(f"{task_class.__name__} declares no family: it cannot predict without its data config")
+    return task_class.family
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -92,29 +92,16 @@ def load_task(path: str | Path, need_preprocessing: bool = True) -> BaseTask:
             "data config (visiontasks predict --config CONFIG --ckpt_path CKPT), or run one validation "
             "(visiontasks validate --config CONFIG --ckpt_path CKPT) and save a new checkpoint from it"
         )
-    hp = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+    hp = ckpt.get("hyper_parameters") or {}
+    overrides: dict[str, Any] = {}  # the checkpoint's tensors replace named weights: no download, no file
     if "backbone_weights" in hp:
-        hp["backbone_weights"] = None  # the checkpoint's tensors replace them: no download, no file
+        overrides["backbone_weights"] = None
     if isinstance(hp.get("model_kwargs"), dict) and "weights" in hp["model_kwargs"]:
-        hp["model_kwargs"] = {k: v for k, v in hp["model_kwargs"].items() if k != "weights"}
-    task = cls(**hp)
-    task.load_state_dict(ckpt["state_dict"])
-    task.on_load_checkpoint(ckpt)
+        overrides["model_kwargs"] = {k: v for k, v in hp["model_kwargs"].items() if k != "weights"}
+    # Lightning's loading: the hyper-parameters (through LightningCLI's instantiator when it saved
+    # them), on_load_checkpoint (class names, preprocessing), then the state dict, strictly
+    task = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
     return task.eval()
-
-
-def _decoded(prediction: dict[str, Any]) -> torch.Tensor | None:
-    """Instance masks bool ``[D, H, W]`` (file pixels) from the COCO RLEs of an instance
-    segmentation prediction (``segmentation``); ``None`` for plain detection."""
-    rles = prediction.get("segmentation")
-    if rles is None:
-        return None
-    h, w = (int(v) for v in prediction["orig_size"]) if "orig_size" in prediction else rles[0]["size"]
-    if not rles:
-        return torch.zeros((0, h, w), dtype=torch.bool)
-    from pycocotools import mask as mask_utils
-
-    return torch.from_numpy(mask_utils.decode(list(rles)).transpose(2, 0, 1).astype(bool))
 
 
 class Predictor:
@@ -128,7 +115,7 @@ class Predictor:
         self.family = family_of(type(task))
         self.device = resolve_device(device)
         self.task.to(self.device).eval()
-        if self.family == "detection" and getattr(task.detector, "needs_proposals", False):
+        if getattr(getattr(task, "detector", None), "needs_proposals", False):
             raise InvalidInputError(
                 f"model {task.hparams.model!r} needs region proposals computed by its datamodule; predict "
                 "with its data config (visiontasks predict --config CONFIG --ckpt_path CKPT)"
@@ -146,7 +133,7 @@ class Predictor:
         """The :class:`~visiontasks.data.images.ImageFilesDataModule` of ``images`` for this model."""
         from visiontasks.data.images import ImageFilesDataModule
 
-        return ImageFilesDataModule(self.family, images, self.task.preprocessing, self.class_names,
+        return ImageFilesDataModule(self._facet("prediction_data"), images, self.task.preprocessing, self.class_names,
                                     getattr(self.task, "category_ids", None), batch_size, num_workers)
 
     def predict(self, images: Any, batch_size: int = 8, num_workers: int = 0) -> list[Result]:
@@ -166,16 +153,17 @@ class Predictor:
                 out += self._results(pred, inputs[len(out):])
         return out
 
-    def _results(self, pred: Any, inputs: Sequence[Any]) -> list[Result]:
-        names = self.class_names
-        if self.family == "classification":
-            probs = pred["probs"].float().cpu()
-            return [ClassificationResult(str(key), names, inp, label=int(k), probs=p)
-                    for key, k, p, inp in zip(pred["id"], pred["index"].tolist(), probs, inputs)]
-        if self.family == "segmentation":
-            return [SegmentationResult(str(p["id"]), names, inp, mask=p["mask"].cpu()) for p, inp in zip(pred, inputs)]
-        return [DetectionResult(str(p["path"]), names, inp, boxes=p["boxes"].cpu(), scores=p["scores"].cpu(),
-                                labels=p["labels"].cpu(), masks=_decoded(p)) for p, inp in zip(pred, inputs)]
+    def _facet(self, name: str) -> str:
+        value = getattr(type(self.task), name)
+        if not value:
+            raise InvalidInputError(f"{type(self.task).__name__} declares no {name}: it cannot predict without its "
+                                    "data config")
+        return value
+
+    def _results(self, pred: Sequence[dict[str, Any]], inputs: Sequence[Any]) -> list[Result]:
+        """One result per image of the task's ``result_type`` from ``predict_step``'s list of dicts."""
+        result_type = resolve(self._facet("result_type"))
+        return [result_type.from_prediction(p, self.class_names, inp) for p, inp in zip(pred, inputs)]
 
     def __repr__(self) -> str:
         return (f"Predictor({type(self.task).__name__}, {len(self.class_names)} classes, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -41,6 +42,12 @@ class Result:
         """The image as the model saw it before preprocessing: ``uint8 [H, W, 3]``."""
         return read_image(self.image_input, 3)
 
+    @classmethod
+    def from_prediction(cls, prediction: dict[str, Any], class_names: list[str], image_input: ImageInput) -> Result:
+        """The result of one image from its dict of the task's ``predict_step`` (the task's
+        ``result_type`` names this class)."""
+        raise NotImplementedError
+
     def plot(self) -> np.ndarray:
         """The drawing :meth:`save` writes, as ``uint8 [H, W, 3]``."""
         raise NotImplementedError
@@ -67,6 +74,13 @@ class ClassificationResult(Result):
     label: int = 0
     probs: Tensor | None = None
 
+    @classmethod
+    def from_prediction(cls, prediction: dict[str, Any], class_names: list[str],
+                        image_input: ImageInput) -> ClassificationResult:
+        """From ``{"id", "index", "probs": [num_classes]}``."""
+        return cls(str(prediction["id"]), class_names, image_input, label=int(prediction["index"]),
+                   probs=prediction["probs"].float().cpu())
+
     @property
     def name(self) -> str:
         return self.class_names[self.label]
@@ -87,6 +101,12 @@ class SegmentationResult(Result):
     """``mask``: int64 ``[H, W]`` class indices at the image's own size, on the CPU."""
 
     mask: Tensor | None = None
+
+    @classmethod
+    def from_prediction(cls, prediction: dict[str, Any], class_names: list[str],
+                        image_input: ImageInput) -> SegmentationResult:
+        """From ``{"id", "mask": int64 [H0, W0]}``."""
+        return cls(str(prediction["id"]), class_names, image_input, mask=prediction["mask"].cpu())
 
     def plot(self, alpha: float = 0.5) -> np.ndarray:
         """The classes drawn over the image with a legend (as ``<stem>_overlay.png`` of the CLI)."""
@@ -119,6 +139,15 @@ class DetectionResult(Result):
     labels: Tensor | None = None
     masks: Tensor | None = None
 
+    @classmethod
+    def from_prediction(cls, prediction: dict[str, Any], class_names: list[str],
+                        image_input: ImageInput) -> DetectionResult:
+        """From ``{"path", "boxes", "scores", "labels"}`` and, for instance segmentation,
+        ``segmentation`` (COCO RLEs, decoded to bool masks)."""
+        p = prediction
+        return cls(str(p["path"]), class_names, image_input, boxes=p["boxes"].cpu(), scores=p["scores"].cpu(),
+                   labels=p["labels"].cpu(), masks=_decoded(p))
+
     @property
     def names(self) -> list[str]:
         assert self.labels is not None
@@ -134,3 +163,19 @@ class DetectionResult(Result):
     def _summary(self) -> str:
         assert self.scores is not None
         return f"{len(self.scores)} detections, {int((self.scores >= DRAW_SCORE_THRESH).sum())} >= {DRAW_SCORE_THRESH}"
+
+
+def _decoded(prediction: dict[str, Any]) -> Tensor | None:
+    """Instance masks bool ``[D, H, W]`` (file pixels) from the COCO RLEs of an instance
+    segmentation prediction (``segmentation``); ``None`` for plain detection."""
+    import torch
+
+    rles = prediction.get("segmentation")
+    if rles is None:
+        return None
+    h, w = (int(v) for v in prediction["orig_size"]) if "orig_size" in prediction else rles[0]["size"]
+    if not rles:
+        return torch.zeros((0, h, w), dtype=torch.bool)
+    from pycocotools import mask as mask_utils
+
+    return torch.from_numpy(mask_utils.decode(list(rles)).transpose(2, 0, 1).astype(bool))

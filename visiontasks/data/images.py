@@ -20,7 +20,6 @@ from visiontasks.preprocessing import Preprocessing
 from .base import VisionDataModule
 from .io import IMAGE_EXTENSIONS, ImageInput, InMemoryImage, list_image_files
 
-FAMILIES = ("classification", "segmentation", "detection")
 _GLOB_CHARS = set("*?[")
 
 
@@ -116,25 +115,13 @@ def _resolve_path(src: str | Path) -> list[ImageInput]:
     raise MissingFileError(f"image file or folder {path} does not exist")
 
 
-def _family_parts(family: str) -> tuple[Callable[[Sequence[ImageInput], Preprocessing], Dataset], Callable]:
-    """``(prediction_dataset, collate)`` of a data family (imported only when used)."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    module = importlib.import_module(f"visiontasks.data.{family}.dataset")
-    if family == "segmentation":
-        collate = module.pad_collate()
-    elif family == "detection":
-        collate = module.detection_collate
-    else:
-        collate = None  # torch's default collate, as the classification datamodule
-    return module.prediction_dataset, collate
-
-
 class ImageFilesDataModule(VisionDataModule):
-    """The predict split of images without labels, for a model of ``family``.
+    """The predict split of images without labels, for a model whose task declares ``prediction_data``.
 
     Args:
-        family: ``classification``, ``segmentation`` or ``detection`` (the batch layout).
+        prediction_data: the task's ``prediction_data``: the import path of a module with
+            ``prediction_dataset(images, prep)`` and ``prediction_collate`` (imported only now),
+            e.g. ``visiontasks.data.detection.dataset``.
         images: what :func:`resolve_images` accepts (files, folders, globs, PIL images, arrays).
         preprocessing: the checkpoint's evaluation preprocessing (a ``Preprocessing`` or its dict).
         class_names: the model's classes (``num_classes`` is their count).
@@ -144,7 +131,7 @@ class ImageFilesDataModule(VisionDataModule):
 
     def __init__(
         self,
-        family: str,
+        prediction_data: str,
         images: Any,
         preprocessing: Preprocessing | dict[str, Any],
         class_names: Sequence[str],
@@ -153,14 +140,15 @@ class ImageFilesDataModule(VisionDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__(batch_size, None, num_workers, cache="none")
-        self.family = family
         self.images = resolve_images(images)
         prep = preprocessing
         self.prep = prep if isinstance(prep, Preprocessing) else Preprocessing.from_dict(prep)
         self.class_names = [str(n) for n in class_names]
         if category_ids is not None and len(category_ids) == len(self.class_names):
             self.category_ids = [int(c) for c in category_ids]
-        self._make_dataset, self._collate = _family_parts(family)
+        module = importlib.import_module(prediction_data)
+        self._make_dataset: Callable[[Sequence[ImageInput], Preprocessing], Dataset] = module.prediction_dataset
+        self._collate: Callable[[list[Any]], Any] = module.prediction_collate
 
     def preprocessing(self) -> Preprocessing:
         return self.prep

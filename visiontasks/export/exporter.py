@@ -13,7 +13,8 @@ How each format is made:
 * ``torch_export``: ``torch.export.export`` + ``torch.export.save`` (a ``.pt2``); Faster R-CNN cannot
   (see its ``export_support``).
 
-Batch: classification and segmentation exports take any ``N``; a detector takes one image per call.
+Batch: classification and segmentation exports take any ``N``; a detector takes one image per call
+(the wrapper's ``one_image``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import Preprocessing
 
 from .spec import export_spec, write_spec
-from .wrappers import ClassifierExport, DetectorExport, SegmenterExport
 
 FORMATS = ("onnx", "torchscript", "torch_export")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "torch_export": ".pt2"}
@@ -57,15 +57,20 @@ def load_task(path: str | Path) -> tuple[nn.Module, str]:
     return task, family_of(type(task))
 
 
-def wrap_task(task: nn.Module, family: str, dynamic: bool = False) -> nn.Module:
+def wrapper_of(task: nn.Module) -> type[nn.Module]:
+    """The export wrapper class the task declares (its ``export_wrapper``); a task without one is
+    refused in one line."""
+    path = getattr(type(task), "export_wrapper", None)
+    if not path:
+        raise InvalidInputError(f"{type(task).__name__} declares no export_wrapper: it cannot be exported")
+    from visiontasks.tasks.facets import resolve
+
+    return resolve(path)
+
+
+def wrap_task(task: nn.Module, dynamic: bool = False) -> nn.Module:
     """The module to export: the task's network behind the normalisation of its preprocessing."""
-    prep = task_preprocessing(task)
-    if family == "classification":
-        return ClassifierExport(task.model, prep.mean, prep.std).eval()
-    if family == "segmentation":
-        model = task.model
-        return SegmenterExport(model, prep.mean, prep.std).eval()
-    return DetectorExport(task.detector, prep.mean, prep.std, dynamic=dynamic).eval()
+    return wrapper_of(task).for_task(task, task_preprocessing(task), dynamic)
 
 
 def task_preprocessing(task: nn.Module) -> Preprocessing:
@@ -80,22 +85,14 @@ def task_preprocessing(task: nn.Module) -> Preprocessing:
     return Preprocessing("none", None, (0.5,) * in_chans, (0.5,) * in_chans, in_chans)
 
 
-def check_supported(task: nn.Module, family: str, fmt: str, dynamic: bool) -> None:
-    """Refuse, in one line, what the format cannot carry (an unknown format, a detector that declares
-    no support for it, a dynamic size a detector cannot take)."""
+def check_supported(task: nn.Module, fmt: str, dynamic: bool) -> None:
+    """Refuse, in one line, what the format cannot carry (an unknown format, a wrapper that refuses
+    it, e.g. a detector that declares no support for it or a dynamic size it cannot take)."""
     if fmt not in FORMATS:
         raise InvalidInputError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if family != "detection":
-        return
-    name = task.hparams.model
-    support = task.detector.export_support
-    if fmt not in support.formats:
-        raise InvalidInputError(f"detector {name!r} cannot be exported to {fmt}: {support.reason}")
-    if dynamic and not support.dynamic_size:
-        raise InvalidInputError(
-            f"detector {name!r} cannot be exported with a dynamic input size: {support.reason}; drop --dynamic "
-            "(or give --image_size H W) and resize images to the size in the JSON"
-        )
+    reason = wrapper_of(task).refusal(task, fmt, dynamic)
+    if reason:
+        raise InvalidInputError(reason)
 
 
 def example_size(prep: Preprocessing, image_size: tuple[int, int] | None) -> tuple[int, int]:
@@ -123,14 +120,13 @@ def export_checkpoint(
     :func:`export_task`. ``output`` defaults to the checkpoint's path with the format's suffix."""
     if fmt not in FORMATS:
         raise InvalidInputError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    task, family = load_task(ckpt_path)
+    task, _ = load_task(ckpt_path)
     path = Path(output) if output is not None else Path(ckpt_path).with_suffix(SUFFIX[fmt])
-    return export_task(task, family, fmt, path, dynamic, image_size, opset, check, checkpoint=str(ckpt_path))
+    return export_task(task, fmt, path, dynamic, image_size, opset, check, checkpoint=str(ckpt_path))
 
 
 def export_task(
     task: nn.Module,
-    family: str,
     fmt: str,
     path: str | Path,
     dynamic: bool | None = None,
@@ -139,7 +135,7 @@ def export_task(
     check: bool = True,
     checkpoint: str | None = None,
 ) -> Exported:
-    """Export a task (``family``: classification|segmentation|detection) to ``path``.
+    """Export a task (through the wrapper its ``export_wrapper`` names) to ``path``.
 
     ``dynamic``: any input height/width in one export; ``None`` (the default) turns it on where the
     preprocessing does not fix the size (``resize`` ``none`` or ``shortest_edge``) and the model
@@ -147,17 +143,18 @@ def export_task(
     ``check``: run the exported model on the example image (and, when dynamic, on a second size) and
     compare with the eager module.
     """
-    check_supported(task, family, fmt, False)
+    check_supported(task, fmt, False)
     if fmt == "onnx" and opset < 11:
         raise InvalidInputError(f"--opset {opset}: torchvision's detection ops need opset 11 or later; give --opset 17")
     prep = task_preprocessing(task)
     if dynamic is None:
         varies = prep.resize in ("none", "shortest_edge") and image_size is None
-        dynamic = varies and (family != "detection" or task.detector.export_support.dynamic_size)
-    check_supported(task, family, fmt, dynamic)
-    module = wrap_task(task, family, dynamic)
+        dynamic = varies and wrapper_of(task).any_size(task)
+    check_supported(task, fmt, dynamic)
+    module = wrap_task(task, dynamic)
     h, w = example_size(prep, image_size)
-    n = 1 if family == "detection" else EXAMPLE_BATCH
+    one_image = wrapper_of(task).one_image
+    n = 1 if one_image else EXAMPLE_BATCH
     generator = torch.Generator().manual_seed(0)
     example = torch.randint(0, 256, (n, h, w, prep.in_chans), dtype=torch.uint8, generator=generator)
     path = Path(path)
@@ -165,14 +162,14 @@ def export_task(
     names = list(module.output_names)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter; the check below is what counts
-        EXPORTERS[fmt](module, example, path, names, family != "detection", dynamic, opset)
+        EXPORTERS[fmt](module, example, path, names, not one_image, dynamic, opset)
         if check:
             check_export(module, example, path, fmt)
             if dynamic:  # a size the trace did not see: nothing of the example's size may be baked in
                 other = torch.randint(0, 256, (n, h + 24, w + 40, prep.in_chans), dtype=torch.uint8,
                                       generator=generator)
                 check_export(module, other, path, fmt)
-    spec = export_spec(task, family, fmt, path, prep, (h, w), dynamic, names, opset if fmt == "onnx" else None,
+    spec = export_spec(task, wrapper_of(task), fmt, path, prep, (h, w), dynamic, names, opset if fmt == "onnx" else None,
                        checkpoint)
     json_path = write_spec(spec, path)
     return Exported(path, json_path, spec)

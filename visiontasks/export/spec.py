@@ -55,60 +55,23 @@ def caller_steps(prep: Preprocessing, masks: bool = False) -> list[str]:
     return steps
 
 
-def _outputs(family: str, names: list[str], num_classes: int, dynamic: bool) -> list[dict[str, Any]]:
-    k = num_classes
-    if family == "classification":
-        return [
-            {"name": "logits", "dtype": "float32", "shape": ["N", k], "meaning": "class scores before softmax"},
-            {"name": "probs", "dtype": "float32", "shape": ["N", k], "meaning": "softmax of logits"},
-        ]
-    if family == "segmentation":
-        return [
-            {"name": "logits", "dtype": "float32", "shape": ["N", k, "H", "W"],
-             "meaning": "per-pixel class scores at the input's size"},
-            {"name": "mask", "dtype": "int64", "shape": ["N", "H", "W"],
-             "meaning": "per-pixel class index (argmax of logits); to the file's size with nearest-neighbour"},
-        ]
-    known = {
-        "boxes": {"dtype": "float32", "shape": ["D", 4],
-                  "meaning": "x1, y1, x2, y2 in pixels of the input image (after the resize), clipped to it"},
-        "scores": {"dtype": "float32", "shape": ["D"], "meaning": "confidence in [0, 1], descending"},
-        "labels": {"dtype": "int64", "shape": ["D"], "meaning": "class index into class_names (0-based)"},
-        "masks": {"dtype": "float32", "shape": ["D", "H", "W"],
-                  "meaning": "per-detection mask probability in [0, 1] in pixels of the input image (after the "
-                             "resize), pasted at its box; threshold 0.5 for the object's pixels; to file pixels "
-                             "as the caller steps say"},
-    }
-    return [{"name": n, **known.get(n, {"meaning": "see the detector's documentation"})} for n in names]
-
-
 def export_spec(
-    task: Any, family: str, fmt: str, path: Path, prep: Preprocessing, size: tuple[int, int], dynamic: bool,
+    task: Any, wrapper: Any, fmt: str, path: Path, prep: Preprocessing, size: tuple[int, int], dynamic: bool,
     output_names: list[str], opset: int | None, checkpoint: str | None,
 ) -> dict[str, Any]:
-    """The description of one exported file (plain types, written as JSON)."""
+    """The description of one exported file (plain types, written as JSON); ``wrapper``: the class of
+    :mod:`visiontasks.export.wrappers` it was exported through."""
     import torch
 
     import visiontasks
 
-    hp = task.hparams
-    model = f"{hp.backbone} ({hp.head} head)" if family == "classification" else f"{hp.model} on {hp.backbone}"
-    batch: Any = "N (any)" if family != "detection" else 1
-    shape: list[Any] = [batch if family == "detection" else "N",
+    shape: list[Any] = [1 if wrapper.one_image else "N",
                         "H" if dynamic else size[0], "W" if dynamic else size[1], prep.in_chans]
-    details = {}
-    if family == "detection":
-        d = task.detector
-        details = {k: getattr(d, k) for k in ("score_thresh", "nms_thresh", "detections_per_img") if hasattr(d, k)}
-        heads = getattr(d, "roi_heads", None)
-        if heads is not None:
-            details = {"score_thresh": heads.score_thresh, "nms_thresh": heads.nms_thresh,
-                       "detections_per_img": heads.detections_per_img}
     return {
         "format": fmt,
         "file": path.name,
-        "task": family,
-        "model": model,
+        "task": task.family,
+        "model": wrapper.model_name(task),
         "class_names": list(task.class_names),
         "input": {
             "name": "image", "dtype": "uint8", "layout": "NHWC",
@@ -116,13 +79,13 @@ def export_spec(
             "shape": shape,
             "size": None if dynamic else list(size),
             "dynamic_size": bool(dynamic),
-            "batch": "any" if family != "detection" else "1 image per call",
+            "batch": "1 image per call" if wrapper.one_image else "any",
         },
         "preprocessing": {**prep.to_dict(), "interpolation": INTERPOLATION},
         "caller_steps": caller_steps(prep, "masks" in output_names),
         "in_graph": "x = float32(image) in NCHW; x = (x - 255 * mean) / (255 * std)",
-        "outputs": _outputs(family, output_names, task.num_classes, dynamic),
-        "postprocessing": details or None,
+        "outputs": wrapper.describe_outputs(output_names, task.num_classes),
+        "postprocessing": wrapper.postprocessing(task),
         "opset": opset,
         "exporter": {"onnx": "torch.onnx.export(dynamo=False)", "torchscript": "torch.jit.trace",
                      "torch_export": "torch.export.export"}[fmt],

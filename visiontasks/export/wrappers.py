@@ -6,11 +6,16 @@ numpy / PIL / OpenCV arrays, so a caller stacks decoded images and passes them a
 computes inside the graph what albumentations' ``Normalize`` did in the data:
 ``(x - 255 * mean) / (255 * std)`` in float32, channels first. Resizing stays outside the graph
 (see ``visiontasks.export.spec``).
+
+A task names its wrapper class (its ``export_wrapper`` facet); the exporter and the JSON read only
+the class's side of the contract: ``for_task(task, prep, dynamic)``, ``one_image`` (a batch of one
+per call), ``refusal(task, fmt, dynamic)`` (why not, in one line, or ``None``), ``any_size(task)``,
+``model_name(task)``, ``postprocessing(task)`` and ``describe_outputs(names, num_classes)``.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,11 +43,44 @@ class DenseExport(nn.Module):
     the part :class:`ClassifierExport` and :class:`SegmenterExport` share."""
 
     output_names: tuple[str, str]
+    one_image: ClassVar[bool] = False  # any batch size N
+    outputs_meaning: ClassVar[dict[str, tuple[str, list[Any], str]]] = {}  # name -> (dtype, shape, meaning)
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.model = model
+
+    @classmethod
+    def for_task(cls, task: Any, prep: Any, dynamic: bool = False) -> DenseExport:
+        """The wrapper of ``task.model`` (any input size works: ``dynamic`` changes nothing here)."""
+        return cls(task.model, prep.mean, prep.std).eval()
+
+    @classmethod
+    def refusal(cls, task: Any, fmt: str, dynamic: bool) -> str | None:
+        return None  # every format, any size
+
+    @classmethod
+    def any_size(cls, task: Any) -> bool:
+        return True
+
+    @classmethod
+    def model_name(cls, task: Any) -> str:
+        return f"{task.hparams.model} on {task.hparams.backbone}"
+
+    @classmethod
+    def postprocessing(cls, task: Any) -> dict[str, Any] | None:
+        return None
+
+    @classmethod
+    def describe_outputs(cls, names: Sequence[str], num_classes: int) -> list[dict[str, Any]]:
+        """``[{name, dtype, shape, meaning}]`` for the JSON (``K`` in the shapes is ``num_classes``)."""
+        out = []
+        for name in names:
+            dtype, shape, meaning = cls.outputs_meaning[name]
+            out.append({"name": name, "dtype": dtype, "shape": [num_classes if d == "K" else d for d in shape],
+                        "meaning": meaning})
+        return out
 
     def decode(self, logits: Tensor) -> Tensor:
         """The second output, computed from the fp32 ``logits``."""
@@ -57,6 +95,12 @@ class ClassifierExport(DenseExport):
     """``image uint8 [N, H, W, C] -> (logits float [N, K], probs float [N, K])`` (softmax)."""
 
     output_names = ("logits", "probs")
+    outputs_meaning = {"logits": ("float32", ["N", "K"], "class scores before softmax"),
+                       "probs": ("float32", ["N", "K"], "softmax of logits")}
+
+    @classmethod
+    def model_name(cls, task: Any) -> str:
+        return f"{task.hparams.backbone} ({task.hparams.head} head)"
 
     def decode(self, logits: Tensor) -> Tensor:
         return logits.softmax(1)
@@ -66,6 +110,11 @@ class SegmenterExport(DenseExport):
     """``image uint8 [N, H, W, C] -> (logits float [N, K, H, W], mask int64 [N, H, W])`` (argmax)."""
 
     output_names = ("logits", "mask")
+    outputs_meaning = {
+        "logits": ("float32", ["N", "K", "H", "W"], "per-pixel class scores at the input's size"),
+        "mask": ("int64", ["N", "H", "W"],
+                 "per-pixel class index (argmax of logits); to the file's size with nearest-neighbour"),
+    }
 
     def decode(self, logits: Tensor) -> Tensor:
         return logits.argmax(1)
@@ -87,12 +136,63 @@ class DetectorExport(nn.Module):
     exporting (a file without part of the predictions would be silently wrong).
     """
 
+    one_image: ClassVar[bool] = True
+    outputs_meaning: ClassVar[dict[str, dict[str, Any]]] = {
+        "boxes": {"dtype": "float32", "shape": ["D", 4],
+                  "meaning": "x1, y1, x2, y2 in pixels of the input image (after the resize), clipped to it"},
+        "scores": {"dtype": "float32", "shape": ["D"], "meaning": "confidence in [0, 1], descending"},
+        "labels": {"dtype": "int64", "shape": ["D"], "meaning": "class index into class_names (0-based)"},
+        "masks": {"dtype": "float32", "shape": ["D", "H", "W"],
+                  "meaning": "per-detection mask probability in [0, 1] in pixels of the input image (after the "
+                             "resize), pasted at its box; threshold 0.5 for the object's pixels; to file pixels "
+                             "as the caller steps say"},
+    }
+
     def __init__(self, detector: nn.Module, mean: Sequence[float], std: Sequence[float], dynamic: bool = False) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.detector = detector
         self.dynamic = dynamic
         self.output_names = tuple(detector.export_support.outputs)
+
+    @classmethod
+    def for_task(cls, task: Any, prep: Any, dynamic: bool = False) -> DetectorExport:
+        return cls(task.detector, prep.mean, prep.std, dynamic=dynamic).eval()
+
+    @classmethod
+    def refusal(cls, task: Any, fmt: str, dynamic: bool) -> str | None:
+        """Why the detector cannot be exported so (its ``export_support``), or ``None``."""
+        name, support = task.hparams.model, task.detector.export_support
+        if fmt not in support.formats:
+            return f"detector {name!r} cannot be exported to {fmt}: {support.reason}"
+        if dynamic and not support.dynamic_size:
+            return (f"detector {name!r} cannot be exported with a dynamic input size: {support.reason}; drop "
+                    "--dynamic (or give --image_size H W) and resize images to the size in the JSON")
+        return None
+
+    @classmethod
+    def any_size(cls, task: Any) -> bool:
+        return bool(task.detector.export_support.dynamic_size)
+
+    @classmethod
+    def model_name(cls, task: Any) -> str:
+        return f"{task.hparams.model} on {task.hparams.backbone}"
+
+    @classmethod
+    def postprocessing(cls, task: Any) -> dict[str, Any] | None:
+        """The detector's score threshold, NMS IoU and detections per image."""
+        d = task.detector
+        heads = getattr(d, "roi_heads", None)
+        if heads is not None:
+            return {"score_thresh": heads.score_thresh, "nms_thresh": heads.nms_thresh,
+                    "detections_per_img": heads.detections_per_img}
+        keys = ("score_thresh", "nms_thresh", "detections_per_img")
+        return {k: getattr(d, k) for k in keys if hasattr(d, k)} or None
+
+    @classmethod
+    def describe_outputs(cls, names: Sequence[str], num_classes: int) -> list[dict[str, Any]]:
+        return [{"name": n, **cls.outputs_meaning.get(n, {"meaning": "see the detector's documentation"})}
+                for n in names]
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         x = self.normalize(image)

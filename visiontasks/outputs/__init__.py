@@ -12,6 +12,7 @@ left in ``stage_results`` / ``stage_logged``.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Callable
 
 from visiontasks._lazy import lazy_attributes
@@ -65,42 +66,15 @@ def register_default_callbacks(task_class: type, factory: Callable[[], list[Call
     _DEFAULTS[task_class] = factory
 
 
-def _classification_callbacks() -> list[Callback]:
-    from .classification import ClassificationPredictionWriter, ConfusionMatrixPlot, MetricsJSONWriter
-
-    return [ClassificationPredictionWriter(), ConfusionMatrixPlot(), MetricsJSONWriter()]
-
-
-def _detection_callbacks() -> list[Callback]:
-    from .detection import CocoResultsWriter, DetectionDrawingWriter
-    from .detection_diagnostics import DetectionDiagnosticsWriter
-
-    return [CocoResultsWriter(), DetectionDrawingWriter(), DetectionDiagnosticsWriter()]
-
-
-def _segmentation_callbacks() -> list[Callback]:
-    from .segmentation import IoUTableWriter, SegmentationMaskWriter
-
-    return [SegmentationMaskWriter(), IoUTableWriter()]
-
-
-# The built-in tasks by their import path: matching by name needs no import of the task modules
-# (detection, segmentation) a run does not use.
-_BUILTIN: dict[str, Callable[[], list[Callback]]] = {
-    "visiontasks.tasks.classification.ClassificationTask": _classification_callbacks,
-    "visiontasks.tasks.detection.DetectionTask": _detection_callbacks,
-    "visiontasks.tasks.segmentation.SegmentationTask": _segmentation_callbacks,
-}
-
-
 def default_callbacks(task: LightningModule) -> list[Callback]:
-    """Fresh output callbacks for ``task``, chosen by its type (the most derived registered class
-    wins; a class registered with :func:`register_default_callbacks` replaces the built-in choice
-    for that class); ``[]`` for a module of no registered type."""
+    """Fresh output callbacks for ``task``, chosen by its type: the most derived class that was
+    registered with :func:`register_default_callbacks` or declares ``output_callbacks`` (a dotted
+    path to a factory, imported only now) wins; ``[]`` for a module of neither."""
     for cls in type(task).__mro__:
         if cls in _DEFAULTS:
             return _DEFAULTS[cls]()
-        builtin = _BUILTIN.get(f"{cls.__module__}.{cls.__qualname__}")
-        if builtin is not None:
-            return builtin()
+        declared = vars(cls).get("output_callbacks")
+        if declared:
+            module, _, name = declared.rpartition(".")
+            return getattr(importlib.import_module(module), name)()
     return []

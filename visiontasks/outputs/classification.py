@@ -20,7 +20,7 @@ class ClassificationPredictionWriter(BasePredictionWriter):
     """``predictions.csv`` and ``predictions.json`` in ``output_dir`` (default: the run's
     ``predictions`` folder): one row per image with ``id``, ``index``, ``name`` and ``p_<class>``
     (softmax probability, 6 decimals). Under DDP the rows of all processes are gathered (repeated
-    images once) and rank 0 writes. Reads ``predict_step``'s ``{"id", "index", "probs"}``."""
+    images once) and rank 0 writes. Reads ``predict_step``'s per-image ``{"id", "index", "probs"}``."""
 
     def __init__(self, output_dir: str | os.PathLike | None = None) -> None:
         super().__init__("batch_and_epoch")
@@ -34,10 +34,10 @@ class ClassificationPredictionWriter(BasePredictionWriter):
                            batch_indices: Sequence[int] | None, batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
         names = pl_module.class_names
-        for key, i, probs in zip(prediction["id"], prediction["index"].tolist(),
-                                 prediction["probs"].float().cpu().tolist()):
-            row = {"id": key, "index": i, "name": names[i]}
-            row.update({f"p_{n}": round(p, 6) for n, p in zip(names, probs)})
+        for item in prediction:
+            i = int(item["index"])
+            row = {"id": str(item["id"]), "index": i, "name": names[i]}
+            row.update({f"p_{n}": round(p, 6) for n, p in zip(names, item["probs"].float().cpu().tolist())})
             self._rows.append(row)
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Sequence[Any],
@@ -111,3 +111,8 @@ class MetricsJSONWriter(Callback):
         values = getattr(pl_module, "stage_logged", {}).get("test")
         if trainer.is_global_zero and values is not None:
             write_text_atomic(run_dir(trainer) / "test_metrics.json", json.dumps(values, indent=2))
+
+
+def task_callbacks() -> list[Callback]:
+    """The classification task's writers: predictions, the confusion matrix, the test metrics."""
+    return [ClassificationPredictionWriter(), ConfusionMatrixPlot(), MetricsJSONWriter()]

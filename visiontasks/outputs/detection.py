@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from PIL import Image
 
 from visiontasks.data.io import read_image
@@ -93,3 +93,10 @@ class DetectionDrawingWriter(PerImageWriter):
             image = render_detections(read_image(path, 3), p["boxes"], p["scores"], p["labels"], class_names,
                                       self.draw_score_thresh, self.draw_nms_iou, p.get("segmentation"))
             Image.fromarray(image).save(folder / f"{int(p['image_id']):06d}_{path.stem}.png")
+
+
+def task_callbacks() -> list[Callback]:
+    """The detection task's writers: COCO results, drawings, the diagnostics report."""
+    from .detection_diagnostics import DetectionDiagnosticsWriter
+
+    return [CocoResultsWriter(), DetectionDrawingWriter(), DetectionDiagnosticsWriter()]

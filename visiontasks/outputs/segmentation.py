@@ -71,3 +71,8 @@ class IoUTableWriter(Callback):
             w.writerow(row)
         w.writerow(["mean", float(scores["mIoU"]), float(scores["mean_class_acc"]), sum(gt)])
         write_text_atomic(run_dir(trainer) / "test_iou.csv", text.getvalue())
+
+
+def task_callbacks() -> list[Callback]:
+    """The segmentation task's writers: mask and overlay PNGs, the per-class IoU table."""
+    return [SegmentationMaskWriter(), IoUTableWriter()]

@@ -3,8 +3,7 @@
 It owns hyper-parameters, model building (:meth:`build_model`), one metric collection per evaluation
 stage, the training/validation/test steps, epoch-end compute/log/reset, the optimizer and scheduler
 from the config, class names and evaluation preprocessing from the data (both saved in checkpoints). A
-subclass says only what differs (hooks below, ``predict_step``); files are written by callbacks.
-"""
+subclass says only what differs (hooks below, ``predict_step``, the facets of :mod:`.facets`)."""
 
 from __future__ import annotations
 
@@ -21,10 +20,11 @@ from visiontasks.preprocessing import Preprocessing
 from visiontasks.schedulers import configure_optimization, default_optimizer
 
 from .agreement import adopt_data_settings
+from .facets import TaskFacets
 from .loss_log import TrainingLossLog
 
 
-class BaseTask(pl.LightningModule):
+class BaseTask(TaskFacets, pl.LightningModule):
     """The settings every task shares, owned here once; a task declares its own (and a default that
     differs, e.g. ``num_classes``) and passes the rest on as ``**kwargs``.
 

@@ -45,6 +45,11 @@ class ClassificationTask(BaseTask):
     monitor = "val/acc"
     monitor_mode = "max"
     checked_with_data = ("in_chans",)
+    family = "classification"
+    result_type = "visiontasks.results.ClassificationResult"
+    prediction_data = "visiontasks.data.classification.dataset"
+    output_callbacks = "visiontasks.outputs.classification.task_callbacks"
+    export_wrapper = "visiontasks.export.wrappers.ClassifierExport"
 
     def __init__(
         self,
@@ -103,7 +108,8 @@ class ClassificationTask(BaseTask):
         values.update({f"{stage}/acc_{name}": results["per_class"][i] for i, name in enumerate(self.class_names)})
         return values
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """``{"id": list[str], "index": int64 [N], "probs": float [N, num_classes]}`` (softmax)."""
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        """Per image ``{"id": str, "index": int, "probs": float [num_classes]}`` (softmax)."""
         probs = self(batch["image"]).float().softmax(1)
-        return {"id": list(batch["id"]), "index": probs.argmax(1), "probs": probs}
+        return [{"id": str(key), "index": int(k), "probs": p}
+                for key, k, p in zip(batch["id"], probs.argmax(1).tolist(), probs)]

@@ -47,6 +47,11 @@ class DetectionTask(BaseTask):
 
     monitor = "val/mAP"
     monitor_mode = "max"
+    family = "detection"
+    result_type = "visiontasks.results.DetectionResult"
+    prediction_data = "visiontasks.data.detection.dataset"
+    output_callbacks = "visiontasks.outputs.detection.task_callbacks"
+    export_wrapper = "visiontasks.export.wrappers.DetectorExport"
 
     def __init__(
         self,

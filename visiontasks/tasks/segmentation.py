@@ -57,6 +57,11 @@ class SegmentationTask(BaseTask):
     monitor = "val/mIoU"
     monitor_mode = "max"
     checked_with_data = ("in_chans", "ignore_index")
+    family = "segmentation"
+    result_type = "visiontasks.results.SegmentationResult"
+    prediction_data = "visiontasks.data.segmentation.dataset"
+    output_callbacks = "visiontasks.outputs.segmentation.task_callbacks"
+    export_wrapper = "visiontasks.export.wrappers.SegmenterExport"
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from visiontasks.preprocessing import Preprocessing
 
@@ -90,3 +90,6 @@ def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> Cla
     as the datamodule's predict split (``id``: the path or the in-memory image's name)."""
     return ClassificationDataset(FileSource(images, [-1] * len(images)), range(len(images)), eval_transform(prep),
                                  prep.in_chans)
+
+
+prediction_collate = default_collate  # equal-sized images: torch's own batching, as the datamodule's

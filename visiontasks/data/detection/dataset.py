@@ -95,6 +95,9 @@ def detection_collate(batch: list[tuple[torch.Tensor, dict[str, Any]]]) -> tuple
     return images, targets
 
 
+prediction_collate = detection_collate  # the predict split's batching
+
+
 def worker_init_fn(worker_id: int) -> None:
     """Give each loader worker its own augmentation stream (the loader's per-epoch seed)."""
     info = torch.utils.data.get_worker_info()

@@ -133,6 +133,8 @@ def pad_collate(ignore_index: int = 255) -> Callable[[list[dict[str, Any]]], dic
     return collate
 
 
+prediction_collate = pad_collate()  # the predict split's batching (no masks: ignore_index unused)
+
 
 def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> SegmentationDataset:
     """``images`` (files or in-memory images, no masks) through the evaluation pipeline of ``prep``,
