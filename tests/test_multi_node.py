@@ -40,7 +40,8 @@ def detector_config(tmp_path: Path) -> dict[str, Any]:
                                      background_fraction=0.0, seed=1)
     return {
         "model": {"class_path": "visiontasks.tasks.DetectionTask",
-                  "init_args": {"model": "faster_rcnn", "backbone": "resnet18", "model_kwargs": {**TINY["faster_rcnn"], "score_thresh": 0.0},
+                  "init_args": {"model": "faster_rcnn", "backbone": "resnet18",
+                                "model_kwargs": {**TINY["faster_rcnn"], "score_thresh": 0.0},  # some matches
                                 "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 2e-3}}}},
         "data": {"class_path": "visiontasks.data.DetectionDataModule",
                  "init_args": {"format": "coco", "root": str(data), "image_size": SIZE, "batch_size": 1,
