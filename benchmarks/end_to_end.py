@@ -3,7 +3,9 @@ data settings) vs plain PyTorch loops with the data decoded once; same model, ba
 optimizer and loss, all validating every epoch, alternated ``--repeats`` times. Prints, per case,
 the steady-state epochs per second of each side and the ratios (goal >= 0.9), with start-up
 reported apart: fit's time from launching the command to its first training step (imports,
-config, data set-up, cache fill) and the plain loop's decoding + model set-up.
+config, data set-up, cache fill) and the plain loop's decoding + model set-up. Also per case: the
+training images per second of each side (epochs with their validation, as the ratio) and the mean
+GPU utilisation while each side ran (``nvidia-smi``; ``n/a`` on a CPU); ``--json`` writes them.
 
 Plain sides:
 - ``plain``: decoded arrays through visiontasks' albumentations pipelines, per sample, in loader
@@ -59,6 +61,7 @@ class EpochTimer(Callback):  # type: ignore[misc]
     def __init__(self) -> None:
         self.path = os.environ["VT_BENCH_TIMES"]
         self.started = False
+        self.images = 0  # training images of the current epoch
 
     def _write(self, event: str, **extra: float) -> None:
         with open(self.path, "a") as f:
@@ -69,9 +72,13 @@ class EpochTimer(Callback):  # type: ignore[misc]
             self.started = True
             self._write("first_step")
 
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.images += int(pl_module.batch_size(batch)) if hasattr(pl_module, "batch_size") else 0
+
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:  # after the epoch's validation
         acc = trainer.callback_metrics.get("val/acc")
-        self._write("epoch_end", **({"val_acc": float(acc)} if acc is not None else {}))
+        self._write("epoch_end", images=self.images, **({"val_acc": float(acc)} if acc is not None else {}))
+        self.images = 0
 
 
 # -- data ---------------------------------------------------------------------------------------------------
@@ -222,7 +229,7 @@ def run_fit(name: str, case: dict[str, Any], root: Path, epochs: int, work: Path
     first = next(e["t"] for e in events if e["event"] == "first_step")
     ends = [e["t"] for e in events if e["event"] == "epoch_end"]
     out = {"startup_s": first - t0, "train_s": ends[-1] - first, "epochs_per_s": len(ends) / (ends[-1] - first),
-           "total_s": total}
+           "total_s": total, "images_per_epoch": events[-1].get("images", 0)}
     last = [e for e in events if e["event"] == "epoch_end"][-1]
     return {**out, **({"val_acc": last["val_acc"]} if "val_acc" in last else {})}
 
@@ -238,6 +245,11 @@ def _loader(dataset: Any, batch_size: int, shuffle: bool, collate: Callable | No
     workers = resolve_num_workers("auto", on_cpu=_device().type == "cpu")
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
                       persistent_workers=workers > 0, drop_last=shuffle and len(dataset) > batch_size)
+
+
+def _epoch_images(loader: Any) -> int:
+    """Training images one epoch of ``loader`` yields."""
+    return len(loader) * loader.batch_size if loader.drop_last else len(loader.dataset)
 
 
 class ArrayDataset:
@@ -312,7 +324,8 @@ def plain_classification(case: dict[str, Any], root: Path, epochs: int) -> dict[
             for x, y in val_dl:
                 correct += int((model(x.to(dev)).argmax(1).cpu() == y).sum())
     train_s = time.time() - start
-    return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s, "val_acc": correct / len(val)}
+    return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s, "val_acc": correct / len(val),
+            "images_per_epoch": _epoch_images(train_dl)}
 
 
 def tensor_classification(case: dict[str, Any], root: Path, epochs: int) -> dict[str, float]:
@@ -370,7 +383,8 @@ def tensor_classification(case: dict[str, Any], root: Path, epochs: int) -> dict
             for k in range(0, len(xv), bs):
                 correct += int((model((xv[k : k + bs].float() - mean) / std).argmax(1) == yv[k : k + bs]).sum())
     train_s = time.time() - start
-    return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s, "val_acc": correct / len(xv)}
+    return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s, "val_acc": correct / len(xv),
+            "images_per_epoch": len(xs) // bs * bs}
 
 
 def plain_segmentation(case: dict[str, Any], root: Path, epochs: int) -> dict[str, float]:
@@ -431,7 +445,8 @@ def plain_segmentation(case: dict[str, Any], root: Path, epochs: int) -> dict[st
     train_s = time.time() - start
     conf = conf.view(k, k).double()
     miou = float((conf.diag() / (conf.sum(0) + conf.sum(1) - conf.diag()).clamp(min=1)).mean())
-    return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s, "val_mIoU": miou}
+    return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s, "val_mIoU": miou,
+            "images_per_epoch": _epoch_images(train_dl)}
 
 
 def plain_detection(case: dict[str, Any], root: Path, epochs: int) -> dict[str, float]:
@@ -491,7 +506,8 @@ def plain_detection(case: dict[str, Any], root: Path, epochs: int) -> dict[str, 
             for images, _ in val_dl:
                 found += sum(len(r["boxes"]) for r in detector([x.to(dev) for x in images], None))
     train_s = time.time() - start
-    return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s}
+    return {"startup_s": start - t0, "train_s": train_s, "epochs_per_s": epochs / train_s,
+            "images_per_epoch": _epoch_images(train_dl)}
 
 
 # -- main ----------------------------------------------------------------------------------------------------
@@ -503,8 +519,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lenet-images", type=int, default=8000)
     p.add_argument("--seg-images", type=int, default=468, help="image/mask pairs (80%% train, 20%% val)")
     p.add_argument("--work-dir", type=Path, default=Path.home() / ".cache" / "visiontasks" / "bench")
+    p.add_argument("--json", type=Path, default=None, help="also write the per-case medians here")
     args = p.parse_args(argv)
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu_monitor import GpuSampler, fmt_util
     all_cases = cases(args.work_dir, args)
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [n for n in names if n not in all_cases]
@@ -512,6 +531,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"unknown case(s) {unknown}; choose from {', '.join(all_cases)}")
     print(f"{'case':12s} {'fit ep/s':>9s} {'plain ep/s':>10s} {'fit/plain':>9s} {'tensor ep/s':>11s} "
           f"{'fit/tensor':>10s} {'fit start-up s':>15s} {'plain start-up s':>17s}")
+    summary = []
     for name in names:
         case = all_cases[name]
         root = Path(case["prepare"]())
@@ -519,10 +539,13 @@ def main(argv: list[str] | None = None) -> None:
         for r in range(args.repeats):
             sides = list(runs) if r % 2 == 0 else list(reversed(runs))  # alternate who goes first
             for side in sides:
-                if side == "fit":
-                    runs[side].append(run_fit(name, case, root, args.epochs, args.work_dir))
-                else:
-                    runs[side].append(case[side](case, root, args.epochs))
+                with GpuSampler() as gpu:  # the device's utilisation while this side runs (None on a CPU)
+                    if side == "fit":
+                        row = run_fit(name, case, root, args.epochs, args.work_dir)
+                    else:
+                        row = case[side](case, root, args.epochs)
+                runs[side].append({**row, "gpu_util": gpu.util,
+                                   "images_per_s": row["epochs_per_s"] * row["images_per_epoch"]})
         med = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
         f_eps, p_eps = med(runs["fit"], "epochs_per_s"), med(runs["plain"], "epochs_per_s")
         t_eps = med(runs["tensor"], "epochs_per_s") if "tensor" in runs else float("nan")
@@ -531,6 +554,19 @@ def main(argv: list[str] | None = None) -> None:
         accuracy = {side: [round(r["val_acc"], 3) for r in rows] for side, rows in runs.items() if rows and "val_acc" in rows[0]}
         if accuracy:
             print(f"{'':12s} val accuracy per round: {accuracy}", flush=True)
+        row = {"case": name}
+        for side, rows in runs.items():
+            utils = [r["gpu_util"] for r in rows if r["gpu_util"] is not None]
+            row[side] = {"epochs_per_s": med(rows, "epochs_per_s"), "images_per_s": med(rows, "images_per_s"),
+                         "startup_s": med(rows, "startup_s"), "gpu_util": statistics.median(utils) if utils else None}
+        summary.append(row)
+        print(f"{'':12s} training images/s (epochs with their validation): "
+              + ", ".join(f"{side} {row[side]['images_per_s']:.1f}" for side in runs)
+              + "; GPU utilisation: " + ", ".join(f"{side} {fmt_util(row[side]['gpu_util'])}" for side in runs),
+              flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"epochs": args.epochs, "repeats": args.repeats, "cases": summary}, indent=1))
 
 
 if __name__ == "__main__":

@@ -232,17 +232,22 @@ def test_cli_fit_resume_test_predict(tmp_path: Path, capsys) -> None:
 
 
 def test_print_config_for_every_config(capsys) -> None:
-    """Every run config (a YAML with ``model``) in configs/ is valid for LightningCLI: its classes
-    import and its arguments type-check."""
+    """Every run config (a YAML with ``model``) in configs/ and the demo's is valid for LightningCLI:
+    its classes import, its arguments type-check, and it runs where it lands (accelerator, devices
+    and precision ``auto``: visiontasks.trainer's rule picks the precision)."""
     import yaml
 
-    configs = [p for p in sorted((ROOT / "configs").rglob("*.yaml")) if "model" in yaml.safe_load(p.read_text())]
+    shipped = [*sorted((ROOT / "configs").rglob("*.yaml")), *sorted((ROOT / "visiontasks/commands").glob("*.yaml"))]
+    configs = [p for p in shipped if "model" in yaml.safe_load(p.read_text())]
     assert len(configs) >= 7
     for cfg in configs:
         with pytest.raises(SystemExit) as exit_info:
             cli_main(["fit", "--config", str(cfg), "--print_config"])
         assert exit_info.value.code in (0, None), cfg
-        assert "class_path" in capsys.readouterr().out, cfg
+        printed = yaml.safe_load(capsys.readouterr().out)
+        assert "class_path" in printed["model"], cfg
+        where = {k: printed["trainer"][k] for k in ("accelerator", "devices", "precision")}
+        assert where == {"accelerator": "auto", "devices": "auto", "precision": "auto"}, cfg
 
 
 def test_summary_command_prints_table_and_totals(capsys) -> None:

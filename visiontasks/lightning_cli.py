@@ -26,6 +26,7 @@ from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
 from visiontasks.runs import agree_run_folder, is_first_process
 from visiontasks.schedulers import parse_duration
 from visiontasks.tasks.base import BaseTask
+from visiontasks.trainer import VisionTrainer
 
 
 class _AgreeRunFolder(Callback):
@@ -388,6 +389,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> VisionCLI:
     return VisionCLI(
         model_class=BaseTask,
         datamodule_class=LightningDataModule,
+        trainer_class=VisionTrainer,  # precision: auto (see visiontasks.trainer)
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_callback=SaveConfigCallback,

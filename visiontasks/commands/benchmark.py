@@ -129,14 +129,13 @@ def fit_config_parser() -> ArgumentParser:
     """A detector's fit config, the way LightningCLI reads it: ``model`` a ``DetectionTask``
     (optimizer and lr_scheduler become callables), ``trainer`` Trainer options (not instantiated);
     ``data`` and ``seed_everything`` accepted and ignored. Raises ``ArgumentError``."""
-    import lightning.pytorch as pl
-
     from visiontasks.tasks import DetectionTask
+    from visiontasks.trainer import VisionTrainer
 
     parser = ArgumentParser(prog="detector fit config", exit_on_error=False)
     parser.add_argument("--config", action=ActionConfigFile)
     parser.add_subclass_arguments(DetectionTask, "model", required=True)
-    parser.add_class_arguments(pl.Trainer, "trainer", instantiate=False)
+    parser.add_class_arguments(VisionTrainer, "trainer", instantiate=False)  # the CLI's: precision auto
     parser.add_argument("--data", type=dict[str, Any] | None, default=None, help="ignored")
     parser.add_argument("--seed_everything", type=int | bool | None, default=None, help="ignored")
     return parser
@@ -240,25 +239,28 @@ def _inference_times(task: Any, dm: Any, images: int) -> tuple[float, float]:
 
 
 def _validate(task: Any, dm: Any, trainer_cfg: dict, validate_cfg: dict | None) -> dict[str, float]:
-    import lightning.pytorch as pl
+    from visiontasks.trainer import VisionTrainer
 
     kw = {k: trainer_cfg[k] for k in ("accelerator", "precision") if k in trainer_cfg}
     kw.update(validate_cfg or {})
     kw["devices"] = 1
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, **kw)
+    trainer = VisionTrainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, **kw)
     return {k: float(v) for k, v in trainer.validate(task, datamodule=dm, verbose=False)[0].items()}
 
 
 def _fit(task: Any, dm: Any, trainer_cfg: dict, out_dir: Path, name: str) -> Path:
-    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from visiontasks.trainer import VisionTrainer
+
     cfg = {k: v for k, v in trainer_cfg.items() if k not in ("logger", "callbacks", "default_root_dir")}
+    # one device: `devices: auto` on a multi-GPU machine would relaunch this whole command per GPU
+    cfg.update(devices=1, strategy="auto")
     ckpt = ModelCheckpoint(dirpath=out_dir / name / "checkpoints", save_last=True, save_top_k=0)
-    trainer = pl.Trainer(logger=CSVLogger(out_dir, name=name), callbacks=[ckpt],
-                         default_root_dir=out_dir, **cfg)
+    trainer = VisionTrainer(logger=CSVLogger(out_dir, name=name), callbacks=[ckpt],
+                            default_root_dir=out_dir, **cfg)
     trainer.fit(task, datamodule=dm)
     return out_dir / name / "checkpoints" / "last.ckpt"
 
