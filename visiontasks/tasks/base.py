@@ -21,10 +21,10 @@ from visiontasks.schedulers import configure_optimization, default_optimizer
 
 from .agreement import adopt_data_settings
 from .facets import TaskFacets
-from .loss_log import TrainingLossLog
+from .loss_log import TrainingLossLog, TrainingStep
 
 
-class BaseTask(TaskFacets, pl.LightningModule):
+class BaseTask(TaskFacets, TrainingStep, pl.LightningModule):
     """The settings every task shares, owned here once; a task declares its own (and a default that
     differs, e.g. ``num_classes``) and passes the rest on as ``**kwargs``.
 
@@ -100,14 +100,6 @@ class BaseTask(TaskFacets, pl.LightningModule):
     def batch_size(batch: Any) -> int:
         """Images in a batch (``{"image": [N, ...]}`` or ``(images, targets)``)."""
         return len(batch["image"] if isinstance(batch, dict) else batch[0])
-
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        loss = self.training_loss(batch)
-        self.loss_log.step(self, loss, self.batch_size(batch), batch_idx)
-        return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.loss_log.epoch_end(self)
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         loss = self.update_metrics(self.metrics[stage], batch)

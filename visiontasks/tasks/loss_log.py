@@ -1,5 +1,5 @@
 """The training loss as a task logs it: ``train/loss_step`` on the steps the logger writes,
-``train/loss_epoch`` and ``train/loss`` (the epoch's mean) at each epoch end."""
+``train/loss_epoch`` and ``train/loss`` (the epoch's mean) after the epoch's last batch."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ class TrainingLossLog:
     calls ``self.log`` only when the logger writes: on the first step and every
     ``trainer.log_every_n_steps``. A ``self.log(on_step=True, on_epoch=True)`` on every step cost
     2.4 ms of a 10 ms LeNet-5 step on 2 cores (Lightning's result bookkeeping); the sum costs one
-    tensor add."""
+    tensor add.
+
+    The epoch mean is logged after the epoch's last batch (``on_train_batch_end``), or the batch
+    after which the run stops (``max_steps``, ``max_time``), so that callbacks' ``on_train_epoch_end``
+    (which Lightning calls before the task's) see it as they saw Lightning's own ``on_epoch`` value;
+    ``epoch_end`` logs what an epoch of unknown length left."""
 
     def __init__(self) -> None:
         self.total: Tensor | float = 0.0
@@ -29,9 +34,36 @@ class TrainingLossLog:
         if task.global_step == 0 or (task.global_step + 1) % every == 0:
             task.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=batch_size)
 
+    def batch_end(self, task: Any, batch_idx: int) -> None:
+        trainer = task._trainer
+        if trainer is None:
+            return
+        last = batch_idx + 1 >= trainer.num_training_batches
+        stops = trainer.should_stop or 0 < trainer.max_steps <= task.global_step
+        if last or stops:
+            self.epoch_end(task)
+
     def epoch_end(self, task: Any) -> None:
         if self.count:
             mean = self.total / self.count
             task.log("train/loss_epoch", mean, prog_bar=True, on_epoch=True)
             task.log("train/loss", mean, on_epoch=True)
             self.total, self.count = 0.0, 0
+
+
+class TrainingStep:
+    """The training step and loss logging of :class:`~visiontasks.tasks.base.BaseTask` (a mixin): the
+    task's ``training_loss(batch)``, logged through its ``loss_log`` (:class:`TrainingLossLog`)."""
+
+    loss_log: TrainingLossLog
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss = self.training_loss(batch)  # type: ignore[attr-defined]
+        self.loss_log.step(self, loss, self.batch_size(batch), batch_idx)  # type: ignore[attr-defined]
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.loss_log.batch_end(self, batch_idx)
+
+    def on_train_epoch_end(self) -> None:
+        self.loss_log.epoch_end(self)
