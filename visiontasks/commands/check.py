@@ -172,8 +172,9 @@ def _name(report: Any, k: int) -> str:
 def detection_stats(report: Any, dm: Any, priors: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     """Lines to print and arrays to plot: boxes per image, box sizes/aspects in model-input pixels
     against the model's anchors or grid."""
-    from visiontasks.data.detection.check import input_canvas, input_scale
+    from visiontasks.preprocessing import Preprocessing
 
+    prep = dm.preprocessing() if hasattr(dm, "preprocessing") else Preprocessing()
     lines, data = [], {}
     wh_all, per_image = [], {}
     centres_collide = 0
@@ -189,12 +190,12 @@ def detection_stats(report: Any, dm: Any, priors: dict[str, Any]) -> tuple[list[
         for s in samples:
             if s.boxes is None or s.size is None or not len(s.boxes):
                 continue
-            sx, sy = input_scale(s.size, getattr(dm, "image_size", None), getattr(dm, "resize", "none"))
+            sx, sy = prep.scale(s.size)
             b = s.boxes.astype(np.float64)
             wh_all.append(np.stack([(b[:, 2] - b[:, 0]) * sx, (b[:, 3] - b[:, 1]) * sy], 1))
             if priors.get("kind") == "grid":  # the cell of each box centre on the S x S input grid
                 S = priors["S"]
-                ch, cw = input_canvas(s.size, getattr(dm, "image_size", None), getattr(dm, "resize", "none"))
+                ch, cw = prep.canvas(s.size)
                 ox, oy = (cw - s.size[1] * sx) / 2, (ch - s.size[0] * sy) / 2  # letterbox centres the image
                 cx = ((b[:, 0] + b[:, 2]) / 2 * sx + ox) / cw
                 cy = ((b[:, 1] + b[:, 3]) / 2 * sy + oy) / ch
