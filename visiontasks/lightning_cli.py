@@ -19,10 +19,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from visiontasks.checkpoints import check_checkpoint_for
-from visiontasks.cli import _config_stem, _resolve_checkpoint, _run_version
 from visiontasks.errors import InvalidInputError
 from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
-from visiontasks.runs import agree_run_folder, is_first_process
+from visiontasks.runs import agree_run_folder, config_stem, is_first_process, resolve_checkpoint, run_version
 from visiontasks.schedulers import parse_duration
 from visiontasks.tasks.base import BaseTask
 
@@ -86,15 +85,15 @@ class VisionCLI(LightningCLI):
             except InvalidInputError:
                 raise InvalidInputError(f"trainer.max_time={trainer.max_time!r}: give a DD:HH:MM:SS string, "
                                         "e.g. 00:00:10:00, or a mapping such as {hours: 1}") from None
-        name = cfg.get("run_name") or _config_stem(cfg) or "run"
+        name = cfg.get("run_name") or config_stem(cfg) or "run"
         if trainer.get("logger") in (None, True):
             root = trainer.get("default_root_dir") or "runs"
-            version = _run_version(Path(root) / name)
+            version = run_version(Path(root) / name)
             ckpt = cfg.get("ckpt_path")
             if ckpt in ("last", "best"):
                 # Resolve against the latest run of this config: a new process has no callback
                 # state, so Lightning alone would find nothing. The run folder is reused.
-                version, cfg.ckpt_path = _resolve_checkpoint(Path(root) / name, ckpt)
+                version, cfg.ckpt_path = resolve_checkpoint(Path(root) / name, ckpt)
             elif ckpt and Path(ckpt).parent.name == "checkpoints" and Path(ckpt).parent.parent.parent == Path(root) / name:
                 version = Path(ckpt).parent.parent.name
             run = Path(root) / name / version
