@@ -12,7 +12,6 @@ Exit status 2 when training would fail (any error), 0 otherwise (warnings allowe
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections import Counter
@@ -103,28 +102,16 @@ def build_datamodule(data: dict[str, Any], where: str) -> Any:
 
 # -- what the model expects -------------------------------------------------------------------------------
 def model_priors(model: dict[str, Any] | None) -> dict[str, Any]:
-    """The configured detector's box priors: ``{"kind": "anchors", "boxes": [(w, h), ...], "note"}``
-    for Faster R-CNN (model-input pixels), ``{"kind": "grid", "S": 7}`` for YOLOv1, else ``{}``.
-    Read from the config only (the defaults of :mod:`visiontasks.heads.faster_rcnn`)."""
+    """The configured detector's box priors (its class's ``box_priors``, read from the config only:
+    :func:`visiontasks.heads.detector.detector_priors`): ``{"kind": "anchors", "boxes": [(w, h), ...],
+    ...}`` (model-input pixels), ``{"kind": "grid", "S": 7}``, ``{"kind": "none"}``; ``{}`` without a model."""
     args = (model or {}).get("init_args") or {}
     name = str(args.get("model", ""))
-    kw = args.get("model_kwargs") or {}
-    if name == "faster_rcnn":
-        sizes = kw.get("anchor_sizes")
-        note = ""
-        if sizes is None:
-            if kw.get("fpn"):
-                sizes, note = [32, 64, 128, 256, 512], "FPN default sizes, one per level (5 levels assumed, as ResNet)"
-            else:
-                sizes = [128, 256, 512]
-        flat = [float(v) for s in sizes for v in (s if isinstance(s, (list, tuple)) else [s])]
-        ratios = [float(r) for r in kw.get("aspect_ratios", (0.5, 1.0, 2.0))]
-        # torchvision's AnchorGenerator: ratio = h / w, h = size * sqrt(ratio), w = size / sqrt(ratio)
-        boxes = [(s / math.sqrt(r), s * math.sqrt(r)) for s in flat for r in ratios]
-        return {"kind": "anchors", "name": name, "boxes": boxes, "sizes": flat, "ratios": ratios, "note": note}
-    if name == "yolov1":
-        return {"kind": "grid", "name": name, "S": int(kw.get("grid_size", 7))}
-    return {"kind": "none", "name": name} if name else {}
+    if not name:
+        return {}
+    from visiontasks.heads.detector import detector_priors
+
+    return detector_priors(name, args.get("model_kwargs") or {})
 
 
 def shape_iou(wh: np.ndarray, priors: np.ndarray) -> np.ndarray:
