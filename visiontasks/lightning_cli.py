@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from visiontasks.checkpoints import check_checkpoint_for
+from visiontasks.configs import parser_mode
 from visiontasks.errors import InvalidInputError
 from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
 from visiontasks.runs import agree_run_folder, config_stem, is_first_process, resolve_checkpoint, run_version
@@ -246,5 +247,5 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> VisionCLI:
         seed_everything_default=0,
         args=args,
         run=run,
-        parser_kwargs={"parser_mode": "omegaconf"} if importlib.util.find_spec("omegaconf") else None,
+        parser_kwargs={"parser_mode": parser_mode()},
     )

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from visiontasks.errors import InvalidInputError, MissingFileError
+from visiontasks.configs import load_value, read_config
+from visiontasks.errors import InvalidInputError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,23 +57,19 @@ def apply_overrides(cfg: dict[str, Any], extra: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise InvalidInputError(f"{arg}: {part} is not a section of the config")
-        node[last] = yaml.safe_load(value)
+        node[last] = load_value(value, arg)
         i += 1
     return cfg
 
 
 # -- the datamodule from the config ------------------------------------------------------------------------
 def load_config(path: str) -> dict[str, Any]:
-    file = Path(path)
-    if not file.is_file():
-        raise MissingFileError(f"config file {file} does not exist")
-    try:
-        cfg = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as err:
-        raise InvalidInputError(f"{file}: not valid YAML ({err})") from None
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("data"), dict):
+    """The config at ``path`` (:func:`visiontasks.configs.read_config`, as fit reads it), which must
+    have a ``data:`` section."""
+    cfg = read_config(path)
+    if not isinstance(cfg.get("data"), dict):
         raise InvalidInputError(
-            f"{file}: no 'data:' section with class_path and init_args (the layout of fit's config)")
+            f"{Path(path)}: no 'data:' section with class_path and init_args (the layout of fit's config)")
     return cfg
 
 
