@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from visiontasks.errors import InvalidInputError, MissingFileError, UserInputError
+from visiontasks.outputs.classification_files import read_classification_predictions, read_csv
 from visiontasks.outputs.detection_files import read_coco_results, read_yolo_predictions
 from visiontasks.outputs.report import fmt, nanmean, plot_matrix, write_matrix_csv, write_metrics
 
@@ -187,16 +187,6 @@ def evaluate_segmentation(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- classification ----------------------------------------------------------------------------------------
-def _read_csv(path: Path, what: str) -> tuple[list[str], list[dict[str, str]]]:
-    try:
-        with open(_need(path, what), newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            return list(reader.fieldnames or []), rows
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise InvalidInputError(f"{what} {path}: not a readable CSV ({err})") from None
-
-
 def _gt_classification(path: Path) -> tuple[dict[str, str], list[str]]:
     """``{id: class name}`` and the class names (a folder: its class sub-folders, sorted)."""
     if path.is_dir():
@@ -207,7 +197,7 @@ def _gt_classification(path: Path) -> tuple[dict[str, str], list[str]]:
         except ValueError as err:
             raise InvalidInputError(str(err)) from None
         return {str(p): classes[i] for p, i in zip(paths, labels)}, classes
-    cols, rows = _read_csv(path, "ground truth")
+    cols, rows = read_csv(path, "ground truth")
     label_col = next((c for c in ("label", "name", "class") if c in cols), None)
     if "id" not in cols or label_col is None:
         raise InvalidInputError(f"ground truth {path}: needs the columns id and label (class name), has {cols}")
@@ -217,10 +207,7 @@ def _gt_classification(path: Path) -> tuple[dict[str, str], list[str]]:
 
 def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
     gt, gt_names = _gt_classification(_need(args.gt, "ground truth"))
-    cols, rows = _read_csv(Path(args.pred), "predictions")
-    prob_cols = [c for c in cols if c.startswith("p_")]
-    if "id" not in cols or ("name" not in cols and not prob_cols):
-        raise InvalidInputError(f"predictions {args.pred}: needs the columns id and name (or p_<class>), has {cols}")
+    cols, rows, prob_cols = read_classification_predictions(args.pred)
     names = [c[2:] for c in prob_cols] if prob_cols else sorted(set(gt_names) | {r["name"] for r in rows})
     unknown = sorted(set(gt.values()) - set(names))
     if unknown:
