@@ -294,3 +294,17 @@ def test_anchor_priors_and_input_scale() -> None:
     assert input_scale((300, 600), [800, 1333], "shortest_edge") == (1333 / 600, 1333 / 600)  # max side wins
     assert input_scale((600, 700), [800, 1333], "shortest_edge") == (800 / 600, 800 / 600)
     assert input_scale((300, 600), [100, 200], "stretch") == (200 / 600, 100 / 300)
+
+
+def test_priors_come_from_the_detector_class() -> None:
+    """``visiontasks check`` asks the detector class (``Detector.box_priors``), so a subclass of Faster
+    R-CNN has its anchors and a detector without priors says so."""
+    from visiontasks.commands.check import model_priors
+    from visiontasks.heads.faster_rcnn import FasterRCNN
+
+    fpn = model_priors({"init_args": {"model": "faster_rcnn", "model_kwargs": {"fpn": True}}})
+    assert fpn["sizes"] == [32.0, 64.0, 128.0, 256.0, 512.0] and "5 levels assumed" in fpn["note"]
+    assert model_priors({"init_args": {"model": "mask_rcnn"}})["boxes"] == FasterRCNN.box_priors({})["boxes"]
+    assert model_priors({"init_args": {"model": "ssd"}}) == {"kind": "none", "name": "ssd"}
+    assert model_priors({"init_args": {"model": "no_such"}}) == {"kind": "none", "name": "no_such"}
+    assert model_priors(None) == {}

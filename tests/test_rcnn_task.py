@@ -253,3 +253,19 @@ def test_generations_benchmark_rejects_bad_config(tmp_path, capsys, change, key)
     assert exit_info.value.code == 2
     assert key in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()
+
+
+def test_benchmark_times_training_steps_with_a_callback(tmp_path):
+    """The benchmark's training time comes from a StepTimer on a Trainer.fit of a copy of the task:
+    the timed steps (after one warm-up) times the batches of an epoch; the task itself is untouched."""
+    from visiontasks.commands.benchmark import _train_time_per_epoch
+
+    torch.manual_seed(0)
+    dm = DetectionDataModule(**tiny_data(tmp_path / "data"))
+    dm.prepare_data()
+    dm.setup("fit")
+    task = DetectionTask(model="fast_rcnn", backbone="resnet18", num_classes=3, model_kwargs=TINY_MODEL["fast_rcnn"])
+    before = {k: v.clone() for k, v in task.state_dict().items()}
+    seconds, batches = _train_time_per_epoch(task, dm, 2)
+    assert batches == len(dm.train_dataloader()) == 2 and seconds > 0
+    assert all(torch.equal(v, task.state_dict()[k]) for k, v in before.items())

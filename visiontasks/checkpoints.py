@@ -66,3 +66,29 @@ def check_checkpoint_for(path: str | Path, class_path: str) -> dict[str, Any]:
 def _short(class_path: str) -> str:
     """``visiontasks.tasks.detection.DetectionTask`` and ``visiontasks.tasks.DetectionTask`` alike."""
     return class_path.rsplit(".", 1)[-1]
+
+
+def state_dict_of(obj: Any, path: str | Path, what: str = "weights file") -> dict[str, torch.Tensor]:
+    """The state_dict in a loaded weights file: ``obj`` itself, or its ``state_dict`` (Lightning) or
+    ``model`` (torchvision's training scripts) entry; anything else is refused naming the file."""
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise InvalidInputError(f"{what} {path} holds a {type(obj).__name__}, not a state_dict")
+    return obj
+
+
+def read_state_dict(path: str | Path, what: str = "weights file") -> dict[str, torch.Tensor]:
+    """The state_dict of a weights file (a plain state_dict, a Lightning checkpoint, or torchvision's
+    ``{"model": ...}``), on the CPU, read with ``weights_only=True`` (no code runs from the file);
+    the one reader of weights files for backbones and detectors. A missing or unreadable file is a
+    :class:`~visiontasks.errors.UserInputError` naming ``what`` and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the file name
+        raise InvalidInputError(f"cannot read {what} {path}: {err}") from err
+    return state_dict_of(obj, path, what)

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import visiontasks  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations loads)
-from visiontasks.errors import MissingFileError, find_user_error, user_message
+from visiontasks.errors import find_user_error, user_message
+
+# the run-folder helpers live in visiontasks.runs (lightning_cli imports them from there, so cli and
+# lightning_cli do not import each other at module level); the old private names stay importable
+from visiontasks.runs import config_stem as _config_stem  # noqa: F401
+from visiontasks.runs import resolve_checkpoint as _resolve_checkpoint  # noqa: F401
+from visiontasks.runs import run_version as _run_version  # noqa: F401
 
 if TYPE_CHECKING:
     from visiontasks.lightning_cli import VisionCLI
@@ -38,57 +44,6 @@ EXTRA_COMMANDS = {
     "check": "visiontasks.commands.check",
     "export": "visiontasks.commands.export",
 }
-
-
-_VERSION_ENV = "VISIONTASKS_RUN_VERSION"
-
-
-def _run_version(folder: Path) -> str:
-    """The run folder's version (``version_N``, the next free N), shared by all loggers so that logs,
-    checkpoints and figures land in one folder. DDP child processes (``LOCAL_RANK`` > 0, started by
-    rank 0 after it chose) inherit rank 0's choice through the environment."""
-    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and os.environ.get(_VERSION_ENV):
-        return os.environ[_VERSION_ENV]
-    taken = {p.name for p in folder.glob("version_*")} if folder.is_dir() else set()
-    n = 0
-    while f"version_{n}" in taken:
-        n += 1
-    os.environ[_VERSION_ENV] = f"version_{n}"
-    return f"version_{n}"
-
-
-def _resolve_checkpoint(folder: Path, which: str) -> tuple[str, str]:
-    """``(version, path)`` of the newest run's ``last.ckpt`` or best checkpoint under ``folder``."""
-    runs = sorted(
-        (p for p in folder.glob("version_*") if (p / "checkpoints" / "last.ckpt").is_file()),
-        key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit() else -1,
-    )
-    if not runs:
-        raise MissingFileError(
-            f"--ckpt_path {which}: no run with checkpoints/last.ckpt under {folder}; train first "
-            "(visiontasks fit) or give a checkpoint file"
-        )
-    last = runs[-1] / "checkpoints" / "last.ckpt"
-    if which == "last":
-        return runs[-1].name, str(last)
-    import torch
-
-    state = torch.load(last, map_location="cpu", weights_only=False).get("callbacks", {})
-    for key, value in state.items():
-        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
-            best = Path(value["best_model_path"])
-            if best.is_file():
-                return runs[-1].name, str(best)
-    return runs[-1].name, str(last)
-
-
-def _config_stem(cfg: Any) -> str | None:
-    paths = cfg.get("config") or []
-    for p in reversed(paths):
-        s = str(p)
-        if s:
-            return Path(s).stem
-    return None
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> VisionCLI:

@@ -20,10 +20,10 @@ from jsonargparse import ArgumentParser
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from visiontasks.checkpoints import check_checkpoint_for
-from visiontasks.cli import _config_stem, _resolve_checkpoint, _run_version
+from visiontasks.configs import parser_mode
 from visiontasks.errors import InvalidInputError, did_you_mean
 from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
-from visiontasks.runs import agree_run_folder, is_first_process
+from visiontasks.runs import agree_run_folder, config_stem, is_first_process, resolve_checkpoint, run_version
 from visiontasks.schedulers import parse_duration
 from visiontasks.tasks.base import BaseTask
 from visiontasks.trainer import VisionTrainer
@@ -104,15 +104,15 @@ class VisionCLI(LightningCLI):
             except InvalidInputError:
                 raise InvalidInputError(f"trainer.max_time={trainer.max_time!r}: give a DD:HH:MM:SS string, "
                                         "e.g. 00:00:10:00, or a mapping such as {hours: 1}") from None
-        name = cfg.get("run_name") or _config_stem(cfg) or "run"
+        name = cfg.get("run_name") or config_stem(cfg) or "run"
         if trainer.get("logger") in (None, True):
             root = trainer.get("default_root_dir") or "runs"
-            version = _run_version(Path(root) / name)
+            version = run_version(Path(root) / name)
             ckpt = cfg.get("ckpt_path")
             if ckpt in ("last", "best"):
                 # Resolve against the latest run of this config: a new process has no callback
                 # state, so Lightning alone would find nothing. The run folder is reused.
-                version, cfg.ckpt_path = _resolve_checkpoint(Path(root) / name, ckpt)
+                version, cfg.ckpt_path = resolve_checkpoint(Path(root) / name, ckpt)
             elif ckpt and Path(ckpt).parent.name == "checkpoints" and Path(ckpt).parent.parent.parent == Path(root) / name:
                 version = Path(ckpt).parent.parent.name
             run = Path(root) / name / version
@@ -397,5 +397,5 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> VisionCLI:
         seed_everything_default=0,
         args=args,
         run=run,
-        parser_kwargs={"parser_mode": "omegaconf"} if importlib.util.find_spec("omegaconf") else None,
+        parser_kwargs={"parser_mode": parser_mode()},
     )

@@ -112,12 +112,9 @@ def _read_weights_file(path: Path) -> dict[str, Any]:
 
 
 def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-    if not isinstance(obj, dict):
-        raise InvalidInputError(f"weights file {path} holds a {type(obj).__name__}, not a state_dict")
-    return obj
+    from visiontasks.checkpoints import state_dict_of
+
+    return state_dict_of(obj, path)
 
 
 def _looks_like_path(weights: str | os.PathLike) -> bool:

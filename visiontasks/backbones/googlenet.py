@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.googlenet import GoogLeNet
 
+from visiontasks.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+
 from ._registry import BackboneSpec, register_backbone
 
 
@@ -21,12 +23,9 @@ class _TransformInput(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[1] != 3:
             return x
+        # per channel x * std / 0.5 + (mean - 0.5) / 0.5: ImageNet-normalised -> TF's [-1, 1]
         return torch.cat(
-            [
-                x[:, 0:1] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5,
-                x[:, 1:2] * (0.224 / 0.5) + (0.456 - 0.5) / 0.5,
-                x[:, 2:3] * (0.225 / 0.5) + (0.406 - 0.5) / 0.5,
-            ],
+            [x[:, c:c + 1] * (s / 0.5) + (m - 0.5) / 0.5 for c, (m, s) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD))],
             1,
         )
 

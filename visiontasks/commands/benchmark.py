@@ -20,7 +20,8 @@ own fit config, on the benchmark's single ``data`` section (the same images for 
   is updated key by key);
 * **parameters**: of the detector (backbone parts it does not use are not counted);
 * **training time per epoch**: ``timing.train_batches`` timed training steps (forward, backward,
-  optimizer step; after one warm-up step) times the number of batches in an epoch;
+  optimizer step, the task's own training_step; after one warm-up step; a ``StepTimer`` callback on a
+  CPU ``Trainer.fit`` of a copy of the task) times the number of batches in an epoch;
 * **inference time per image**: ``timing.infer_images`` validation images, one at a time, in eval mode
   without autograd; for R-CNN and Fast R-CNN the selective-search time on the same images (computed
   afresh, one process, the datamodule's settings) is reported separately from the network time;
@@ -179,34 +180,27 @@ def build_datamodule(parser: ArgumentParser, cfg: Namespace, with_proposals: boo
 
 
 def _train_time_per_epoch(task: Any, dm: Any, batches: int) -> tuple[float, int]:
-    """Seconds per training epoch, from ``batches`` timed steps (after one warm-up step) times the
-    number of batches in an epoch; also returns that number."""
+    """Seconds per training epoch, from ``batches`` steps timed by a :class:`StepTimer` (after one
+    warm-up step; a ``Trainer.fit`` of a copy of ``task`` on the CPU, as the other timings, with
+    no validation, logger or checkpoint) times the number of batches in an epoch; also returns that
+    number."""
+    import tempfile
+
+    import lightning.pytorch as pl
     import torch
 
-    loader = dm.train_dataloader()
-    per_epoch = len(loader)
-    model = copy.deepcopy(task.detector)
-    model.train()
-    optimizer = task.optimizer_factory([p for p in model.parameters() if p.requires_grad])
-    times: list[float] = []
-    it = iter(loader)
-    for step in range(batches + 1):
-        try:
-            images, targets = next(it)
-        except StopIteration:
-            it = iter(loader)
-            images, targets = next(it)
-        props = [t["proposals"] for t in targets] if model.needs_proposals else None
-        start = time.perf_counter()
-        losses = model(images, targets, props)
-        optimizer.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        optimizer.step()
-        if step > 0:
-            times.append(time.perf_counter() - start)
-    del model, optimizer
+    from visiontasks.commands.step_timer import StepTimer
+
+    per_epoch = len(dm.train_dataloader())
+    timer = StepTimer(warmup=1)
+    with tempfile.TemporaryDirectory() as root:
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=batches + 1, max_epochs=-1,
+                             limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             callbacks=[timer], default_root_dir=root)
+        trainer.fit(copy.deepcopy(task), datamodule=dm)
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
-    return sum(times) / len(times) * per_epoch, per_epoch
+    return sum(timer.times) / len(timer.times) * per_epoch, per_epoch
 
 
 def _inference_times(task: Any, dm: Any, images: int) -> tuple[float, float]:

@@ -12,7 +12,6 @@ Exit status 2 when training would fail (any error), 0 otherwise (warnings allowe
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections import Counter
@@ -20,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from visiontasks.errors import InvalidInputError, MissingFileError
+from visiontasks.configs import load_value, read_config
+from visiontasks.errors import InvalidInputError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,23 +57,19 @@ def apply_overrides(cfg: dict[str, Any], extra: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise InvalidInputError(f"{arg}: {part} is not a section of the config")
-        node[last] = yaml.safe_load(value)
+        node[last] = load_value(value, arg)
         i += 1
     return cfg
 
 
 # -- the datamodule from the config ------------------------------------------------------------------------
 def load_config(path: str) -> dict[str, Any]:
-    file = Path(path)
-    if not file.is_file():
-        raise MissingFileError(f"config file {file} does not exist")
-    try:
-        cfg = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as err:
-        raise InvalidInputError(f"{file}: not valid YAML ({err})") from None
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("data"), dict):
+    """The config at ``path`` (:func:`visiontasks.configs.read_config`, as fit reads it), which must
+    have a ``data:`` section."""
+    cfg = read_config(path)
+    if not isinstance(cfg.get("data"), dict):
         raise InvalidInputError(
-            f"{file}: no 'data:' section with class_path and init_args (the layout of fit's config)")
+            f"{Path(path)}: no 'data:' section with class_path and init_args (the layout of fit's config)")
     return cfg
 
 
@@ -103,28 +98,16 @@ def build_datamodule(data: dict[str, Any], where: str) -> Any:
 
 # -- what the model expects -------------------------------------------------------------------------------
 def model_priors(model: dict[str, Any] | None) -> dict[str, Any]:
-    """The configured detector's box priors: ``{"kind": "anchors", "boxes": [(w, h), ...], "note"}``
-    for Faster R-CNN (model-input pixels), ``{"kind": "grid", "S": 7}`` for YOLOv1, else ``{}``.
-    Read from the config only (the defaults of :mod:`visiontasks.heads.faster_rcnn`)."""
+    """The configured detector's box priors (its class's ``box_priors``, read from the config only:
+    :func:`visiontasks.heads.detector.detector_priors`): ``{"kind": "anchors", "boxes": [(w, h), ...],
+    ...}`` (model-input pixels), ``{"kind": "grid", "S": 7}``, ``{"kind": "none"}``; ``{}`` without a model."""
     args = (model or {}).get("init_args") or {}
     name = str(args.get("model", ""))
-    kw = args.get("model_kwargs") or {}
-    if name == "faster_rcnn":
-        sizes = kw.get("anchor_sizes")
-        note = ""
-        if sizes is None:
-            if kw.get("fpn"):
-                sizes, note = [32, 64, 128, 256, 512], "FPN default sizes, one per level (5 levels assumed, as ResNet)"
-            else:
-                sizes = [128, 256, 512]
-        flat = [float(v) for s in sizes for v in (s if isinstance(s, (list, tuple)) else [s])]
-        ratios = [float(r) for r in kw.get("aspect_ratios", (0.5, 1.0, 2.0))]
-        # torchvision's AnchorGenerator: ratio = h / w, h = size * sqrt(ratio), w = size / sqrt(ratio)
-        boxes = [(s / math.sqrt(r), s * math.sqrt(r)) for s in flat for r in ratios]
-        return {"kind": "anchors", "name": name, "boxes": boxes, "sizes": flat, "ratios": ratios, "note": note}
-    if name == "yolov1":
-        return {"kind": "grid", "name": name, "S": int(kw.get("grid_size", 7))}
-    return {"kind": "none", "name": name} if name else {}
+    if not name:
+        return {}
+    from visiontasks.heads.detector import detector_priors
+
+    return detector_priors(name, args.get("model_kwargs") or {})
 
 
 def shape_iou(wh: np.ndarray, priors: np.ndarray) -> np.ndarray:
@@ -172,8 +155,9 @@ def _name(report: Any, k: int) -> str:
 def detection_stats(report: Any, dm: Any, priors: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     """Lines to print and arrays to plot: boxes per image, box sizes/aspects in model-input pixels
     against the model's anchors or grid."""
-    from visiontasks.data.detection.check import input_canvas, input_scale
+    from visiontasks.preprocessing import Preprocessing
 
+    prep = dm.preprocessing() if hasattr(dm, "preprocessing") else Preprocessing()
     lines, data = [], {}
     wh_all, per_image = [], {}
     centres_collide = 0
@@ -189,12 +173,12 @@ def detection_stats(report: Any, dm: Any, priors: dict[str, Any]) -> tuple[list[
         for s in samples:
             if s.boxes is None or s.size is None or not len(s.boxes):
                 continue
-            sx, sy = input_scale(s.size, getattr(dm, "image_size", None), getattr(dm, "resize", "none"))
+            sx, sy = prep.scale(s.size)
             b = s.boxes.astype(np.float64)
             wh_all.append(np.stack([(b[:, 2] - b[:, 0]) * sx, (b[:, 3] - b[:, 1]) * sy], 1))
             if priors.get("kind") == "grid":  # the cell of each box centre on the S x S input grid
                 S = priors["S"]
-                ch, cw = input_canvas(s.size, getattr(dm, "image_size", None), getattr(dm, "resize", "none"))
+                ch, cw = prep.canvas(s.size)
                 ox, oy = (cw - s.size[1] * sx) / 2, (ch - s.size[0] * sy) / 2  # letterbox centres the image
                 cx = ((b[:, 0] + b[:, 2]) / 2 * sx + ox) / cw
                 cy = ((b[:, 1] + b[:, 3]) / 2 * sy + oy) / ch

@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     args, rest = build_parser().parse_known_args(argv)
     if args.epochs is not None and args.epochs < 1:
         raise InvalidInputError(f"--epochs must be at least 1, got {args.epochs}")
-    from visiontasks.cli import build_cli
+    from visiontasks.lightning_cli import build_cli
 
     # the run is named after the config even where as_file gives a temporary copy of another name
     overrides = ["--trainer.default_root_dir", args.output, "--run_name", Path(CONFIG_NAME).stem]

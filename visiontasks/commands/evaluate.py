@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import json
-import math
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from visiontasks.errors import InvalidInputError, MissingFileError, UserInputError
+from visiontasks.outputs.classification_files import read_classification_predictions, read_csv
+from visiontasks.outputs.detection_files import read_coco_results, read_yolo_predictions
 from visiontasks.outputs.report import fmt, nanmean, plot_matrix, write_matrix_csv, write_metrics
 
 TASKS = ("detection", "segmentation", "classification")
@@ -84,90 +83,13 @@ def _read_gt_detection(args: argparse.Namespace):  # noqa: ANN202 - DetectionSpl
     return split
 
 
-def _read_pred_coco(path: Path, split) -> dict[int, list[tuple[list[float], float, int]]]:  # noqa: ANN001
-    """COCO results JSON -> ``{image_id: [(xyxy, score, label)]}``."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InvalidInputError(f"predictions {path}: not a COCO results JSON ({err})") from None
-    if isinstance(data, dict) and "annotations" in data:
-        data = data["annotations"]
-    if not isinstance(data, list):
-        raise InvalidInputError(f"predictions {path}: expected a list of {{image_id, category_id, bbox, score}}")
-    label_of = {cid: i for i, cid in enumerate(split.category_ids)}
-    ids = {r.image_id for r in split.records}
-    out: dict[int, list] = {}
-    for n, d in enumerate(data):
-        try:
-            image_id, cat, (x, y, w, h), score = int(d["image_id"]), int(d["category_id"]), d["bbox"], float(d["score"])
-            x, y, w, h = float(x), float(y), float(w), float(h)
-        except (KeyError, TypeError, ValueError):
-            raise InvalidInputError(
-                f"predictions {path}, entry {n}: needs image_id, category_id, bbox [x, y, w, h] and score"
-            ) from None
-        if image_id not in ids:
-            raise InvalidInputError(
-                f"predictions {path}, entry {n}: image_id {image_id} is not in the ground truth; the ids must "
-                "be the ground truth's (COCO: the file's image ids; VOC/YOLO: the image's index in the split)"
-            )
-        if cat not in label_of:
-            raise InvalidInputError(
-                f"predictions {path}, entry {n}: category_id {cat} is not one of the ground truth's "
-                f"{split.category_ids}"
-            )
-        if not all(map(math.isfinite, (x, y, w, h, score))):
-            raise InvalidInputError(f"predictions {path}, entry {n}: bbox or score is not a finite number")
-        out.setdefault(image_id, []).append(([x, y, x + w, y + h], score, label_of[cat]))
-    return out
-
-
-def _read_pred_yolo(folder: Path, split) -> dict[int, list[tuple[list[float], float, int]]]:  # noqa: ANN001
-    """A folder of ``<image stem>.txt`` with ``class cx cy w h score`` (normalised) per line."""
-    from visiontasks.data.detection.common import image_size_of
-
-    by_stem: dict[str, Any] = {}
-    for r in split.records:
-        if Path(r.path).stem in by_stem:
-            raise InvalidInputError(
-                f"ground truth images {by_stem[Path(r.path).stem].path} and {r.path} share the stem "
-                f"{Path(r.path).stem!r}; YOLO predictions are paired by stem, use COCO results JSON instead"
-            )
-        by_stem[Path(r.path).stem] = r
-    out: dict[int, list] = {}
-    k = len(split.class_names)
-    for txt in sorted(folder.glob("*.txt")):
-        rec = by_stem.get(txt.stem)
-        if rec is None:
-            continue
-        h, w = rec.size or image_size_of(Path(rec.path))
-        for line_no, line in enumerate(txt.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            try:
-                cls, cx, cy, bw, bh, score = int(parts[0]), *map(float, parts[1:6])
-                if len(parts) != 6:
-                    raise ValueError
-            except (ValueError, IndexError):
-                raise InvalidInputError(
-                    f"predictions {txt}, line {line_no}: expected 'class cx cy w h score' (normalised)"
-                ) from None
-            if not 0 <= cls < k or not all(map(math.isfinite, (cx, cy, bw, bh, score))):
-                raise InvalidInputError(
-                    f"predictions {txt}, line {line_no}: class {cls} outside 0..{k - 1} or a value is not finite"
-                )
-            box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
-            out.setdefault(rec.image_id, []).append((box, score, cls))
-    return out
-
-
 def evaluate_detection(args: argparse.Namespace) -> dict[str, Any]:
     from visiontasks.metrics.detection_diagnostics import ImageBoxes
     from visiontasks.outputs.report import write_detection_report
 
     split = _read_gt_detection(args)
     pred_path = _need(args.pred, "predictions")
-    preds = _read_pred_yolo(pred_path, split) if pred_path.is_dir() else _read_pred_coco(pred_path, split)
+    preds = read_yolo_predictions(pred_path, split) if pred_path.is_dir() else read_coco_results(pred_path, split)
     gts, dets = [], []
     for r in split.records:
         gts.append(ImageBoxes(np.asarray(r.boxes, np.float64).reshape(-1, 4), np.asarray(r.labels, np.int64)))
@@ -265,16 +187,6 @@ def evaluate_segmentation(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- classification ----------------------------------------------------------------------------------------
-def _read_csv(path: Path, what: str) -> tuple[list[str], list[dict[str, str]]]:
-    try:
-        with open(_need(path, what), newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            return list(reader.fieldnames or []), rows
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise InvalidInputError(f"{what} {path}: not a readable CSV ({err})") from None
-
-
 def _gt_classification(path: Path) -> tuple[dict[str, str], list[str]]:
     """``{id: class name}`` and the class names (a folder: its class sub-folders, sorted)."""
     if path.is_dir():
@@ -285,7 +197,7 @@ def _gt_classification(path: Path) -> tuple[dict[str, str], list[str]]:
         except ValueError as err:
             raise InvalidInputError(str(err)) from None
         return {str(p): classes[i] for p, i in zip(paths, labels)}, classes
-    cols, rows = _read_csv(path, "ground truth")
+    cols, rows = read_csv(path, "ground truth")
     label_col = next((c for c in ("label", "name", "class") if c in cols), None)
     if "id" not in cols or label_col is None:
         raise InvalidInputError(f"ground truth {path}: needs the columns id and label (class name), has {cols}")
@@ -295,10 +207,7 @@ def _gt_classification(path: Path) -> tuple[dict[str, str], list[str]]:
 
 def evaluate_classification(args: argparse.Namespace) -> dict[str, Any]:
     gt, gt_names = _gt_classification(_need(args.gt, "ground truth"))
-    cols, rows = _read_csv(Path(args.pred), "predictions")
-    prob_cols = [c for c in cols if c.startswith("p_")]
-    if "id" not in cols or ("name" not in cols and not prob_cols):
-        raise InvalidInputError(f"predictions {args.pred}: needs the columns id and name (or p_<class>), has {cols}")
+    cols, rows, prob_cols = read_classification_predictions(args.pred)
     names = [c[2:] for c in prob_cols] if prob_cols else sorted(set(gt_names) | {r["name"] for r in rows})
     unknown = sorted(set(gt.values()) - set(names))
     if unknown:

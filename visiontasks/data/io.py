@@ -12,12 +12,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from visiontasks.errors import InvalidInputError
+from visiontasks.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported; stated once there)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
-# ImageNet statistics of 0..1 RGB pixels: the default normalisation of every task's transforms
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def list_image_files(folder: str | Path, recursive: bool = False) -> list[Path]:

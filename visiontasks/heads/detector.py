@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -79,6 +79,14 @@ class Detector(nn.Module):
     year: ClassVar[int] = 0
     num_classes: int
     size_divisible: int = 32
+
+    @classmethod
+    def box_priors(cls, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The box priors the detector built with ``settings`` (its ``model_kwargs``) compares
+        boxes with, in model-input pixels, without building it (read by ``visiontasks check``):
+        ``{"kind": "anchors", "boxes": [(w, h), ...], "sizes", "ratios", "note"}``,
+        ``{"kind": "grid", "S": S}``, or ``None`` when it has none."""
+        return None
 
     def forward(
         self,
@@ -139,6 +147,15 @@ def detector_paper(name: str) -> tuple[str, int]:
     states none)."""
     factory = DETECTORS[name]
     return getattr(factory, "paper", "") or name, int(getattr(factory, "year", 0) or 0)
+
+
+def detector_priors(name: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The box priors of detector ``name`` with ``settings`` (``Detector.box_priors`` of its class,
+    plus ``"name"``); ``{"kind": "none", "name": name}`` when it has none or is not registered."""
+    factory = DETECTORS.get(name)
+    read = getattr(factory, "box_priors", None)
+    priors = read(dict(settings or {})) if read is not None else None
+    return {"kind": "none", "name": name} if priors is None else {**priors, "name": name}
 
 
 def build_detector(name: str, backbone: Backbone, num_classes: int, **kwargs: Any) -> Detector:

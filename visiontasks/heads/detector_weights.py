@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from visiontasks.backbones import Backbone, get_spec
 from visiontasks.backbones._transfer import canonical_keys
-from visiontasks.errors import InvalidInputError, MissingFileError
+from visiontasks.checkpoints import read_state_dict
+from visiontasks.errors import InvalidInputError
 
 TORCHVISION_WEIGHTS = "FasterRCNN_ResNet50_FPN_Weights"
 CLASS_SPECIFIC = ("roi_heads.box_predictor.cls_score.", "roi_heads.box_predictor.bbox_pred.")
@@ -41,16 +41,7 @@ def torchvision_detector_state(weights: str | os.PathLike, enum: str = TORCHVISI
     ``FasterRCNN_ResNet50_FPN_Weights``; ``COCO_V1``, ``DEFAULT``; downloaded here) or a file."""
     text = str(weights)
     if isinstance(weights, os.PathLike) or os.sep in text or text.endswith((".pth", ".pt", ".bin")):
-        path = Path(text)
-        if not path.is_file():
-            raise MissingFileError(f"detector weights file {path} does not exist")
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("model", "state_dict"):
-            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-                obj = obj[key]
-        if not isinstance(obj, dict):
-            raise InvalidInputError(f"{path} holds a {type(obj).__name__}, not a state_dict")
-        return obj
+        return read_state_dict(text, "detector weights file")
     from torchvision.models import get_weight
 
     try:

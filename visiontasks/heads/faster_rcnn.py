@@ -27,7 +27,8 @@ labels are shifted by +1 inside and back by -1 on the way out.
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Mapping, Sequence
 
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -41,6 +42,10 @@ from visiontasks.errors import InvalidInputError
 from .detector import ExportSupport, pick_feature, register_detector
 from .detector_weights import load_torchvision_detector
 from .two_stage import RoIMaxPool, TwoStageDetector, box_roi_heads
+
+
+ASPECT_RATIOS = (0.5, 1.0, 2.0)  # anchor height / width, the default at every level
+FPN_LEVELS_ASSUMED = 5  # FPN levels when the backbone is not known (ResNet: 4 outputs + the max-pooled one)
 
 
 def _anchor_sizes(
@@ -102,6 +107,23 @@ class FasterRCNN(TwoStageDetector):
 
     paper = "Faster R-CNN"
     year = 2015
+
+    @classmethod
+    def box_priors(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The RPN's anchor shapes ``(w, h)`` in model-input pixels, every size x every ratio (the
+        default sizes of :func:`_anchor_sizes`; with ``fpn`` and no sizes, 5 levels are assumed)."""
+        sizes = settings.get("anchor_sizes")
+        note = ""
+        if sizes is None:
+            fpn = bool(settings.get("fpn"))
+            sizes = [s for level in _anchor_sizes(None, FPN_LEVELS_ASSUMED if fpn else 1, fpn) for s in level]
+            if fpn:
+                note = f"FPN default sizes, one per level ({FPN_LEVELS_ASSUMED} levels assumed, as ResNet)"
+        flat = [float(v) for s in sizes for v in (s if isinstance(s, (list, tuple)) else [s])]
+        ratios = [float(r) for r in settings.get("aspect_ratios", ASPECT_RATIOS)]
+        # torchvision's AnchorGenerator: ratio = h / w, h = size * sqrt(ratio), w = size / sqrt(ratio)
+        boxes = [(s / math.sqrt(r), s * math.sqrt(r)) for s in flat for r in ratios]
+        return {"kind": "anchors", "boxes": boxes, "sizes": flat, "ratios": ratios, "note": note}
     # traced exports (torchvision's own export path); torch.export stops at the data-dependent branches
     export_support = ExportSupport(
         formats=("onnx", "torchscript"), dynamic_size=True,
@@ -119,7 +141,7 @@ class FasterRCNN(TwoStageDetector):
         feature: str | None = None,
         feature_stride: int | None = None,
         anchor_sizes: Sequence[float] | Sequence[Sequence[float]] | None = None,
-        aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        aspect_ratios: Sequence[float] = ASPECT_RATIOS,
         roi_op: str = "align",
         roi_output_size: int = 7,
         roi_sampling_ratio: int = 2,

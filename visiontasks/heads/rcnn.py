@@ -43,6 +43,7 @@ from torchvision.models.detection._utils import BalancedPositiveNegativeSampler,
 from torchvision.ops import box_iou, roi_align
 
 from visiontasks.backbones import Backbone
+from visiontasks.checkpoints import read_state_dict
 from visiontasks.errors import InvalidInputError
 from visiontasks.ops import postprocess_detections
 
@@ -67,9 +68,8 @@ def context_boxes(boxes: Tensor, warp_size: int, padding: float) -> Tensor:
 
 def load_detector_weights(module: nn.Module, path: str | Path) -> None:
     """Load ``module``'s weights from a Lightning checkpoint or a state dict file (keys may carry any
-    prefix such as ``model.detector.``). Only load files you trust (pickle)."""
-    blob = torch.load(Path(path), map_location="cpu", weights_only=False)
-    state = blob.get("state_dict", blob) if isinstance(blob, dict) else blob
+    prefix such as ``model.detector.``), read by :func:`visiontasks.checkpoints.read_state_dict`."""
+    state = read_state_dict(path, "detector weights file")
     own = module.state_dict()
     first = next(iter(own))
     prefixes = [k[: -len(first)] for k in state if k.endswith(first)]

@@ -28,7 +28,7 @@ object is assigned there.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +52,9 @@ def _conv_bn(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1, inplace=True)
     )
+
+
+GRID_SIZE = 7  # S, the paper's
 
 
 @register_detector("yolov1")
@@ -90,11 +93,16 @@ class YOLOv1(Detector):
         reason="YOLOv1 exports at one input size (its S x S grid pooling and box scaling are fixed to it)",
     )
 
+    @classmethod
+    def box_priors(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The S x S grid of cells a box centre falls in (``grid_size``, default 7)."""
+        return {"kind": "grid", "S": int(settings.get("grid_size", GRID_SIZE))}
+
     def __init__(
         self,
         backbone: Backbone,
         num_classes: int,
-        grid_size: int = 7,
+        grid_size: int = GRID_SIZE,
         boxes_per_cell: int = 2,
         feature: str | None = None,
         feature_stride: int | None = None,

@@ -18,7 +18,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from visiontasks.errors import InvalidInputError, MissingFileError
-from visiontasks.preprocessing import Preprocessing
+from visiontasks.preprocessing import Preprocessing, pair
 
 from ..base import NumWorkers, VisionDataModule, check_sizes
 from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, resize_to, shrink_size
@@ -99,7 +99,7 @@ class ClassificationDataModule(VisionDataModule):
         source_class = CLASSIFICATION_SOURCES.get(source)  # an unknown name lists the available ones
         self.source = source
         self.root = Path(root) if root else Path("data") / source
-        self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.image_size = pair(image_size)
         self.in_chans = in_chans
         self.seed = seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction

@@ -7,9 +7,7 @@ from typing import Literal, Sequence
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
-from visiontasks.preprocessing import Preprocessing
-
-from ..io import IMAGENET_MEAN, IMAGENET_STD
+from visiontasks.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 Augment = Literal["none", "light", "standard"]
 
@@ -52,7 +50,7 @@ def classification_transforms(
         else:
             ops.append(A.RandomBrightnessContrast(0.2, 0.2, p=0.8))
     else:
-        ops.append(A.Resize(h, w))
+        ops += Preprocessing("stretch", (h, w)).resize_ops()  # the resize only: its mean/std are unused
         if train and augment == "light":
             ops += [
                 A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-10, 10), p=0.7),

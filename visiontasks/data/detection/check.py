@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from visiontasks.errors import UserInputError
+from visiontasks.preprocessing import Preprocessing, pair
 
 from ..check import CheckJob, ImageJob, Problem, SampleInfo, collect, read_checked
 from ..io import list_image_files
@@ -251,20 +252,14 @@ def coco_split_jobs(annotation_file: Path, image_dir: str, root: Path, split: st
 
 
 def input_scale(size: tuple[int, int], image_size: int | Sequence[int] | None, resize: str) -> tuple[float, float]:
-    """``(sx, sy)``: how the datamodule's evaluation resize scales an image of ``size`` (H, W) (the
-    rules of :func:`~visiontasks.data.detection.transforms.build_detection_transform`, without
-    augmentation), so box sizes can be compared with a model's anchors in model-input pixels."""
-    if resize == "none" or image_size is None:
-        return 1.0, 1.0
-    th, tw = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
-    h, w = size
-    if resize == "letterbox":
-        s = min(th / h, tw / w)
-        return s, s
-    if resize == "shortest_edge":  # (min, max): shorter side to min unless the longer passes max
-        s = min(th / min(h, w), tw / max(h, w))
-        return s, s
-    return tw / w, th / h  # stretch
+    """``(sx, sy)``: how the datamodule's evaluation resize scales an image of ``size`` (H, W)
+    (:meth:`~visiontasks.preprocessing.Preprocessing.scale`), so box sizes can be compared with a
+    model's anchors in model-input pixels."""
+    return _prep(image_size, resize).scale(size)
+
+
+def _prep(image_size: int | Sequence[int] | None, resize: str) -> Preprocessing:
+    return Preprocessing("none") if resize == "none" or image_size is None else Preprocessing(resize, pair(image_size))
 
 
 def voc_split_jobs(root: Path, spec: str, split: str, class_names: list[str], keep_difficult: bool) -> SplitJobs:
@@ -296,10 +291,6 @@ def voc_split_jobs(root: Path, spec: str, split: str, class_names: list[str], ke
 
 
 def input_canvas(size: tuple[int, int], image_size: int | Sequence[int] | None, resize: str) -> tuple[int, int]:
-    """(H, W) of the model input an image of ``size`` becomes (the padded square for ``letterbox``);
-    with ``none`` / ``shortest_edge`` the batch pads to its largest image, unknown here, so the
-    resized image itself."""
-    if resize in ("letterbox", "stretch") and image_size is not None:
-        return (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
-    sx, sy = input_scale(size, image_size, resize)
-    return int(round(size[0] * sy)), int(round(size[1] * sx))
+    """(H, W) of the model input an image of ``size`` becomes
+    (:meth:`~visiontasks.preprocessing.Preprocessing.canvas`)."""
+    return _prep(image_size, resize).canvas(size)

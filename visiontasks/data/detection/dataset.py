@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visiontasks.data.io import ImageInput, read_image
-from visiontasks.preprocessing import Preprocessing
+from visiontasks.preprocessing import Preprocessing, pair
 
 from .common import DetectionRecord
 from .masks import decode_masks
@@ -113,18 +113,10 @@ def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> Det
     return DetectionDataset(records, eval_transform(prep))
 def working_scale(size: tuple[int, int], image_size: int | Sequence[int] | None, resize: str, zoom: float) -> float:
     """How much of the file ``size`` (H, W) the pipeline can use: the scale its resize applies times
-    ``zoom`` (the largest training scale; 1 for evaluation). ``resize: none`` keeps the file."""
+    ``zoom`` (the largest training scale; 1 for evaluation); :meth:`Preprocessing.working_scale`."""
     if resize == "none" or image_size is None:
         return 1.0
-    h0, w0 = size
-    th, tw = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
-    if resize == "letterbox":
-        scale = min(th / h0, tw / w0)
-    elif resize == "stretch":
-        scale = max(th / h0, tw / w0)
-    else:  # shortest_edge: (min, max)
-        scale = min(th / min(h0, w0), tw / max(h0, w0))
-    return scale * max(1.0, zoom)
+    return Preprocessing(resize, pair(image_size)).working_scale(size, zoom)
 
 
 def detection_image_cache(

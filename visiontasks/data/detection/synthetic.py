@@ -24,6 +24,7 @@ from PIL import Image
 from visiontasks.data.shapes import SHAPE_NAMES, render_scene
 from visiontasks.data.synthetic import build_synthetic
 from visiontasks.errors import InvalidInputError
+from visiontasks.preprocessing import pair
 
 from .common import DetectionRecord
 from .masks import encode_mask
@@ -64,7 +65,7 @@ def write_synthetic_detection(
         raise ValueError(f"synthetic instance masks are written in the coco layout, not {format!r}")
     reader = DETECTION_READERS.get(format)
     splits = dict(splits or {"train": 200, "val": 50})
-    h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(int(v) for v in image_size)
+    h, w = pair(image_size)
     settings = {
         "version": _VERSION, "format": format, "splits": splits, "image_size": [h, w],
         "num_classes": num_classes, "min_objects": min_objects, "max_objects": max_objects,

@@ -23,31 +23,14 @@ import cv2
 import numpy as np
 import torch
 
-from albumentations.augmentations.geometric.resize import MaxSizeTransform
 from albumentations.pytorch import ToTensorV2
 
-from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD
-from visiontasks.errors import InvalidInputError
-from visiontasks.preprocessing import Preprocessing
+from visiontasks.preprocessing import RESIZE_MODES, IMAGENET_MEAN, IMAGENET_STD, Preprocessing, preprocessing_of  # noqa: F401
+from visiontasks.preprocessing.albumentations_ops import ShortestEdgeResize, mean_fill  # noqa: F401  (re-exported)
 from visiontasks.ops.geometry import boxes_to_original  # noqa: F401  (re-exported: data.detection API)
 
-RESIZE_MODES = ("letterbox", "stretch", "shortest_edge", "none")
 
 KIND_GT, KIND_PROPOSAL, KIND_FRAME = 0, 1, 2
-
-
-class ShortestEdgeResize(MaxSizeTransform):
-    """Scale (aspect kept) so the shorter side is ``min_size``, unless the longer side would then
-    exceed ``max_size`` (e.g. 800 / 1333 as torchvision's Faster R-CNN). Boxes follow (albumentations
-    keeps them normalised, so only the scale is computed here)."""
-
-    def __init__(self, min_size: int, max_size: int, p: float = 1.0) -> None:
-        super().__init__(max_size=max_size, p=p)
-        self.min_size, self.max_side = int(min_size), int(max_size)
-
-    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
-        h, w = params["shape"][:2]
-        return {"scale": min(self.min_size / min(h, w), self.max_side / max(h, w))}
 
 
 @dataclass
@@ -77,24 +60,9 @@ def build_detection_transform(
     ids=[K][, masks=list of uint8 [H, W]])`` (``ids``: each box's index, to find its mask after boxes
     were dropped).
     """
-    if resize not in RESIZE_MODES:
-        raise InvalidInputError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    ops: list[A.BasicTransform] = []
-    fill = tuple(int(round(m * 255)) for m in mean)  # pad with the mean colour: 0 after normalising
-    if resize != "none":
-        if image_size is None:
-            raise InvalidInputError(f"resize={resize!r} needs image_size")
-        h, w = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
-        if resize == "shortest_edge":
-            ops.append(ShortestEdgeResize(h, w))
-        elif resize == "letterbox":
-            ops += [
-                A.LongestMaxSize(max_size_hw=(h, w)),
-                A.PadIfNeeded(min_height=h, min_width=w, position="center",
-                              border_mode=cv2.BORDER_CONSTANT, fill=fill),
-            ]
-        else:
-            ops.append(A.Resize(h, w))
+    prep = preprocessing_of(image_size, resize, mean, std)
+    ops: list[A.BasicTransform] = prep.resize_ops()
+    fill = mean_fill(prep)  # pad with the mean colour: 0 after normalising
     if train:
         aug = augment or AugmentConfig()
         if aug.hflip > 0:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from visiontasks.errors import InvalidInputError
+from visiontasks.preprocessing import pair
 
 from ..shapes import SHAPE_NAMES, render_scene
 from ..synthetic import STAMP, build_synthetic  # noqa: F401  (STAMP: this module's earlier API)
@@ -47,7 +48,7 @@ def write_synthetic_segmentation(
     half-written set behind. A ``root`` holding other files (no stamp) is never overwritten.
     """
     root = Path(root)
-    h, w = (image_size, image_size) if isinstance(image_size, int) else map(int, image_size)
+    h, w = pair(image_size)
     if len(counts) != 3 or min(counts) < 0:
         raise InvalidInputError(f"counts must be three non-negative numbers (train, val, test), got {counts}")
     settings = {

@@ -12,17 +12,7 @@ import albumentations as A
 import cv2
 
 from visiontasks.errors import InvalidInputError
-from visiontasks.preprocessing import Preprocessing
-
-from ..io import IMAGENET_MEAN, IMAGENET_STD
-
-
-def _pair(size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    if len(size) != 2:
-        raise InvalidInputError(f"a size is an int or [H, W], got {size}")
-    return int(size[0]), int(size[1])
+from visiontasks.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, pair
 
 
 def segmentation_train_transforms(
@@ -51,7 +41,7 @@ def segmentation_train_transforms(
             )
         )
     if crop_size is not None:
-        h, w = _pair(crop_size)
+        h, w = pair(crop_size)
         fill = tuple(255.0 * m for m in mean) if len(mean) == 3 else 255.0 * mean[0]
         steps += [
             A.PadIfNeeded(h, w, border_mode=cv2.BORDER_CONSTANT, fill=fill, fill_mask=ignore_index),
