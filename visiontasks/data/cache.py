@@ -41,10 +41,9 @@ import os
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -244,21 +243,13 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX ``flock``); a no-op where fcntl does not exist."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
+def locked(lock_path: Path) -> Any:
+    """An exclusive lock between the processes of this machine (DDP ranks building one cache):
+    ``filelock.FileLock`` (fcntl on POSIX, msvcrt on Windows; torch depends on it already)."""
+    from filelock import FileLock
+
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return FileLock(str(lock_path))
 
 
 # -- filling ---------------------------------------------------------------------------------------
@@ -421,7 +412,7 @@ def _disk_cache(
                            "root": os.path.commonpath([str(Path(p).resolve()) for p in files]) if files else ""})
     files_key = _digest([_file_key(Path(p)) for p in files])
     folder = root / f"{name}-{setting_key}-{files_key}"
-    with _locked(root / f".{name}-{setting_key}.lock"):
+    with locked(root / f".{name}-{setting_key}.lock"):
         if not (folder / "index.npz").is_file():
             for stale in root.glob(f"{name}-{setting_key}-*"):  # same data and settings, older files
                 shutil.rmtree(stale, ignore_errors=True)

@@ -26,7 +26,6 @@ import os
 import sys
 import warnings
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -34,6 +33,7 @@ import numpy as np
 
 from visiontasks.errors import InvalidInputError
 
+from ..cache import locked
 from ..io import read_image
 from .selective_search import SelectiveSearchSettings, selective_search
 
@@ -72,23 +72,6 @@ def _pool_context() -> mp.context.BaseContext:
     if sys.platform == "linux":
         return mp.get_context("fork")
     return mp.get_context("spawn")
-
-
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX ``flock``); a no-op where fcntl does not exist."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no cross-process lock; the atomic rename still protects the file
-        yield
-        return
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class ProposalCache:
@@ -247,7 +230,7 @@ class ProposalCache:
 
     def ensure(self) -> "ProposalCache":
         """Load the file, compute missing or stale entries, save, and keep the boxes in memory."""
-        with _locked(self.cache_dir / f".{self.path.name}.lock"):
+        with locked(self.cache_dir / f".{self.path.name}.lock"):
             entries = self._read()
             keys = [_file_key(p) for p in self.image_paths]
             missing = sorted({k for k in keys if k not in entries})
