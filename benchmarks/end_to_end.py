@@ -277,6 +277,26 @@ def _files(folder: Path) -> list[Path]:
     return list_image_files(folder, recursive=True)
 
 
+def _decode_image_folder(folder: Path, chans: int, classes: list[str], size: int | None = None) -> list[tuple]:
+    """``(uint8 [H, W, chans], label)`` of every image under ``folder/<class>/``, resized to
+    ``size`` x ``size`` (bilinear) when given."""
+    from PIL import Image
+
+    out = []
+    for p in _files(folder):
+        with Image.open(p) as im:
+            im = im.convert("L" if chans == 1 else "RGB")
+            arr = np.asarray(im.resize((size, size), Image.BILINEAR) if size else im)
+        out.append((arr[..., None] if chans == 1 else arr, classes.index(p.parent.name)))
+    return out
+
+
+def _train_step(opt: Any, loss: Any) -> None:
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def plain_classification(case: dict[str, Any], root: Path, epochs: int) -> dict[str, float]:
     import torch
     import torch.nn.functional as F
@@ -291,13 +311,7 @@ def plain_classification(case: dict[str, Any], root: Path, epochs: int) -> dict[
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
 
     def decode(split: str) -> list[tuple]:
-        mode = "L" if chans == 1 else "RGB"
-        out = []
-        for p in _files(root / split):
-            with Image.open(p) as im:
-                arr = np.asarray(im.convert(mode))
-            out.append((arr[..., None] if chans == 1 else arr, classes.index(p.parent.name)))
-        return out
+        return _decode_image_folder(root / split, chans, classes)
 
     mean, std = default_mean_std(chans)
     train_t = classification_transforms(size, True, d["augment"], mean, std, chans)
@@ -315,9 +329,7 @@ def plain_classification(case: dict[str, Any], root: Path, epochs: int) -> dict[
         model.train()
         for x, y in train_dl:
             loss = F.cross_entropy(model(x.to(dev)), y.to(dev))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _train_step(opt, loss)
         model.eval()
         correct = 0
         with torch.no_grad():
@@ -344,14 +356,9 @@ def tensor_classification(case: dict[str, Any], root: Path, epochs: int) -> dict
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
 
     def decode(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        mode = "L" if chans == 1 else "RGB"
-        images, labels = [], []
-        for p in _files(root / split):
-            with Image.open(p) as im:
-                arr = np.asarray(im.convert(mode).resize((size, size), Image.BILINEAR))
-            images.append(arr[..., None] if chans == 1 else arr)
-            labels.append(classes.index(p.parent.name))
-        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+        items = _decode_image_folder(root / split, chans, classes, size)
+        images = torch.from_numpy(np.stack([a for a, _ in items])).permute(0, 3, 1, 2).contiguous()
+        return images, torch.tensor([y for _, y in items])
 
     dev = _device()
     (xs, ys), (xv, yv) = decode("train"), decode("val")
@@ -374,9 +381,7 @@ def tensor_classification(case: dict[str, Any], root: Path, epochs: int) -> dict
             rows, cols = (ar[None] + dy)[:, None, :, None], (ar[None] + dx)[:, None, None, :]
             x = x[torch.arange(len(idx), device=dev)[:, None, None, None], torch.arange(chans, device=dev)[None, :, None, None], rows, cols]
             loss = F.cross_entropy(model((x - mean) / std), ys[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _train_step(opt, loss)
         model.eval()
         correct = 0
         with torch.no_grad():
@@ -432,9 +437,7 @@ def plain_segmentation(case: dict[str, Any], root: Path, epochs: int) -> dict[st
         model.train()
         for b in train_dl:
             loss = F.cross_entropy(model(b["image"].to(dev)), b["mask"].to(dev), ignore_index=255)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _train_step(opt, loss)
         model.eval()
         conf = torch.zeros(k * k, dtype=torch.long)
         with torch.no_grad():
@@ -497,9 +500,7 @@ def plain_detection(case: dict[str, Any], root: Path, epochs: int) -> dict[str, 
         for images, targets in train_dl:
             tg = [{"boxes": t["boxes"].to(dev), "labels": t["labels"].to(dev)} for t in targets]
             loss = sum(detector([x.to(dev) for x in images], tg).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _train_step(opt, loss)
         detector.eval()
         found = 0
         with torch.no_grad():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 # Lightning gives its logger a StreamHandler bound to sys.stderr when first imported. visiontasks.cli
 # no longer imports Lightning, so without this the first import would happen inside a test, under
@@ -36,3 +37,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def write_image_folder(root: Path, n: int, size: tuple[int, int], grid: tuple[int, int]) -> Path:
+    """``n`` smooth RGB PNGs of ``size`` (H, W) in ``root/train/c{0,1}/`` (random ``grid`` colours
+    upsampled bilinearly), seeded: the ImageFolder of the cache and in-memory tests."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k in range(n):
+        cls = root / "train" / f"c{k % 2}"
+        cls.mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray(rng.integers(0, 255, (*grid, 3), dtype=np.uint8)).resize(size[::-1], Image.BILINEAR)
+        img.save(cls / f"{k}.png")
+    return root

@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_image_folder
+
 from visiontasks.data import ClassificationDataModule, DetectionDataModule, SegmentationDataModule
 from visiontasks.data import cache as cache_mod
 from visiontasks.data.base import resolve_num_workers
@@ -18,13 +20,7 @@ from visiontasks.ops import boxes_to_original
 
 
 def _image_folder(root: Path, n: int = 6, size: tuple[int, int] = (90, 120)) -> Path:
-    rng = np.random.default_rng(0)
-    for k in range(n):
-        cls = root / "train" / f"c{k % 2}"
-        cls.mkdir(parents=True, exist_ok=True)
-        smooth = Image.fromarray(rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)).resize(size[::-1], Image.BILINEAR)
-        smooth.save(cls / f"{k}.png")
-    return root
+    return write_image_folder(root, n, size, grid=(6, 8))
 
 
 def _batches(dm, stage: str) -> list:

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from albumentations.augmentations.geometric import functional as fgeometric
 from PIL import Image
 
+from conftest import write_image_folder
+
 from visiontasks.data import ClassificationDataModule
 from visiontasks.data import base as base_mod
 from visiontasks.data import cache as cache_mod
@@ -25,13 +27,7 @@ from visiontasks.data.classification.transforms import classification_transforms
 
 
 def _image_folder(root: Path, n: int = 12, size: tuple[int, int] = (30, 40)) -> Path:
-    rng = np.random.default_rng(0)
-    for k in range(n):
-        cls = root / "train" / f"c{k % 2}"
-        cls.mkdir(parents=True, exist_ok=True)
-        img = Image.fromarray(rng.integers(0, 255, (5, 6, 3), dtype=np.uint8)).resize(size[::-1], Image.BILINEAR)
-        img.save(cls / f"{k}.png")
-    return root
+    return write_image_folder(root, n, size, grid=(5, 6))
 
 
 def _dm(root: Path, **kw) -> ClassificationDataModule:
