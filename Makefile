@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 ## The whole test suite (learning, bf16 and 2-process DDP runs included).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --durations=25
 
 ## Everything but the runs marked slow.
 test-fast: $(STAMP)
