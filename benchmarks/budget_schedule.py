@@ -39,7 +39,7 @@ def one_run(side: str, minutes: float, epochs: int, train_images: int | None, wo
             "--trainer.default_root_dir", str(work / side), "--trainer.enable_progress_bar", "false",
             "--data.init_args.root", str(work / "data")]
     if train_images:
-        args += ["--data.init_args.synthetic_counts", json.dumps([train_images, 50, 100])]
+        args += ["--data.init_args.synthetic.counts", json.dumps([train_images, 50, 100])]
     if side == "cosine":
         args += ["--model.lr_scheduler", json.dumps({"class_path": "torch.optim.lr_scheduler.CosineAnnealingLR",
                                                     "init_args": {"T_max": epochs}})]

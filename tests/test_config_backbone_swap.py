@@ -81,11 +81,12 @@ def _tiny(cfg: dict[str, Any], data_root: Path) -> dict[str, Any]:
     """The config on a tiny copy of its synthetic data (shared between configs of one layout)."""
     data = cfg["data"]["init_args"]
     data.update(root=str(data_root / Path(data["root"]).name), batch_size=2, num_workers=0)
-    if "synthetic" in data:  # detection
+    if "counts" in data["synthetic"]:  # segmentation
+        data["synthetic"].update(counts=[2, 2, 2], image_size=SIZE)
+        data.update(crop_size=SIZE, eval_batch_size=2)
+    else:  # detection
         data.update(image_size=SIZE)
         data["synthetic"].update(splits={"train": 2, "val": 2}, image_size=SIZE)
-    else:  # segmentation
-        data.update(synthetic_counts=[2, 2, 2], synthetic_size=SIZE, crop_size=SIZE, eval_batch_size=2)
     kwargs = cfg["model"]["init_args"].get("model_kwargs") or {}
     if kwargs.get("init_weights"):
         kwargs["init_weights"] = None  # stage 1's checkpoint (of the old backbone) is not here

@@ -17,6 +17,7 @@ from visiontasks.data import ClassificationDataModule, DetectionDataModule, Segm
 from visiontasks.data.classification import CLASSIFICATION_SOURCES, write_synthetic_image_folder
 from visiontasks.data.detection import DETECTION_READERS, write_synthetic_detection
 from visiontasks.data.io import list_image_files
+from visiontasks.errors import InvalidInputError
 from visiontasks.data.registry import Registry
 from visiontasks.data.segmentation import (
     SEGMENTATION_READERS,
@@ -206,13 +207,21 @@ def test_num_classes_and_class_names_right_after_init(tmp_path: Path) -> None:
     det = DetectionDataModule(format="coco", root=str(tmp_path / "det"), synthetic={"num_classes": 2})
     assert det.num_classes == 2 and det.class_names == ["circle", "square"] and det.category_ids == [1, 2]
     assert DetectionDataModule(format="voc", root=str(tmp_path / "none")).num_classes == 20
-    seg = SegmentationDataModule(str(tmp_path / "seg"), "synthetic", synthetic_shapes=3)
+    seg = SegmentationDataModule(str(tmp_path / "seg"), "synthetic", synthetic={"num_shapes": 3})
     assert seg.num_classes == 4 and seg.class_names[0] == "background"
     cls = ClassificationDataModule("synthetic", root=str(tmp_path / "cls"), synthetic_classes=3)
     assert cls.num_classes == 3 and cls.class_names == ["circle", "square", "triangle"]
     assert ClassificationDataModule("mnist", root=str(tmp_path / "mnist")).num_classes == 10
     assert ClassificationDataModule("cifar10", root=str(tmp_path / "c10")).class_names[0] == "airplane"
     assert not any((tmp_path / d).exists() for d in ("det", "seg", "cls", "mnist", "c10"))
+
+
+def test_segmentation_synthetic_settings_are_checked_by_name(tmp_path: Path) -> None:
+    """``synthetic:`` holds the writer's settings (as detection's): a misspelt one is one line with the
+    option, the closest name and the accepted ones, not the writer's TypeError at setup."""
+    with pytest.raises(InvalidInputError, match=r"data.init_args.synthetic: unknown setting 'num_shape'; "
+                                                r"did you mean 'num_shapes'\?; accepted: counts, image_size"):
+        SegmentationDataModule(str(tmp_path / "seg"), "synthetic", synthetic={"num_shape": 3})
     # the class tables that are read come from the class table alone
     yolo = write_synthetic_detection(tmp_path / "yolo", "yolo", splits={"train": 1}, image_size=32, num_classes=3)
     assert DetectionDataModule(format="yolo", root=str(yolo)).class_names == ["circle", "square", "triangle"]
@@ -237,8 +246,8 @@ def test_classification_sources_registered() -> None:
 
 # -- segmentation items carry the file's size ----------------------------------------------------------
 def test_segmentation_items_and_batches_carry_orig_size(tmp_path: Path) -> None:
-    dm = SegmentationDataModule(str(tmp_path / "s"), "synthetic", synthetic_counts=(3, 2, 2), synthetic_size=30,
-                                synthetic_shapes=2, crop_size=16, batch_size=2)
+    dm = SegmentationDataModule(str(tmp_path / "s"), "synthetic", synthetic={"counts": (3, 2, 2), "image_size": 30,
+                                "num_shapes": 2}, crop_size=16, batch_size=2)
     dm.setup("fit")
     item = dm.datasets["train"][0]
     assert item["size"] == (16, 16) and item["orig_size"] == (30, 30)
@@ -289,7 +298,7 @@ def _no_model_num_classes(config: Path) -> bool:
 
 
 @pytest.mark.parametrize("config, data_args, expected", [
-    ("segmentation/fcn32s_resnet18_shapes.yaml", ["--data.init_args.synthetic_shapes", "2"], 3),
+    ("segmentation/fcn32s_resnet18_shapes.yaml", ["--data.init_args.synthetic.num_shapes", "2"], 3),
     ("detection/yolov1_resnet18_shapes.yaml", ["--data.init_args.synthetic.num_classes", "2"], 2),
     ("classification/mobilenet_v2_synthetic.yaml", ["--data.init_args.synthetic_classes", "3"], 3),
 ])  # fmt: skip

@@ -62,8 +62,8 @@ def classifier_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def fcn_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("seg")
-    data = SegmentationDataModule(root=str(root / "data"), format="synthetic", synthetic_counts=(4, 2, 2),
-                                  synthetic_size=48, synthetic_shapes=2, crop_size=48, batch_size=4)
+    data = SegmentationDataModule(root=str(root / "data"), format="synthetic", synthetic={"counts": (4, 2, 2),
+                                  "image_size": 48, "num_shapes": 2}, crop_size=48, batch_size=4)
     task = SegmentationTask("fcn8s", "resnet18", num_classes=3, fc_channels=16, fc_kernel_size=1, dropout=0.0)
     return _fit(task, data, root / "seg.ckpt")
 

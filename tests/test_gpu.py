@@ -53,8 +53,8 @@ def build(family: str, root: Path, **task_kw: Any) -> tuple[Any, Any]:
                                       synthetic_classes=3, synthetic_per_class=12, num_workers=0)
         return ClassificationTask(backbone="resnet18", num_classes=3, **task_kw), dm
     if family == "segmentation":
-        dm = SegmentationDataModule(root=str(root / "seg"), format="synthetic", synthetic_counts=(12, 4, 2),
-                                    synthetic_size=48, synthetic_shapes=2, crop_size=48, batch_size=4, num_workers=0)
+        dm = SegmentationDataModule(root=str(root / "seg"), format="synthetic", synthetic={"counts": (12, 4, 2),
+                                    "image_size": 48, "num_shapes": 2}, crop_size=48, batch_size=4, num_workers=0)
         return SegmentationTask("fcn8s", "resnet18", num_classes=3, fc_channels=16, fc_kernel_size=1, **task_kw), dm
     data = write_synthetic_detection(root / "det", "coco", splits={"train": 8, "val": 4}, image_size=64,
                                      num_classes=2, max_objects=2, size_range=(0.2, 0.35),

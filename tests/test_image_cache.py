@@ -88,7 +88,7 @@ def test_ram_cache_is_shared_with_loader_workers(tmp_path: Path) -> None:
 
 
 def test_segmentation_cache_keeps_full_resolution_and_masks(tmp_path: Path) -> None:
-    kw = dict(format="synthetic", synthetic_counts=(4, 3, 2), synthetic_size=40, num_workers=0, batch_size=2,
+    kw = dict(format="synthetic", synthetic={"counts": (4, 3, 2), "image_size": 40}, num_workers=0, batch_size=2,
               cache_dir=str(tmp_path / "cache"))
     out = {}
     for mode in ("none", "ram", "disk"):

@@ -57,8 +57,8 @@ def segmenter_config(tmp_path: Path) -> dict[str, Any]:
                   "init_args": {"model": "fcn8s", "backbone": "resnet18", "fc_channels": 16, "fc_kernel_size": 1,
                                 "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 2e-3}}}},
         "data": {"class_path": "visiontasks.data.SegmentationDataModule",
-                 "init_args": {"format": "synthetic", "root": str(root), "synthetic_counts": [TRAIN, VAL, 2],
-                               "synthetic_size": SIZE, "synthetic_shapes": 3, "seed": 1,
+                 "init_args": {"format": "synthetic", "root": str(root), "synthetic": {"counts": [TRAIN, VAL, 2],
+                               "image_size": SIZE, "num_shapes": 3}, "seed": 1,
                                "crop_size": SIZE, "batch_size": 1, "eval_batch_size": 1, "num_workers": 0}},
     }
 

@@ -52,8 +52,8 @@ def config(family: str, root: Path, photos: Path) -> dict:
         model = {"class_path": "visiontasks.tasks.SegmentationTask", "init_args": {
             "model": "fcn32s", "backbone": "resnet18", "fc_channels": 8, "fc_kernel_size": 1, "dropout": 0.0}}
         data = {"class_path": "visiontasks.data.SegmentationDataModule", "init_args": {
-            "format": "synthetic", "root": str(root / "data"), "synthetic_counts": [4, 2, 2], "synthetic_size": 32,
-            "synthetic_shapes": 2, "crop_size": 32, "batch_size": BATCH, "predict_root": str(photos)}}
+            "format": "synthetic", "root": str(root / "data"), "synthetic": {"counts": [4, 2, 2], "image_size": 32,
+            "num_shapes": 2}, "crop_size": 32, "batch_size": BATCH, "predict_root": str(photos)}}
     else:
         model = {"class_path": "visiontasks.tasks.DetectionTask", "init_args": {
             "model": "faster_rcnn", "backbone": "resnet18", "model_kwargs": {

@@ -14,6 +14,7 @@ that a later run would take for a finished one.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -21,8 +22,22 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from visiontasks.errors import InvalidInputError, did_you_mean
+
 STAMP = "synthetic.json"
 _OLD_STAMPS = (".synthetic.json",)  # the classification writer's earlier name: rebuilt, not refused
+
+
+def writer_settings(writer: Callable[..., Any], settings: dict[str, Any] | None, option: str) -> dict[str, Any]:
+    """``settings`` checked against the keyword arguments of a synthetic ``writer`` (all but its
+    ``root``): an unknown key is one error naming ``option`` and the accepted keys (with a
+    did-you-mean), instead of the writer's ``TypeError``."""
+    accepted = [n for n in inspect.signature(writer).parameters if n != "root"]
+    for key in settings or {}:
+        if key not in accepted:
+            raise InvalidInputError(f"{option}: unknown setting {key!r}{did_you_mean(key, accepted)}; "
+                                    f"accepted: {', '.join(accepted)}")
+    return dict(settings or {})
 
 
 def read_stamp(root: str | Path) -> dict[str, Any] | None:

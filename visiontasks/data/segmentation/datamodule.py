@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from torch.utils.data import DataLoader
@@ -17,7 +17,9 @@ from ..check import CheckPlan
 from ..io import IMAGENET_MEAN, IMAGENET_STD, image_size, list_image_files
 from .dataset import SegmentationDataset, pad_collate
 from .masks import MaskDecoder
+from ..synthetic import writer_settings
 from .readers import SEGMENTATION_READERS, ReaderOptions, SegmentationSample
+from .synthetic import write_synthetic_segmentation
 from .transforms import segmentation_eval_transforms, segmentation_train_transforms
 
 
@@ -55,9 +57,12 @@ class SegmentationDataModule(VisionDataModule):
             validation set out of train when there is no val split.
         crop_size, scale_range, hflip, color_jitter: training augmentation (see
             :func:`segmentation_train_transforms`). mean / std: normalisation.
-        synthetic_counts / synthetic_size / synthetic_shapes / synthetic_max_objects /
-            synthetic_size_range: the generated set (train, val, test counts; image side; shape
-            kinds, i.e. ``synthetic_shapes + 1`` classes with the background).
+        synthetic: the generated set of ``format: synthetic`` (keyword arguments of
+            :func:`~visiontasks.data.segmentation.write_synthetic_segmentation`: ``counts`` (train,
+            val, test; default ``[300, 100, 100]``), ``image_size`` (128), ``num_shapes`` (6 shape
+            kinds, i.e. 7 classes with the background), ``max_objects`` (3), ``size_range``
+            (``[0.15, 0.35]``), ``seed`` (default: the datamodule's ``seed``)), as detection's
+            ``synthetic``.
         predict_root: a folder of images to predict on (default: the test split's images).
         in_chans: 1 or 3 image channels.
         check: read every image and mask before training and stop with one error listing the
@@ -101,11 +106,7 @@ class SegmentationDataModule(VisionDataModule):
         color_jitter: float = 0.0,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        synthetic_counts: tuple[int, int, int] = (300, 100, 100),
-        synthetic_size: int = 128,
-        synthetic_shapes: int = 6,
-        synthetic_max_objects: int = 3,
-        synthetic_size_range: tuple[float, float] = (0.15, 0.35),
+        synthetic: dict[str, Any] | None = None,
         predict_root: str | None = None,
         in_chans: int = 3,
         batch_size: int = 8,
@@ -129,10 +130,7 @@ class SegmentationDataModule(VisionDataModule):
         self.ignore_index = ignore_index
         self.seed = seed
         self.in_chans = in_chans
-        synthetic = {
-            "counts": synthetic_counts, "image_size": synthetic_size, "num_shapes": synthetic_shapes,
-            "max_objects": synthetic_max_objects, "size_range": synthetic_size_range, "seed": seed,
-        }  # fmt: skip
+        synthetic = {"seed": seed, **writer_settings(write_synthetic_segmentation, synthetic, "data.init_args.synthetic")}
         options = ReaderOptions(image_dir, mask_dir, mask_suffix, skip_missing_masks, synthetic)
         self.reader = reader_class(self.root, options)
         self.class_names, remap = self._classes(class_names, num_classes, remap, ignore_ids)
