@@ -368,3 +368,13 @@ def test_check_reports_every_bad_coco_keypoint_annotation(tmp_path: Path, capsys
     assert code == 2
     assert "annotation 2 has 3 keypoint values" in text and "annotation 3: keypoint 0 has visibility 9" in text
     assert "annotation 1" not in text
+
+
+def test_check_reports_the_flip_refusal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _yolo(tmp_path / "y", ["0 0.5 0.5 0.4 0.5 0.5 0.25 2 0.25 0.5 1 0 0 0"], flip_idx=None, skeleton=[[0, 1]])
+    code, text = _check({"format": "yolo", "root": str(root), "keypoints": True}, tmp_path, capsys)
+    assert code == 2
+    line = [ln for ln in text.splitlines() if ln.startswith("error:") and "no flip_idx" in ln]
+    assert len(line) == 1 and str(root / "data.yaml") in line[0], text
+    code, text = _check({"format": "yolo", "root": str(root), "keypoints": True, "hflip": 0.0}, tmp_path, capsys)
+    assert code == 0, text

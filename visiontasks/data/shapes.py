@@ -129,7 +129,8 @@ def render_scene(
 # what its place says (the top-left corner of a square turned by 30 degrees is still the upper-left
 # one). A horizontal flip mirrors a shape into one of the same class turned the other way: its top-left
 # corner becomes the top-right one, hence the flip pairs.
-KEYPOINT_SHAPES: dict[int, tuple[str, ...]] = {4: ("square", "rectangle", "trapezoid"), 3: ("triangle", "right_triangle")}
+KEYPOINT_SHAPES: dict[int, tuple[str, ...]] = {4: ("square", "rectangle", "trapezoid"),
+                                               3: ("triangle", "right_triangle")}
 CORNER_NAMES: dict[int, list[str]] = {4: ["top_left", "top_right", "bottom_right", "bottom_left"],
                                       3: ["top", "bottom_right", "bottom_left"]}
 CORNER_FLIP: dict[int, list[int]] = {4: [1, 0, 3, 2], 3: [0, 2, 1]}

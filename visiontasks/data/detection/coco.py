@@ -242,7 +242,8 @@ def write_coco(
     cats = [{"id": cid, "name": n, "supercategory": "shape"} for cid, n in zip(category_ids, class_names)]
     if keypoint_spec is not None:
         for cat in cats:
-            cat.update(keypoints=list(keypoint_spec.names), skeleton=[[a + 1, b + 1] for a, b in keypoint_spec.skeleton])
+            cat.update(keypoints=list(keypoint_spec.names),
+                       skeleton=[[a + 1, b + 1] for a, b in keypoint_spec.skeleton])
             if keypoint_spec.sigmas is not None:
                 cat["sigmas"] = list(keypoint_spec.sigmas)
     Path(path).parent.mkdir(parents=True, exist_ok=True)

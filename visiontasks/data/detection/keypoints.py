@@ -82,7 +82,8 @@ def check_flip_idx(flip_idx: Any, num_keypoints: int, where: str) -> list[int]:
     try:
         idx = [int(i) for i in flip_idx]
     except (TypeError, ValueError):
-        raise DatasetFormatError(f"{where}: flip_idx must be a list of {num_keypoints} point indices, got {flip_idx!r}") from None
+        raise DatasetFormatError(
+            f"{where}: flip_idx must be a list of {num_keypoints} point indices, got {flip_idx!r}") from None
     if sorted(idx) != list(range(num_keypoints)):
         raise DatasetFormatError(
             f"{where}: flip_idx {idx} must list each of the {num_keypoints} keypoints 0..{num_keypoints - 1} once")

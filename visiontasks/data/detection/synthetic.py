@@ -27,8 +27,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from visiontasks.data.shapes import (CORNER_FLIP, CORNER_NAMES, KEYPOINT_SHAPES, SHAPE_NAMES, corner_skeleton,
-                                     render_corner_scene, render_scene)
+from visiontasks.data.shapes import (CORNER_FLIP, CORNER_NAMES, KEYPOINT_SHAPES, SHAPE_NAMES, CornerInstance,
+                                     corner_skeleton, render_corner_scene, render_scene)
 from visiontasks.data.synthetic import build_synthetic
 from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import pair
@@ -52,12 +52,23 @@ def synthetic_class_names(num_classes: int, num_keypoints: int | None = None) ->
     return list(names[:num_classes])
 
 
-def synthetic_keypoint_spec(num_keypoints: int = 4, keypoint_sigma: float = 0.05, source: str = "synthetic") -> KeypointSpec:
+def synthetic_keypoint_spec(num_keypoints: int = 4, keypoint_sigma: float = 0.05,
+                            source: str = "synthetic") -> KeypointSpec:
     """What the synthetic corner shapes declare: corner names by place, the polygon's edges, the
     flip pairs, one OKS sigma for every corner."""
     synthetic_class_names(1, num_keypoints)  # checks num_keypoints
     return KeypointSpec(list(CORNER_NAMES[num_keypoints]), corner_skeleton(num_keypoints),
                         list(CORNER_FLIP[num_keypoints]), [float(keypoint_sigma)] * num_keypoints, source)
+
+
+def _corner_record(path: Path, index: int, corners: list[CornerInstance], num_keypoints: int,
+                   size: tuple[int, int]) -> DetectionRecord:
+    """The record of one corner scene: boxes, labels and every corner as a visible point (v = 2)."""
+    points = np.zeros((len(corners), num_keypoints, 3), np.float32)
+    for k, c in enumerate(corners):
+        points[k, :, :2], points[k, :, 2] = c.corners, 2
+    return DetectionRecord(path, index, np.array([c.box for c in corners], np.float32).reshape(-1, 4),
+                           np.array([c.label for c in corners], np.int64), size, keypoints=points)
 
 
 def write_synthetic_detection(
@@ -92,7 +103,8 @@ def write_synthetic_detection(
     if keypoints and masks:
         raise ValueError("the synthetic corner shapes (keypoints) have no instance masks; use one of the two")
     if keypoints and not 0 <= max_rotation < 45:
-        raise InvalidInputError(f"synthetic max_rotation must be in [0, 45) degrees (corners named by place), got {max_rotation}")
+        raise InvalidInputError(
+            f"synthetic max_rotation must be in [0, 45) degrees (corners named by place), got {max_rotation}")
     reader = DETECTION_READERS.get(format)
     splits = dict(splits or {"train": 200, "val": 50})
     h, w = pair(image_size)
@@ -123,12 +135,7 @@ def write_synthetic_detection(
                         min_objects=0 if background else min_objects, size_range=tuple(size_range),
                         max_rotation=max_rotation)
                     Image.fromarray(image).save(path)
-                    points = np.zeros((len(corners), num_keypoints, 3), np.float32)
-                    for k, c in enumerate(corners):
-                        points[k, :, :2], points[k, :, 2] = c.corners, 2
-                    records.append(DetectionRecord(
-                        path, i, np.array([c.box for c in corners], np.float32).reshape(-1, 4),
-                        np.array([c.label for c in corners], np.int64), (h, w), keypoints=points))
+                    records.append(_corner_record(path, i, corners, num_keypoints, (h, w)))
                     continue
                 image, instances = render_scene(
                     rng, h, w, num_classes,

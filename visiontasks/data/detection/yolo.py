@@ -172,7 +172,8 @@ def yolo_keypoint_spec(yaml_path: str | Path) -> KeypointSpec:
     if isinstance(names, dict):  # Ultralytics: class -> names; the points are the same for every object
         lists = [list(v) for v in names.values()]
         if any(lst != lists[0] for lst in lists):
-            raise DatasetFormatError(f"{where}: kpt_names differ between classes; every object must have the same points")
+            raise DatasetFormatError(
+                f"{where}: kpt_names differ between classes; every object must have the same points")
         names = lists[0] if lists else None
     names = [str(n) for n in names] if names else [str(i) for i in range(p)]
     if len(names) != p:
@@ -391,7 +392,8 @@ class YoloReader(DetectionReader):
         for split, records in splits.items():
             for rec in records:
                 write_yolo_labels(root / "labels" / split / f"{rec.path.stem}.txt", rec, keypoint_spec is not None)
-        data: dict[str, Any] = {"path": ".", **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(class_names))}
+        data: dict[str, Any] = {"path": ".", **{s: f"images/{s}" for s in splits},
+                                "names": dict(enumerate(class_names))}
         if keypoint_spec is not None:  # Ultralytics' keys, then the accepted extras
             data["kpt_shape"] = [keypoint_spec.num_keypoints, 3]
             if keypoint_spec.flip_idx is not None:
