@@ -62,6 +62,10 @@ def base_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for fmt in ("yolo", "coco", "voc"):
         sets[fmt] = write_synthetic_detection(base / fmt, fmt, splits={"train": 3, "val": 2}, image_size=48,
                                               num_classes=2, max_objects=2, background_fraction=0.0, seed=3)
+    for fmt in ("yolo", "coco"):  # keypoints: the synthetic corner shapes (4 corners)
+        sets[f"{fmt}_kp"] = write_synthetic_detection(base / f"{fmt}_kp", fmt, splits={"train": 3, "val": 2},
+                                                      image_size=48, num_classes=2, max_objects=2,
+                                                      background_fraction=0.0, seed=3, keypoints=True)
     seg = base / "seg"
     for split in ("train", "val"):
         (seg / "images" / split).mkdir(parents=True)
@@ -248,6 +252,64 @@ def test_bad_coco_data(case: str, base_sets: dict[str, Path], tmp_path: Path,
     root = shutil.copytree(base_sets["coco"], tmp_path / "coco")
     where = mutate(root)
     cfg = detection_config(tmp_path / "c.yaml", "coco", root)
+    code, text = run_cli(["fit", "--config", str(cfg), *FAST], capsys)
+    assert_one_line_error(code, text, where, *expected)
+
+
+POSE = "0 0.5 0.5 0.4 0.4 0.3 0.3 2 0.7 0.3 2 0.7 0.7 2 0.3 0.7 2"  # a square's 4 corners, normalised
+
+
+def _no_flip_pairs(cfg: dict) -> None:
+    cfg.pop("flip_idx")
+    cfg["kpt_names"] = ["a", "b", "c", "d"]  # and no left/right names to take the pairs from; the skeleton stays
+
+
+YOLO_POSE_CASES = {
+    "pose-too-few-values": (set_label(POSE.rsplit(" ", 3)[0]), ["kpt_shape [4, 3] of the dataset YAML needs 5 + 4 x 3 = 17 values", "got 14"]),
+    "pose-visibility-4": (set_label(POSE.replace("0.3 0.3 2", "0.3 0.3 4")), ["keypoint 0 has visibility 4"]),
+    "pose-point-outside": (set_label(POSE.replace("0.7 0.7 2", "1.3 0.7 2")), ["keypoint 2 at (1.3, 0.7) lies outside the image"]),
+    "pose-no-kpt-shape": (edit_yaml(lambda c: c.pop("kpt_shape")), ["keypoints: true needs kpt_shape"]),
+    "pose-flip-without-pairs": (edit_yaml(_no_flip_pairs), ["no flip_idx", "add flip_idx", "hflip: 0"]),
+}
+
+
+@pytest.mark.parametrize("case", list(YOLO_POSE_CASES))
+def test_bad_yolo_pose_data(case: str, base_sets: dict[str, Path], tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    mutate, expected = YOLO_POSE_CASES[case]
+    root = shutil.copytree(base_sets["yolo_kp"], tmp_path / "yolo")
+    where = mutate(root)
+    cfg = detection_config(tmp_path / "c.yaml", "yolo", root, keypoints=True, augment=True)
+    code, text = run_cli(["fit", "--config", str(cfg), *FAST], capsys)
+    assert_one_line_error(code, text, where, *expected)
+
+
+def _set_points(index: int, value: list[float]) -> Callable[[dict, Path], str]:
+    def change(data: dict, root: Path) -> str:
+        points = data["annotations"][0]["keypoints"]
+        points[3 * index: 3 * index + 3] = value
+        data["annotations"][0].pop("num_keypoints")
+        return ""
+    return change
+
+
+COCO_KEYPOINT_CASES = {
+    "keypoints-one-triple": (coco_edit(lambda d, r: d["annotations"][0].update(keypoints=[1, 2, 2]) or ""),
+                             ["annotation 1 has 3 keypoint values", "3 x 4 = 12"]),
+    "keypoints-visibility-5": (coco_edit(_set_points(1, [5, 5, 5])), ["annotation 1: keypoint 1 has visibility 5"]),
+    "keypoints-outside": (coco_edit(_set_points(0, [500, 5, 2])), ["annotation 1: keypoint 0 at (500, 5) lies outside the 48x48 image"]),
+    "keypoint-counts-differ": (coco_edit(lambda d, r: d["categories"][1].update(keypoints=["a", "b"]) or ""),
+                               ["categories 1 and 2 declare different keypoints (4 vs 2 points)"]),
+}
+
+
+@pytest.mark.parametrize("case", list(COCO_KEYPOINT_CASES))
+def test_bad_coco_keypoint_data(case: str, base_sets: dict[str, Path], tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    mutate, expected = COCO_KEYPOINT_CASES[case]
+    root = shutil.copytree(base_sets["coco_kp"], tmp_path / "coco")
+    where = mutate(root)
+    cfg = detection_config(tmp_path / "c.yaml", "coco", root, keypoints=True)
     code, text = run_cli(["fit", "--config", str(cfg), *FAST], capsys)
     assert_one_line_error(code, text, where, *expected)
 

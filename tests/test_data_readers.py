@@ -75,6 +75,24 @@ def test_each_detection_reader_returns_samples(fmt: str, tmp_path: Path) -> None
     assert ids == reader_class.written_category_ids(len(names)) or fmt == "voc"
 
 
+@pytest.mark.parametrize("fmt", DETECTION_READERS.names())
+def test_each_detection_reader_reads_keypoints_or_refuses_them(fmt: str, tmp_path: Path) -> None:
+    reader_class = DETECTION_READERS.get(fmt)
+    if not reader_class.has_keypoints:
+        with pytest.raises(ValueError, match=f"format '{fmt}' has no keypoints"):
+            reader_class(tmp_path, {"train": "train"}, keypoints=True)
+        return
+    root = write_synthetic_detection(tmp_path / fmt, fmt, splits={"train": 2}, image_size=40, num_classes=2,
+                                     background_fraction=0.0, keypoints=True, num_keypoints=3)
+    reader = reader_class(root, {"train": "train"}, keypoints=True)
+    spec = reader.keypoint_spec()
+    assert spec.names == ["top", "bottom_right", "bottom_left"] and spec.flip_idx == [0, 2, 1]
+    assert spec.skeleton == [(0, 1), (1, 2), (2, 0)] and spec.sigmas == [0.05] * 3
+    split = reader.samples("train", "t", ["triangle", "right_triangle"])
+    assert all(r.keypoints.shape == (len(r.boxes), 3, 3) for r in split.records) and split.num_boxes > 0
+    assert reader_class(root, {"train": "train"}).samples("train", "t", ["triangle", "right_triangle"]).records[0].keypoints is None
+
+
 # -- every registered segmentation reader -------------------------------------------------------------
 def _folder(root: Path) -> Path:
     return write_synthetic_segmentation(root, counts=(2, 1, 1), image_size=24, num_shapes=2)

@@ -3,7 +3,8 @@
 
 Targets everywhere: ``boxes`` float32 [K, 4] xyxy in pixels of the (transformed) image, ``labels``
 int64 [K] with 0 = the first real class (no background index), plus ``image_id``, ``orig_size``,
-``size``, ``path``, ``image_box`` and, when configured, ``proposals``.
+``size``, ``path``, ``image_box`` and, when configured, ``proposals``, ``masks`` and ``keypoints``
+(float32 [K, P, 3], x, y, v; see :mod:`.keypoints`).
 """
 
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD
@@ -14,9 +15,11 @@ from .coco import CocoReader, read_coco, write_coco
 from .common import DatasetFormatError, DetectionRecord, DetectionSplit, clean_boxes, safe_join
 from .datamodule import DetectionDataModule
 from .dataset import DetectionDataset, detection_collate
-from .synthetic import synthetic_class_names, write_synthetic_detection
+from .keypoints import KeypointSpec
+from .synthetic import synthetic_class_names, synthetic_keypoint_spec, write_synthetic_detection
 from .transforms import (
     AugmentConfig,
+    KeypointHorizontalFlip,
     apply_detection_transform,
     boxes_to_original,
     build_detection_transform,
@@ -36,6 +39,8 @@ __all__ = [
     "DetectionSplit",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "KeypointHorizontalFlip",
+    "KeypointSpec",
     "VOC_CLASSES",
     "VocReader",
     "YoloReader",
@@ -52,6 +57,7 @@ __all__ = [
     "register_reader",
     "safe_join",
     "synthetic_class_names",
+    "synthetic_keypoint_spec",
     "write_coco",
     "write_synthetic_detection",
     "write_voc_xml",

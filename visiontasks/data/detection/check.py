@@ -95,6 +95,7 @@ class YoloJob:
     path: str
     label_file: str
     class_ids: list[int]  # the YAML's class id of each label
+    kpt_shape: tuple[int, int] | None = None  # (P, dims) of pose labels
 
     def __call__(self) -> SampleInfo:
         from .yolo import parse_label_line
@@ -108,7 +109,7 @@ class YoloJob:
         if image is not None and lbl.is_file():
             for n, line in enumerate(lbl.read_text(errors="replace").splitlines(), 1):
                 try:
-                    parsed = parse_label_line(line, n, lbl, self.class_ids, info.size)
+                    parsed = parse_label_line(line, n, lbl, self.class_ids, info.size, kpt_shape=self.kpt_shape)
                 except DatasetFormatError as err:
                     what = str(err).replace(f"{lbl}, line {n}: ", "")
                     info.problem("error", what, "fix or delete the line", str(lbl), n)
@@ -140,16 +141,24 @@ def split_jobs_from_reader(reader: DetectionReader, spec: Any, split: str, class
     return jobs, problems
 
 
-def yolo_split_jobs(yaml_path: Path, spec: Any, split: str) -> SplitJobs:
+def yolo_split_jobs(yaml_path: Path, spec: Any, split: str, keypoints: bool = False) -> SplitJobs:
     """Every image of YOLO split ``spec`` (a YAML key) with its label file, a problem for every image a
-    list names that does not exist, and a warning for every label file without an image."""
-    from .yolo import _list_images, find_yaml, label_path_for, load_yolo_yaml, yolo_class_ids
+    list names that does not exist, and a warning for every label file without an image; with
+    ``keypoints`` the lines are pose lines of the YAML's ``kpt_shape``."""
+    from .yolo import _list_images, find_yaml, label_path_for, load_yolo_yaml, yolo_class_ids, yolo_keypoint_spec
 
     where = str(yaml_path)
     loaded, problems = collect(lambda: (find_yaml(yaml_path), *load_yolo_yaml(yaml_path)), where, split)
     if loaded is None:
         return [], problems
     yaml_file, cfg, root, names = loaded
+    kpt_shape = None
+    if keypoints or "kpt_shape" in cfg:  # pose lines, read for their boxes only without keypoints
+        kspec, found = collect(lambda: yolo_keypoint_spec(yaml_file), where, split)
+        problems += found
+        if kspec is None:
+            return [], problems
+        kpt_shape = (kspec.num_keypoints, int(cfg["kpt_shape"][1]))
     if not cfg.get(str(spec)):
         problems.append(Problem("error", str(yaml_file), f"no {spec!r} entry (keys: {sorted(cfg)})",
                                 f"add '{spec}: images/...' to the YAML", split=split))
@@ -170,7 +179,7 @@ def yolo_split_jobs(yaml_path: Path, spec: Any, split: str) -> SplitJobs:
             problems.append(Problem("error", str(img), f"listed in {yaml_file} ({spec}) but does not exist",
                                     "add the image or remove it from the list", split=split))
             continue
-        jobs.append(YoloJob(split, str(img), str(label_path_for(img)), yolo_class_ids(cfg)))
+        jobs.append(YoloJob(split, str(img), str(label_path_for(img)), yolo_class_ids(cfg), kpt_shape))
     wanted = {label_path_for(Path(j.path)) for j in jobs}  # type: ignore[attr-defined]
     for folder in folders:
         lbl_dir = label_path_for(folder / "x.jpg").parent
@@ -182,10 +191,12 @@ def yolo_split_jobs(yaml_path: Path, spec: Any, split: str) -> SplitJobs:
     return jobs, problems
 
 
-def coco_split_jobs(annotation_file: Path, image_dir: str, root: Path, split: str) -> SplitJobs:
+def coco_split_jobs(annotation_file: Path, image_dir: str, root: Path, split: str,
+                    keypoints: bool = False) -> SplitJobs:
     """Every image entry and annotation of a COCO file, each wrong one a problem (the rules of
-    :func:`~visiontasks.data.detection.coco.read_coco`, which stops at the first, applied to all)."""
-    from .coco import _categories, _load
+    :func:`~visiontasks.data.detection.coco.read_coco`, which stops at the first, applied to all;
+    with ``keypoints`` each annotation's keypoints too)."""
+    from .coco import _categories, _load, annotation_keypoints, coco_keypoint_spec
 
     where = str(annotation_file)
     data, problems = collect(lambda: _load(annotation_file), where, split)
@@ -194,6 +205,13 @@ def coco_split_jobs(annotation_file: Path, image_dir: str, root: Path, split: st
     if data is None or cats[0] is None:
         return [], problems
     cat_to_label = {cid: i for i, cid in enumerate(cats[0][1])}
+    num_keypoints = 0
+    if keypoints:
+        kspec, more = collect(lambda: coco_keypoint_spec(data, where), where, split)
+        problems += more
+        if kspec is None:
+            return [], problems
+        num_keypoints = kspec.num_keypoints
     image_root, more = collect(lambda: safe_join(root, image_dir, where), where, split)
     problems += more
     if image_root is None:
@@ -240,6 +258,12 @@ def coco_split_jobs(annotation_file: Path, image_dir: str, root: Path, split: st
             bad(f"annotation {ann_id} has bbox {bbox!r}, not [x, y, w, h]")
             continue
         e = entries[image_id]
+        if keypoints:
+            try:
+                annotation_keypoints(ann, num_keypoints, e["size"], f"annotation {ann_id}")
+            except DatasetFormatError as err:
+                bad(str(err))
+                continue
         e["boxes"].append([x, y, x + w, y + h])
         e["labels"].append(cat_to_label[cat])
         e["where"].append(f"{where}, annotation {ann_id}")

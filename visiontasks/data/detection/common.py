@@ -33,6 +33,8 @@ class DetectionRecord:
     size: tuple[int, int] | None = None  # (H, W) of the file
     # one COCO segmentation per box (polygons in file pixels or RLE; see masks.py), when read with masks
     masks: list[Any] | None = None
+    # float32 [K, P, 3] (x, y, v) in file pixels, one row per box, when read with keypoints (keypoints.py)
+    keypoints: np.ndarray | None = None
 
 
 @dataclass
@@ -59,9 +61,11 @@ class DetectionSplit:
     def add(self, record: DetectionRecord, where: str) -> None:
         """Append ``record`` after :func:`clean_boxes` (clip to its size, drop degenerate boxes),
         counting what was dropped; ``where`` names the annotation (file, entry) for the warning."""
-        if record.masks is not None:  # the masks of dropped boxes go with them
-            keep = np.flatnonzero(_valid_boxes(np.asarray(record.boxes, np.float32).reshape(-1, 4), record.size))
+        keep = np.flatnonzero(_valid_boxes(np.asarray(record.boxes, np.float32).reshape(-1, 4), record.size))
+        if record.masks is not None:  # the masks and keypoints of dropped boxes go with them
             record.masks = [record.masks[i] for i in keep]
+        if record.keypoints is not None:
+            record.keypoints = record.keypoints[keep]
         record.boxes, record.labels, dropped = clean_boxes(record.boxes, record.labels, record.size)
         if dropped and self.first_dropped is None:
             self.first_dropped = where

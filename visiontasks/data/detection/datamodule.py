@@ -19,7 +19,8 @@ from visiontasks.preprocessing import Preprocessing, pair
 from .common import DetectionRecord, DetectionSplit, safe_join
 from .dataset import DetectionDataset, detection_collate, detection_image_cache, worker_init_fn
 from .reader import DETECTION_READERS
-from .synthetic import synthetic_class_names, write_synthetic_detection
+from .keypoints import KeypointSpec
+from .synthetic import synthetic_class_names, synthetic_keypoint_spec, write_synthetic_detection
 from .transforms import AugmentConfig, build_detection_transform
 
 STAGES = ("train", "val", "test", "predict")
@@ -51,6 +52,14 @@ class DetectionDataModule(VisionDataModule):
         masks: read instance masks too (COCO ``segmentation`` polygons/RLE, YOLO polygon labels, the
             synthetic shapes' exact masks): targets then carry ``masks`` uint8 ``[K, H, W]`` in the
             transformed image's pixels (for Mask R-CNN). Off: masks are neither read nor decoded.
+        keypoints: read each object's keypoints too (COCO person-keypoints ``keypoints`` triples, YOLO
+            pose labels with the YAML's ``kpt_shape``, the synthetic corner shapes): targets then
+            carry ``keypoints`` float32 ``[K, P, 3]`` (x, y, v) in the transformed image's pixels
+            (``v`` 0 not labelled or moved out of the image, then x = y = 0; 1 labelled, hidden; 2
+            visible), and ``num_keypoints``, ``keypoint_names``, ``skeleton`` (0-based pairs),
+            ``flip_idx`` and ``keypoint_sigmas`` say what the points are (for Keypoint R-CNN). The
+            training flip swaps mirror points by ``flip_idx``; a data set with a skeleton (or
+            left/right names) but no ``flip_idx`` refuses ``hflip > 0`` (see docs/keypoints.md).
         skip_bad_images: check every image at setup and skip unreadable ones (one warning with the
             count); otherwise an unreadable image raises an error naming it when it is loaded.
         skip_bad_labels: leave out bad label lines (YOLO: non-numeric, unknown class id, coordinates
@@ -58,7 +67,8 @@ class DetectionDataModule(VisionDataModule):
             error naming its file and line.
         synthetic: generate the synthetic shapes dataset into ``root`` in ``format`` first (kwargs of
             :func:`write_synthetic_detection`, e.g. ``{splits: {train: 200, val: 50}, image_size: 128,
-            num_classes: 3}``); reused when present with the same settings.
+            num_classes: 3}``; with ``keypoints: true`` also ``num_keypoints`` 3 or 4,
+            ``max_rotation``, ``keypoint_sigma``); reused when present with the same settings.
         proposals: region proposals for R-CNN / Fast R-CNN: kwargs of
             ``visiontasks.data.proposals.ProposalCache`` (``cache_dir`` defaults to
             ``<root>/proposals``); targets then carry ``proposals``.
@@ -101,6 +111,7 @@ class DetectionDataModule(VisionDataModule):
         min_box_size: float = 1.0,
         keep_difficult: bool = False,
         masks: bool = False,
+        keypoints: bool = False,
         skip_bad_images: bool = False,
         skip_bad_labels: bool = False,
         synthetic: dict[str, Any] | None = None,
@@ -123,8 +134,9 @@ class DetectionDataModule(VisionDataModule):
         self.root = Path(root)
         self.split_specs = {"train": train, "val": val, "test": test, "predict": predict}
         self.reader = reader_class(self.root, self.split_specs, class_names, keep_difficult,
-                                   skip_bad_labels=skip_bad_labels, masks=masks)
+                                   skip_bad_labels=skip_bad_labels, masks=masks, keypoints=keypoints)
         self.masks = masks
+        self.keypoints = keypoints
         self.image_size = image_size
         self.resize = resize
         self.augment = AugmentConfig(hflip=hflip, scale=tuple(scale), translate=translate,
@@ -138,6 +150,7 @@ class DetectionDataModule(VisionDataModule):
         self.seed = seed
         self._given_names = list(class_names) if class_names else None
         self._class_table: tuple[list[str], list[int]] | None = None
+        self._keypoint_spec: KeypointSpec | None = None
         self.splits: dict[str, DetectionSplit] = {}
         self.datasets: dict[str, DetectionDataset] = {}
 
@@ -148,7 +161,8 @@ class DetectionDataModule(VisionDataModule):
         table (VOC: its 20 classes; COCO: the first split's categories; YOLO: the YAML's names)."""
         if self._class_table is None:
             if self.synthetic is not None:
-                names = synthetic_class_names(int(self.synthetic.get("num_classes", 3)))
+                corners = int(self.synthetic.get("num_keypoints", 4)) if self.keypoints else None
+                names = synthetic_class_names(int(self.synthetic.get("num_classes", 3)), corners)
                 ids = self.reader.written_category_ids(len(names))
             elif self._given_names:
                 names, ids = self._given_names, list(range(len(self._given_names)))
@@ -171,6 +185,63 @@ class DetectionDataModule(VisionDataModule):
         """The dataset's id of each class (COCO category ids; the label itself for VOC and YOLO)."""
         return self._classes()[1]
 
+    # -- keypoints --------------------------------------------------------------------------------
+    def keypoint_spec(self) -> KeypointSpec | None:
+        """What the data declares about its keypoints (``None`` with ``keypoints: false``), found once
+        without reading annotations: the synthetic settings, or the reader's (COCO: the first split's
+        categories; YOLO: the YAML)."""
+        if self.keypoints and self._keypoint_spec is None:
+            if self.synthetic is not None:
+                s = self.synthetic
+                self._keypoint_spec = synthetic_keypoint_spec(int(s.get("num_keypoints", 4)),
+                                                              float(s.get("keypoint_sigma", 0.05)), str(self.root))
+            else:
+                self._keypoint_spec = self.reader.keypoint_spec()
+        return self._keypoint_spec
+
+    @property
+    def num_keypoints(self) -> int:
+        """``P``, the points of every object (0 with ``keypoints: false``)."""
+        spec = self.keypoint_spec()
+        return spec.num_keypoints if spec else 0
+
+    @property
+    def keypoint_names(self) -> list[str]:
+        """The name of each point (``"0".."P-1"`` when the data names none)."""
+        spec = self.keypoint_spec()
+        return list(spec.names) if spec else []
+
+    @property
+    def skeleton(self) -> list[tuple[int, int]]:
+        """Pairs of point indices (0-based) to draw as lines; ``[]`` when none is declared."""
+        spec = self.keypoint_spec()
+        return list(spec.skeleton) if spec else []
+
+    @property
+    def flip_idx(self) -> list[int] | None:
+        """The mirror point of each point (Ultralytics' ``flip_idx``; from left/right names when not
+        declared); ``None`` when the data gives neither."""
+        spec = self.keypoint_spec()
+        return list(spec.flip_idx) if spec and spec.flip_idx is not None else None
+
+    @property
+    def keypoint_sigmas(self) -> list[float]:
+        """The OKS sigma of each point: the data's own, else COCO's person sigmas for 17 points, else
+        ``1 / P`` each (Ultralytics' rule)."""
+        spec = self.keypoint_spec()
+        return spec.oks_sigmas() if spec else []
+
+    def _flip_refusal(self) -> str | None:
+        """Why the training flip cannot run on these keypoints (``None`` when it can): a skeleton or
+        left/right names declare sides, and no ``flip_idx`` says which point mirrors which."""
+        spec = self.keypoint_spec()
+        if spec is None or self.augment is None or self.augment.hflip <= 0 or spec.flip_idx is not None \
+                or not spec.has_sides():
+            return None
+        return (f"{spec.source}: the keypoints have sides (a skeleton or left/right names) but no flip_idx, and "
+                f"training flips images (hflip {self.augment.hflip:g}): a flipped left wrist would be labelled left; "
+                "add flip_idx (each point's mirror point) to the data or set hflip: 0")
+
     # -- reading ----------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Generate the synthetic dataset (once, on one process per node)."""
@@ -182,6 +253,8 @@ class DetectionDataModule(VisionDataModule):
         kwargs.setdefault("splits", {"train": 200, "val": 50})
         if self.masks:
             kwargs["masks"] = True
+        if self.keypoints:
+            kwargs["keypoints"] = True
         write_synthetic_detection(self.root, self.format, **kwargs)
 
     def _read_split(self, stage: str) -> DetectionSplit | None:
@@ -208,18 +281,26 @@ class DetectionDataModule(VisionDataModule):
         files = list_image_files(path, recursive=True)
         if not files:
             raise MissingFileError(f"{name}: no images in {path}")
-        records = [DetectionRecord(f, i, np.zeros((0, 4), np.float32), np.zeros(0, np.int64)) for i, f in enumerate(files)]
+        points = np.zeros((0, self.num_keypoints, 3), np.float32) if self.keypoints else None
+        records = [DetectionRecord(f, i, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), keypoints=points)
+                   for i, f in enumerate(files)]
         return DetectionSplit(name, records, self.class_names, self.category_ids)
 
     def check_plan(self) -> CheckPlan:
         """Every configured split (train, val, test, predict; each distinct one once): its images with
         their annotations, and every problem the format's reader finds in its files."""
-        from ..check import CheckPlan, collect
+        from ..check import CheckPlan, Problem, collect
         from .check import folder_jobs
 
         if self.synthetic is not None and not (self.root / STAMP).is_file():
             self._write_synthetic()
         names, problems = collect(lambda: self.class_names, str(self.root))
+        if self.keypoints:
+            refusal, found = collect(self._flip_refusal, str(self.root))
+            problems += found
+            if refusal:
+                file, _, what = refusal.partition(": ")
+                problems.append(Problem("error", file, what))
         plan = CheckPlan("detection", names or [], problems=problems)
         seen: set[str] = set()
         for stage in STAGES:
@@ -260,9 +341,14 @@ class DetectionDataModule(VisionDataModule):
                 )
             self.splits[split_stage] = split
             train = split_stage == "train"
+            refusal = self._flip_refusal() if train else None
+            if refusal:
+                raise InvalidInputError(refusal)
+            spec = self.keypoint_spec()
             transform = build_detection_transform(
                 self.image_size, self.resize, train=train and self.augment is not None,
                 augment=self.augment, mean=self.mean, std=self.std, seed=self.seed,
+                keypoints=self.keypoints, flip_idx=spec.flip_idx if spec else None,
             )
             self.datasets[split_stage] = DetectionDataset(
                 split.records, transform, self._proposal_source(split_stage, split), self.min_box_size

@@ -32,7 +32,9 @@ class DetectionDataset(Dataset):
     pixels lie in the transformed image), and ``proposals`` float32 [P, 4] (transformed-image pixels)
     when a ``proposal_source`` is set (``source(path) -> [P, 4]`` xyxy pixels of the file), and
     ``masks`` uint8 [K, H, W] (one 0/1 mask per box, transformed with the image) when the records
-    carry instance masks.
+    carry instance masks, and ``keypoints`` float32 [K, P, 3] (x, y, v in transformed-image pixels;
+    ``v = 0``: not labelled or moved out of the image, then ``x = y = 0``) when they carry keypoints
+    (the transform must be built with ``keypoints=True``).
 
     With ``cache`` (an :class:`~visiontasks.data.cache.ImageCache` of this split) the image comes
     decoded, possibly shrunk: boxes and proposals are scaled with it, ``orig_size`` stays the file's,
@@ -57,11 +59,12 @@ class DetectionDataset(Dataset):
         else:
             image = read_image(rec.path)  # grey / RGBA / palette -> RGB; errors name the file
             h0, w0 = image.shape[:2]
-        boxes = rec.boxes
+        boxes, points = rec.boxes, rec.keypoints
         if rec.size is not None and rec.size != (h0, w0):
-            # the annotation's size disagrees with the file: scale boxes to the real pixels
+            # the annotation's size disagrees with the file: scale boxes (and points) to the real pixels
             sy, sx = h0 / rec.size[0], w0 / rec.size[1]
             boxes = boxes * np.array([sx, sy, sx, sy], np.float32)
+            points = None if points is None else points * np.array([sx, sy, 1], np.float32)
         h1, w1 = image.shape[:2]  # the file's size, or a shrunk cached image's
         masks = None
         if rec.masks is not None:  # decoded in the annotation's frame, resized to the image's if it differs
@@ -76,8 +79,9 @@ class DetectionDataset(Dataset):
             shrink = np.array([w1 / w0, h1 / h0, w1 / w0, h1 / h0], np.float32)
             boxes = boxes * shrink
             proposals = None if proposals is None else proposals * shrink
+            points = None if points is None else points * np.array([w1 / w0, h1 / h0, 1], np.float32)
         img, target = apply_detection_transform(
-            self.transform, image, boxes, rec.labels, proposals, self.min_box_size, masks
+            self.transform, image, boxes, rec.labels, proposals, self.min_box_size, masks, points
         )
         target.update(
             image_id=int(rec.image_id),

@@ -14,6 +14,7 @@ from typing import Any
 from visiontasks.data.registry import Registry
 
 from .common import DetectionRecord, DetectionSplit
+from .keypoints import KeypointSpec
 
 DETECTION_READERS: Registry["DetectionReader"] = Registry("detection format")
 register_reader = DETECTION_READERS.register
@@ -32,9 +33,12 @@ class DetectionReader(ABC):
             (YOLO).
         masks: also read each object's instance mask (records then carry ``masks``); a format without
             instance masks refuses it.
+        keypoints: also read each object's keypoints (records then carry ``keypoints`` [K, P, 3]; the
+            reader's :meth:`keypoint_spec` says what they are); a format without them refuses it.
     """
 
     has_masks = False  # whether the format can carry instance masks (``masks=True``)
+    has_keypoints = False  # whether the format can carry keypoints (``keypoints=True``)
 
     name: str  # set by register_reader
 
@@ -46,15 +50,22 @@ class DetectionReader(ABC):
         keep_difficult: bool = False,
         skip_bad_labels: bool = False,
         masks: bool = False,
+        keypoints: bool = False,
     ) -> None:
-        if masks and not self.has_masks:
-            from visiontasks.errors import InvalidInputError
+        from visiontasks.errors import InvalidInputError
 
+        if masks and not self.has_masks:
             raise InvalidInputError(
                 f"format {getattr(self, 'name', type(self).__name__)!r} has no instance masks here; use "
                 "coco (polygons or RLE) or yolo (polygon labels) with masks: true"
             )
+        if keypoints and not self.has_keypoints:
+            raise InvalidInputError(
+                f"format {getattr(self, 'name', type(self).__name__)!r} has no keypoints here; use coco "
+                "(person-keypoints JSON) or yolo (pose labels with kpt_shape) with keypoints: true"
+            )
         self.masks = masks
+        self.keypoints = keypoints
         self.root = Path(root)
         self.splits = dict(splits or {})
         self.given_names = list(class_names) if class_names else None
@@ -69,6 +80,11 @@ class DetectionReader(ABC):
     @abstractmethod
     def class_table(self) -> tuple[list[str], list[int]]:
         """``(class names, dataset id per class)`` from the class table only (no annotations read)."""
+
+    def keypoint_spec(self) -> KeypointSpec:
+        """What the data set declares about its keypoints (names, skeleton, flip_idx, sigmas), read
+        with the class table (no annotations); only for a format with ``has_keypoints``."""
+        raise NotImplementedError(f"{type(self).__name__} has no keypoints")
 
     @abstractmethod
     def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
@@ -97,5 +113,7 @@ class DetectionReader(ABC):
 
     @classmethod
     @abstractmethod
-    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str]) -> None:
-        """Write the annotations of ``splits`` (records whose images are already under ``root``)."""
+    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str],
+              keypoint_spec: KeypointSpec | None = None) -> None:
+        """Write the annotations of ``splits`` (records whose images are already under ``root``);
+        with ``keypoint_spec`` the records' keypoints too (a format with ``has_keypoints``)."""

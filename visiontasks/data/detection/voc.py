@@ -188,7 +188,8 @@ class VocReader(DetectionReader):
         return f"JPEGImages/{split}_{index:06d}.png"
 
     @classmethod
-    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str]) -> None:
+    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str],
+              keypoint_spec: Any = None) -> None:
         sets = root / "ImageSets" / "Main"
         sets.mkdir(parents=True, exist_ok=True)
         for split, records in splits.items():

@@ -9,6 +9,13 @@ must be such a polygon of at least 3 points, kept as the object's instance mask)
 ``names`` as a mapping may skip ids (COCO's 1..90 in Ultralytics' segmentation YAMLs): label ``k`` is
 then the k-th id, and the ids are the dataset's category ids (written in predictions).
 
+Pose labels (``keypoints=True``; the YAML's ``kpt_shape: [P, 3]`` or ``[P, 2]``, as Ultralytics writes
+it): each line is ``class cx cy w h`` then ``P`` points ``x y v`` (or ``x y``, then every point counts as
+visible, as Ultralytics' loss counts them), normalised like the box; ``flip_idx`` (Ultralytics) pairs
+the mirror points; ``kpt_names`` (a list, or Ultralytics' mapping ``class: [names]``) names them
+(default ``"0".."P-1"``); not Ultralytics' but accepted: ``skeleton`` (0-based pairs) and
+``kpt_sigmas`` (OKS).
+
 As the format defines it, the images make the dataset: an image without a label file, or with an
 empty one, is a background image; a label file without an image is ignored (counted in a warning).
 """
@@ -28,6 +35,8 @@ from visiontasks.errors import MissingFileError
 
 from ..missing import raise_if_missing
 from .common import DatasetFormatError, DetectionRecord, DetectionSplit, image_size_of, safe_join
+from .keypoints import (KeypointSpec, check_flip_idx, check_sigmas, check_skeleton, clean_points,
+                        flip_idx_from_names, points_problem)
 from .reader import DetectionReader, register_reader
 
 
@@ -134,7 +143,48 @@ def yolo_class_ids(cfg: dict[str, Any]) -> list[int]:
     return sorted(int(k) for k in names) if isinstance(names, dict) else list(range(len(names)))
 
 
-def _line_problem(parts: list[str], class_ids: list[int], masks: bool) -> str:
+KptShape = tuple[int, int]  # (P, 2 or 3) of the YAML's kpt_shape
+
+
+def yolo_kpt_shape(cfg: dict[str, Any], where: str) -> KptShape:
+    """``(P, dims)`` from the YAML's ``kpt_shape``; a missing or malformed one is an error."""
+    shape = cfg.get("kpt_shape")
+    if shape is None:
+        raise DatasetFormatError(f"{where}: keypoints: true needs kpt_shape: [P, 3] (or [P, 2]) in the dataset YAML "
+                                 "(Ultralytics' pose layout), or set keypoints: false")
+    try:
+        p, dims = (int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise DatasetFormatError(f"{where}: kpt_shape must be [P, 2] or [P, 3], got {shape!r}") from None
+    if p < 1 or dims not in (2, 3):
+        raise DatasetFormatError(f"{where}: kpt_shape must be [P, 2] or [P, 3] with P >= 1, got {list(shape)}")
+    return p, dims
+
+
+def yolo_keypoint_spec(yaml_path: str | Path) -> KeypointSpec:
+    """The keypoint declaration of a YOLO pose YAML (``kpt_shape``, ``flip_idx``, ``kpt_names``,
+    ``skeleton``, ``kpt_sigmas``)."""
+    yaml_file = find_yaml(yaml_path)
+    cfg, _, _ = load_yolo_yaml(yaml_file)
+    where = str(yaml_file)
+    p, _ = yolo_kpt_shape(cfg, where)
+    names = cfg.get("kpt_names")
+    if isinstance(names, dict):  # Ultralytics: class -> names; the points are the same for every object
+        lists = [list(v) for v in names.values()]
+        if any(lst != lists[0] for lst in lists):
+            raise DatasetFormatError(
+                f"{where}: kpt_names differ between classes; every object must have the same points")
+        names = lists[0] if lists else None
+    names = [str(n) for n in names] if names else [str(i) for i in range(p)]
+    if len(names) != p:
+        raise DatasetFormatError(f"{where}: kpt_names has {len(names)} names but kpt_shape says {p} points")
+    flip = cfg.get("flip_idx")
+    flip_idx = check_flip_idx(flip, p, where) if flip is not None else flip_idx_from_names(names)
+    return KeypointSpec(names, check_skeleton(cfg.get("skeleton"), p, where), flip_idx,
+                        check_sigmas(cfg.get("kpt_sigmas"), p, where), where)
+
+
+def _line_problem(parts: list[str], class_ids: list[int], masks: bool, kpt_shape: KptShape | None = None) -> str:
     """What is wrong with one label line split into fields (``""`` when nothing)."""
     try:
         values = [float(v) for v in parts]
@@ -146,6 +196,14 @@ def _line_problem(parts: list[str], class_ids: list[int], masks: bool) -> str:
         return (f"class id {parts[0]} is outside the {num_classes} classes "
                 + (f"(0..{num_classes - 1})" if contiguous else "(the 'names' ids)") + " of the dataset YAML")
     coords = values[1:]
+    if kpt_shape is not None:
+        p, dims = kpt_shape
+        if len(parts) != 5 + p * dims:
+            return (f"kpt_shape [{p}, {dims}] of the dataset YAML needs 5 + {p} x {dims} = {5 + p * dims} values "
+                    f"('class cx cy w h' then {p} points), got {len(parts)}")
+        bad = _bad_normalised(coords[:4])
+        return bad or points_problem(_points(coords[4:], kpt_shape), (1, 1), 1e-6).replace(
+            "outside the 1x1 image (tolerance 1e-06)", "outside the image (normalised x, y must be in [0, 1])")
     if not (len(coords) == 4 or (len(coords) >= 6 and len(coords) % 2 == 0)):
         return f"expected 'class cx cy w h' (or a polygon), got {len(parts)} values"
     bad = _bad_normalised(coords)
@@ -157,21 +215,36 @@ def _line_problem(parts: list[str], class_ids: list[int], masks: bool) -> str:
     return ""
 
 
+def _points(values: list[float], kpt_shape: KptShape) -> np.ndarray:
+    """float64 ``[P, 3]`` of a line's point values (``x y`` only: ``v = 2``, every point labelled)."""
+    p, dims = kpt_shape
+    arr = np.asarray(values, np.float64).reshape(p, dims)
+    return arr if dims == 3 else np.concatenate([arr, np.full((p, 1), 2.0)], axis=1)
+
+
+Parsed = tuple[list[float], int, "list[list[float]] | None", "np.ndarray | None"]
+
+
 def parse_label_line(line: str, n: int, path: Path, class_ids: list[int], size: tuple[int, int],
-                     masks: bool = False) -> tuple[list[float], int, list[list[float]] | None] | None:
+                     masks: bool = False, kpt_shape: KptShape | None = None) -> Parsed | None:
     """Line ``n`` of label file ``path`` as ``(box xyxy in pixels of an image of size (H, W), label,
-    polygon in file pixels (with ``masks``) or None)``; ``None`` for a blank line. A wrong line raises
+    polygon in file pixels (with ``masks``) or None, keypoints float32 [P, 3] in file pixels (with
+    ``kpt_shape``) or None)``; ``None`` for a blank line. A wrong line raises
     :class:`DatasetFormatError` naming file and line."""
     parts = line.split()
     if not parts:
         return None
-    problem = _line_problem(parts, class_ids, masks)
+    problem = _line_problem(parts, class_ids, masks, kpt_shape)
     if problem:
         fix = _FRACTIONS_HINT if "coordinate" in problem and "polygon" not in problem else ""
         raise DatasetFormatError(f"{path}, line {n}: {problem} in {line.strip()!r}{fix}{_SKIP_HINT}")
     h, w = size
     values = [float(v) for v in parts]
     coords = values[1:]
+    points = None
+    if kpt_shape is not None:
+        points = clean_points(_points(coords[4:], kpt_shape) * np.array([w, h, 1.0]))
+        coords = coords[:4]
     if len(coords) == 4:
         cx, cy, bw, bh = coords
         box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
@@ -179,19 +252,20 @@ def parse_label_line(line: str, n: int, path: Path, class_ids: list[int], size: 
         xs, ys = np.array(coords[0::2]) * w, np.array(coords[1::2]) * h
         box = [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
     polygon = [[float(v * (w if i % 2 == 0 else h)) for i, v in enumerate(coords)]] if masks else None
-    return box, class_ids.index(int(values[0])), polygon
+    return box, class_ids.index(int(values[0])), polygon, points
 
 
 def _parse_label_file(
-    path: Path, class_ids: list[int], size: tuple[int, int], masks: bool = False, skipped: list[str] | None = None
-) -> tuple[np.ndarray, np.ndarray, list[Any] | None]:
-    """Boxes (xyxy px), labels and (with ``masks``) polygons of one label file. A bad line raises a
-    :class:`DatasetFormatError` naming the file and line; with ``skipped`` (a list) it is left out and
-    described there instead."""
-    boxes, labels, polygons = [], [], []
+    path: Path, class_ids: list[int], size: tuple[int, int], masks: bool = False, skipped: list[str] | None = None,
+    kpt_shape: KptShape | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[Any] | None, np.ndarray | None]:
+    """Boxes (xyxy px), labels, (with ``masks``) polygons and (with ``kpt_shape``) keypoints [K, P, 3]
+    of one label file. A bad line raises a :class:`DatasetFormatError` naming the file and line; with
+    ``skipped`` (a list) it is left out and described there instead."""
+    boxes, labels, polygons, points = [], [], [], []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         try:
-            parsed = parse_label_line(line, n, path, class_ids, size, masks)
+            parsed = parse_label_line(line, n, path, class_ids, size, masks, kpt_shape)
         except DatasetFormatError as err:
             if skipped is None:
                 raise
@@ -201,17 +275,27 @@ def _parse_label_file(
             boxes.append(parsed[0])
             labels.append(parsed[1])
             polygons.append(parsed[2])
-    return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64), polygons if masks else None
+            points.append(parsed[3])
+    kpts = np.array(points, np.float32).reshape(-1, kpt_shape[0], 3) if kpt_shape is not None else None
+    return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64), polygons if masks else None, kpts
 
 
 def read_yolo(yaml_path: str | Path, split: str, name: str | None = None, masks: bool = False,
-              skip_bad_labels: bool = False) -> DetectionSplit:
+              skip_bad_labels: bool = False, keypoints: bool = False) -> DetectionSplit:
     """Read split ``split`` (a key of the YAML: ``train``, ``val``, ``test``); ``masks``: polygon
-    lines become the records' instance masks. A bad label line (non-numeric, unknown class id, wrong
+    lines become the records' instance masks; ``keypoints``: pose lines (the YAML's ``kpt_shape``)
+    give the records' keypoints. A bad label line (non-numeric, unknown class id, wrong
     number of values, coordinates NaN/negative/above 1) is an error naming the file and line; with
     ``skip_bad_labels`` such lines are left out and counted in one warning."""
     yaml_file = find_yaml(yaml_path)
     cfg, root, names = load_yolo_yaml(yaml_file)
+    # a pose data set read without keypoints still has pose lines: their boxes are read, the points not
+    if keypoints:
+        yolo_keypoint_spec(yaml_file)  # flip_idx, kpt_names, skeleton checked with kpt_shape
+    kpt_shape = yolo_kpt_shape(cfg, str(yaml_file)) if keypoints or "kpt_shape" in cfg else None
+    if masks and kpt_shape is not None:
+        raise DatasetFormatError(f"{yaml_file}: pose labels (kpt_shape) are not polygons; masks: true needs "
+                                 "YOLO segmentation labels")
     if not cfg.get(split):
         raise DatasetFormatError(f"{yaml_file}: no {split!r} entry (keys: {sorted(cfg)})")
     entries = cfg[split] if isinstance(cfg[split], list) else [cfg[split]]
@@ -232,11 +316,12 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None, masks:
         size = image_size_of(img)
         lbl = label_path_for(img)
         polygons: list[Any] | None = [] if masks else None
+        points = np.zeros((0, kpt_shape[0], 3), np.float32) if kpt_shape is not None else None
         if lbl.is_file():
-            boxes, labels, polygons = _parse_label_file(lbl, class_ids, size, masks, skipped)
+            boxes, labels, polygons, points = _parse_label_file(lbl, class_ids, size, masks, skipped, kpt_shape)
         else:  # no label file: a background image, as the format defines it
             boxes, labels = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-        out.add(DetectionRecord(img, i, boxes, labels, size, polygons), str(lbl))
+        out.add(DetectionRecord(img, i, boxes, labels, size, polygons, points if keypoints else None), str(lbl))
     # label files whose image is missing are ignored by the format; say how many there are
     wanted = {label_path_for(r.path) for r in out.records}
     orphans = []
@@ -257,15 +342,18 @@ def read_yolo(yaml_path: str | Path, split: str, name: str | None = None, masks:
     return out
 
 
-def write_yolo_labels(path: str | Path, rec: DetectionRecord) -> None:
-    """Write one record's boxes as a YOLO label file (normalised ``class cx cy w h``)."""
+def write_yolo_labels(path: str | Path, rec: DetectionRecord, keypoints: bool = False) -> None:
+    """Write one record's boxes as a YOLO label file (normalised ``class cx cy w h``); with
+    ``keypoints`` each line goes on with the record's points as normalised ``x y v``."""
     if rec.size is None:
         raise ValueError(f"record {rec.path} needs its size to be written as YOLO")
     h, w = rec.size
     lines = []
-    for (x1, y1, x2, y2), label in zip(rec.boxes.tolist(), rec.labels.tolist()):
-        lines.append(f"{label} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
-                     f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
+    for k, ((x1, y1, x2, y2), label) in enumerate(zip(rec.boxes.tolist(), rec.labels.tolist())):
+        line = f"{label} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+        if keypoints and rec.keypoints is not None:
+            line += "".join(f" {x / w:.6f} {y / h:.6f} {int(v)}" for x, y, v in rec.keypoints[k].tolist())
+        lines.append(line)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
 
@@ -276,27 +364,41 @@ class YoloReader(DetectionReader):
     key of the YAML (``train``, ``val``, ``test``); the class table is the YAML's ``names``."""
 
     has_masks = True
+    has_keypoints = True
 
     @property
     def data_root(self) -> Path:
         return load_yolo_yaml(self.root)[1]
+
+    def keypoint_spec(self) -> KeypointSpec:
+        return yolo_keypoint_spec(self.root)
 
     def class_table(self) -> tuple[list[str], list[int]]:
         cfg, _, names = load_yolo_yaml(self.root)
         return names, yolo_class_ids(cfg)
 
     def samples(self, spec: Any, name: str, class_names: list[str]) -> DetectionSplit:
-        return read_yolo(self.root, str(spec), name=name, masks=self.masks, skip_bad_labels=self.skip_bad_labels)
+        return read_yolo(self.root, str(spec), name=name, masks=self.masks, skip_bad_labels=self.skip_bad_labels,
+                         keypoints=self.keypoints)
 
     def check_split(self, spec: Any, split: str, class_names: list[str]) -> tuple[list[Any], list[Any]]:
         from .check import yolo_split_jobs  # every image, every label line
 
-        return yolo_split_jobs(self.root, spec, split)
+        return yolo_split_jobs(self.root, spec, split, keypoints=self.keypoints)
 
     @classmethod
-    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str]) -> None:
+    def write(cls, root: Path, splits: dict[str, list[DetectionRecord]], class_names: list[str],
+              keypoint_spec: KeypointSpec | None = None) -> None:
         for split, records in splits.items():
             for rec in records:
-                write_yolo_labels(root / "labels" / split / f"{rec.path.stem}.txt", rec)
-        data = {"path": ".", **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(class_names))}
+                write_yolo_labels(root / "labels" / split / f"{rec.path.stem}.txt", rec, keypoint_spec is not None)
+        data: dict[str, Any] = {"path": ".", **{s: f"images/{s}" for s in splits},
+                                "names": dict(enumerate(class_names))}
+        if keypoint_spec is not None:  # Ultralytics' keys, then the accepted extras
+            data["kpt_shape"] = [keypoint_spec.num_keypoints, 3]
+            if keypoint_spec.flip_idx is not None:
+                data["flip_idx"] = list(keypoint_spec.flip_idx)
+            data.update(kpt_names=list(keypoint_spec.names), skeleton=[list(e) for e in keypoint_spec.skeleton])
+            if keypoint_spec.sigmas is not None:
+                data["kpt_sigmas"] = list(keypoint_spec.sigmas)
         (root / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
