@@ -34,8 +34,9 @@ class CocoResultsWriter(BasePredictionWriter):
     format: ``{image_id, category_id, bbox: [x, y, w, h] in file pixels (2 decimals), score}`` for
     every detection, plus ``segmentation`` (COCO RLE, file pixels) when the predictions carry
     instance masks and ``keypoints`` (flat ``[x, y, score] * P``, file pixels; the score is the
-    detector's keypoint score, which COCO's evaluation ignores) when they carry keypoints. Under DDP the entries of all processes are gathered (an image repeated by the
-    distributed sampler counts once) and rank 0 writes."""
+    detector's keypoint score, which COCO's evaluation ignores) when they carry keypoints. Under DDP
+    the entries of all processes are gathered (an image repeated by the distributed sampler counts
+    once) and rank 0 writes."""
 
     def __init__(self, output_dir: str | os.PathLike | None = None) -> None:
         super().__init__("batch_and_epoch")
