@@ -174,7 +174,7 @@ def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, skeleton: Sequence[
     object is drawn last (on top). Returns a new array."""
     from torchvision.utils import draw_keypoints as tv_draw_keypoints
 
-    out = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).contiguous()
+    out = torch.from_numpy(np.array(image[..., :3])).permute(2, 0, 1).contiguous()  # a writable copy
     style = drawing_style(*image.shape[:2])
     edges = [(int(a), int(b)) for a, b in skeleton] if skeleton else None
     points = torch.as_tensor(np.asarray(keypoints, np.float32))
