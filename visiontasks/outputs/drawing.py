@@ -168,8 +168,8 @@ def draw_instance_masks(image: np.ndarray, masks: np.ndarray, colours: Sequence[
 def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, skeleton: Sequence[Sequence[int]] | None,
                    colours: Sequence[RGB]) -> np.ndarray:
     """``image`` (``uint8 [H, W, 3]``) with each object's keypoints (``[D, P, >= 2]``, x, y in its
-    pixels) drawn as dots joined by the ``skeleton``'s lines (0-based index pairs), object ``i`` in
-    ``colours[i]`` (torchvision's ``draw_keypoints``); sizes follow :func:`drawing_style` (lines as
+    pixels) drawn as dots in ``colours[i]`` for object ``i`` over the ``skeleton``'s lines (0-based
+    index pairs; white, torchvision's ``draw_keypoints``); sizes follow :func:`drawing_style` (lines as
     wide as the box outlines, dots twice that), so they stay readable at any image size. The first
     object is drawn last (on top). Returns a new array."""
     from torchvision.utils import draw_keypoints as tv_draw_keypoints
@@ -178,9 +178,12 @@ def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, skeleton: Sequence[
     style = drawing_style(*image.shape[:2])
     edges = [(int(a), int(b)) for a, b in skeleton] if skeleton else None
     points = torch.as_tensor(np.asarray(keypoints, np.float32))
+    radius = max(2, 2 * style.line_width)
     for i in range(len(points))[::-1]:
-        out = tv_draw_keypoints(out, points[i:i + 1, :, :2], connectivity=edges, colors=tuple(colours[i]),
-                                radius=max(2, 2 * style.line_width), width=style.line_width)
+        xy, colour = points[i:i + 1, :, :2], tuple(colours[i])
+        if edges:  # torchvision draws the lines over the dots: again without them, so the dots show
+            out = tv_draw_keypoints(out, xy, connectivity=edges, colors=colour, radius=radius, width=style.line_width)
+        out = tv_draw_keypoints(out, xy, colors=colour, radius=radius)
     return out.permute(1, 2, 0).numpy().copy()
 
 
