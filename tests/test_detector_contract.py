@@ -10,6 +10,8 @@ Each is built on a small ResNet-18 (first stages frozen) with the settings every
   int64 in ``[0, num_classes)``, ``scores`` float32 in [0, 1] sorted descending;
 * images without boxes, in training and in eval; odd image sizes (97 x 131) in one padded batch;
 * bf16 autocast (CPU, small inputs);
+* ``needs_masks`` / ``needs_keypoints`` detectors get masks / keypoints in their training targets,
+  refuse targets without them, and return them per detection (keypoints inside the image);
 * the class states its paper and year (the generations benchmark reads them).
 
 Detectors with ``needs_proposals`` get simple proposals: jittered ground truth, a coarse grid of
@@ -27,6 +29,7 @@ from visiontasks.backbones import build_backbone
 from visiontasks.heads.detector import DETECTORS, Detector, build_detector, list_detectors
 
 NUM_CLASSES = 3
+NUM_KEYPOINTS = 4  # for needs_keypoints detectors: each box's corners
 # smaller than the defaults, only for speed; a detector without an entry is built with its defaults
 SMALL: dict[str, dict[str, Any]] = {
     "faster_rcnn": dict(anchor_sizes=(16, 32, 64), representation_size=32, rpn_pre_nms_top_n_train=100,
@@ -36,6 +39,10 @@ SMALL: dict[str, dict[str, Any]] = {
                       rpn_post_nms_top_n_train=30, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
                       rpn_batch_size_per_image=32, box_batch_size_per_image=16, mask_layers=(16, 16),
                       mask_predictor_channels=16),
+    "keypoint_rcnn": dict(anchor_sizes=(16, 32, 64), representation_size=32, rpn_pre_nms_top_n_train=100,
+                          rpn_post_nms_top_n_train=30, rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20,
+                          rpn_batch_size_per_image=32, box_batch_size_per_image=16, keypoint_layers=(16, 16),
+                          num_keypoints=NUM_KEYPOINTS),
     "fast_rcnn": dict(representation_size=32, rois_per_image=16),
     "rcnn": dict(warp_size=24, context_padding=2, representation_size=32, regions_per_batch=12, max_proposals_test=8),
     "yolov1": dict(hidden_channels=16, representation_size=32),
@@ -91,9 +98,24 @@ def with_masks(images: list[torch.Tensor], targets: list[dict]) -> list[dict]:
     return out
 
 
+def with_keypoints(targets: list[dict]) -> list[dict]:
+    """Targets plus ``keypoints`` float ``[K, 4, 3]``: each box's corners, the last one not labelled
+    (v = 0, x = y = 0) and the third labelled not visible (v = 1) (for ``needs_keypoints`` detectors)."""
+    out = []
+    for t in targets:
+        x1, y1, x2, y2 = t["boxes"].reshape(-1, 4).unbind(-1)
+        kp = torch.stack([torch.stack([x1, y1]), torch.stack([x2, y1]), torch.stack([x2, y2]),
+                          torch.zeros(2, len(x1))]).permute(2, 0, 1)  # [K, 4, 2]
+        v = torch.tensor([2.0, 2.0, 1.0, 0.0]).expand(len(x1), 4)[..., None]
+        out.append({**t, "keypoints": torch.cat([kp, v], -1)})
+    return out
+
+
 def run(model: Detector, images: list[torch.Tensor], targets: list[dict] | None, props: list[torch.Tensor] | None):
     if targets is not None and model.training and model.needs_masks:
         targets = with_masks(images, targets)
+    if targets is not None and model.training and model.needs_keypoints:
+        targets = with_keypoints(targets)
     return model(images, targets, props if model.needs_proposals else None)
 
 
@@ -129,6 +151,12 @@ def check_detections(out: Any, images: list[torch.Tensor]) -> int:
         if "masks" in det:  # instance masks (needs_masks detectors): one per detection, in the image's pixels
             assert det["masks"].shape == (d, h, w) and det["masks"].dtype in (torch.float32, torch.uint8)
             assert d == 0 or (det["masks"].min() >= 0 and det["masks"].max() <= 1)
+        if "keypoints" in det:  # keypoints (needs_keypoints detectors): x, y inside the image, a score
+            kp = det["keypoints"]
+            assert kp.dtype == torch.float32 and kp.ndim == 3 and kp.shape[0] == d and kp.shape[2] == 3
+            assert torch.isfinite(kp).all()
+            assert (kp[..., 0] >= 0).all() and (kp[..., 0] <= w).all() and (kp[..., 1] >= 0).all()
+            assert (kp[..., 1] <= h).all(), (kp, (h, w))
     return sum(len(det["scores"]) for det in out)
 
 
@@ -153,6 +181,14 @@ def test_class_states_paper_and_year(name: str) -> None:
             model(images, targets)
         with pytest.raises(ValueError, match=r"one mask per box \(2\), got \[1, 32, 32\]"):
             model(images, [{**t, "masks": torch.zeros(1, 32, 32, dtype=torch.uint8)} for t in targets])
+    assert isinstance(model.needs_keypoints, bool)
+    if model.needs_keypoints:  # training without keypoints is refused with a message saying what to set
+        model.train()
+        images, targets = batch([(32, 32)])
+        with pytest.raises(ValueError, match="keypoints: true"):
+            model(images, targets)
+        with pytest.raises(ValueError, match=r"one row per box \(2\), got \[1, 4, 3\]"):
+            model(images, [{**t, "keypoints": torch.zeros(1, NUM_KEYPOINTS, 3)} for t in targets])
 
 
 @pytest.mark.parametrize("name", DETECTORS_UNDER_TEST)
@@ -225,6 +261,11 @@ def test_eval_with_geometry_returns_original_pixels(name: str) -> None:
     torch.testing.assert_close(mapped["boxes"], expected)
     if "masks" in plain:  # instance masks are pasted in the file's pixels too
         assert plain["masks"].shape[-2:] == (64, 80) and mapped["masks"].shape[-2:] == (100, 200)
+    if "keypoints" in plain:  # keypoints are mapped as the boxes, their score unchanged
+        expected_kp = plain["keypoints"].clone()
+        expected_kp[..., 0] = (expected_kp[..., 0] / 0.4).clamp(0, 200)
+        expected_kp[..., 1] = ((expected_kp[..., 1] - 12.0) / 0.4).clamp(0, 100)
+        torch.testing.assert_close(mapped["keypoints"], expected_kp)
     assert torch.equal(mapped["scores"], plain["scores"]) and torch.equal(mapped["labels"], plain["labels"])
 
 

@@ -135,3 +135,22 @@ def test_background_class_0_stays_undrawn(tmp_path: Path) -> None:
     legend = overlay[:120, :160]
     assert _where(legend, mask_colour(2, names)).sum() >= 16
     assert tuple(png.getpalette()[:3]) == BLACK  # VOC's palette, as before
+
+
+def test_keypoints_dots_and_skeleton_scale_with_the_image() -> None:
+    """Dots in the object's colour at the keypoints, the skeleton's line between them, a keypoint
+    not in the skeleton still dotted; the dot grows with the image (2 x the box line width)."""
+    from visiontasks.outputs.drawing import draw_keypoints
+
+    for side, big in ((100, False), (1000, True)):
+        s = side / 100
+        image = np.zeros((side, side, 3), np.uint8)
+        kp = np.array([[[20 * s, 20 * s, 1.0], [80 * s, 80 * s, -2.0], [20 * s, 80 * s, 0.5]]], np.float32)
+        out = draw_keypoints(image, kp, [(0, 1)], [(255, 0, 0)])
+        assert out.shape == image.shape
+        assert tuple(out[int(20 * s), int(20 * s)]) == (255, 0, 0)
+        assert tuple(out[int(80 * s), int(20 * s)]) == (255, 0, 0)  # the third keypoint, outside the skeleton
+        assert out[int(50 * s), int(50 * s)].min() > 200  # torchvision's (white) line between 0 and 1
+        assert not out[int(20 * s), int(50 * s)].any()  # nothing elsewhere
+        assert (tuple(out[int(20 * s), int(20 * s) + 5]) == (255, 0, 0)) is big  # radius 6 px at 1000, 2 at 100
+    assert not image.any()  # the input is not drawn on

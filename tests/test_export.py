@@ -31,7 +31,9 @@ from visiontasks.export import FORMATS, export_checkpoint, load_exported, load_t
 from visiontasks.heads import list_detectors
 from visiontasks.heads.detector import DETECTORS, ExportSupport, detector_settings
 from visiontasks.preprocessing import Preprocessing
-from visiontasks.tasks import ClassificationTask, DetectionTask, InstanceSegmentationTask, SegmentationTask
+from visiontasks.tasks import (
+    ClassificationTask, DetectionTask, InstanceSegmentationTask, KeypointDetectionTask, SegmentationTask,
+)
 
 pytest.importorskip("onnxruntime")
 
@@ -425,3 +427,31 @@ def test_a_new_detector_joins_by_its_declaration(tmp_path: Path) -> None:
         EXPORTERS["onnx"](module, _images(1, 40, 56), path, list(module.output_names), False, True, 17)
         for h, w in ((40, 56), (33, 70)):  # padded to 48 x 64 and 48 x 80 inside, cropped back
             check_export(module, _images(1, h, w, seed=h), path, "onnx", atol=ATOL)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_keypoint_rcnn_exports_its_keypoints(fmt: str, tmp_path: Path) -> None:
+    """An unfitted Keypoint R-CNN with ``score_thresh: 0`` (so it detects): the file's fourth output
+    is the keypoints ``[D, P, 3]``, equal to the eager detector's (x, y within the box tolerance, the
+    keypoint score too); the JSON describes them and says how to map them to file pixels."""
+    torch.manual_seed(0)
+    kwargs = dict(TINY_DETECTORS["faster_rcnn"], keypoint_layers=[16, 16], num_keypoints=5, score_thresh=0.0,
+                  detections_per_img=10)
+    task = KeypointDetectionTask(backbone="resnet18", num_classes=2, num_keypoints=5, model_kwargs=kwargs)
+    task.preprocessing, task.class_names = Preprocessing("letterbox", (64, 64)), ["a", "b"]
+    ckpt = {"state_dict": task.state_dict(), "pytorch-lightning_version": pl.__version__,
+            "hyper_parameters": dict(task.hparams)}
+    task.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / "kp.ckpt")
+    loaded, _ = load_task(tmp_path / "kp.ckpt")
+    run, spec = _export_and_load(tmp_path / "kp.ckpt", fmt, tmp_path)
+    assert [o["name"] for o in spec["outputs"]] == ["boxes", "scores", "labels", "keypoints"]
+    assert spec["outputs"][3]["shape"] == ["D", "P", 3]
+    assert any(step.startswith("keypoints back to file pixels") for step in spec["caller_steps"])
+    image = _images(1, 64, 64)[0]
+    eager = _detect(loaded, image)
+    got = run(image[None])
+    match = _assert_same_detections(got, eager)
+    assert got[3].shape[1:] == (5, 3)
+    torch.testing.assert_close(got[3][match][..., :2], eager["keypoints"][..., :2], atol=BOX_ATOL, rtol=0)
+    torch.testing.assert_close(got[3][match][..., 2], eager["keypoints"][..., 2], atol=ATOL, rtol=0)

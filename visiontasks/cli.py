@@ -74,7 +74,7 @@ COMMAND_HELP = {
     "summary": "a backbone's per-layer table: output shapes, parameters, multiply-adds",
     "proposals": "precompute selective-search proposals of a detection config and report recall",
     "benchmark": "time and score the detector generations (benchmark detectors --config FILE); the notes' claims (benchmark claims)",
-    "evaluate": "score prediction files against ground truth (evaluate detection|segmentation|classification)",
+    "evaluate": "score prediction files against ground truth (evaluate detection|keypoints|segmentation|classification)",
     "export-backbone": "write a checkpoint's backbone as a torchvision-layout state_dict (--ckpt_path X --output F)",
     "check": "read every image, mask and annotation of a config's data; list all problems, statistics, plots",
     "export": "a checkpoint as ONNX / TorchScript / torch.export, uint8 in, with a JSON (--ckpt_path X --format F)",

@@ -132,21 +132,28 @@ class DetectionResult(Result):
     """``boxes``: float ``[D, 4]`` xyxy in the image's pixels; ``scores``: float ``[D]`` in [0, 1],
     best first; ``labels``: int64 ``[D]`` class indices; ``names``: the class name of each
     detection; ``masks``: bool ``[D, H, W]`` in the image's pixels (instance segmentation, else
-    ``None``). All of them (no drawing threshold here), on the CPU."""
+    ``None``); ``keypoints``: float ``[D, P, 3]``, x, y in the image's pixels and the detector's
+    keypoint score (keypoint detection, else ``None``), drawn joined by ``skeleton`` (0-based index
+    pairs). All of them (no drawing threshold here), on the CPU."""
 
     boxes: Tensor | None = None
     scores: Tensor | None = None
     labels: Tensor | None = None
     masks: Tensor | None = None
+    keypoints: Tensor | None = None
+    skeleton: list[tuple[int, int]] | None = None
 
     @classmethod
     def from_prediction(cls, prediction: dict[str, Any], class_names: list[str],
                         image_input: ImageInput) -> DetectionResult:
         """From ``{"path", "boxes", "scores", "labels"}`` and, for instance segmentation,
-        ``segmentation`` (COCO RLEs, decoded to bool masks)."""
+        ``segmentation`` (COCO RLEs, decoded to bool masks); for keypoint detection ``keypoints`` and
+        ``skeleton``."""
         p = prediction
+        keypoints = p["keypoints"].float().cpu() if "keypoints" in p else None
+        skeleton = [(int(a), int(b)) for a, b in p["skeleton"]] if p.get("skeleton") is not None else None
         return cls(str(p["path"]), class_names, image_input, boxes=p["boxes"].cpu(), scores=p["scores"].cpu(),
-                   labels=p["labels"].cpu(), masks=_decoded(p))
+                   labels=p["labels"].cpu(), masks=_decoded(p), keypoints=keypoints, skeleton=skeleton)
 
     @property
     def names(self) -> list[str]:
@@ -158,7 +165,8 @@ class DetectionResult(Result):
         ``nms_iou`` drawn on the image (the CLI's drawing and defaults)."""
         assert self.boxes is not None and self.scores is not None and self.labels is not None
         return render_detections(self.image(), self.boxes, self.scores, self.labels, self.class_names,
-                                 score_thresh, nms_iou, masks=None if self.masks is None else self.masks.numpy())
+                                 score_thresh, nms_iou, masks=None if self.masks is None else self.masks.numpy(),
+                                 keypoints=self.keypoints, skeleton=self.skeleton)
 
     def _summary(self) -> str:
         assert self.scores is not None

@@ -1,8 +1,9 @@
-"""``visiontasks evaluate detection|segmentation|classification``: score predictions against ground
+"""``visiontasks evaluate detection|keypoints|segmentation|classification``: score predictions against ground
 truth, without a model (see docs/evaluate.md for the formats and what every number means).
 
 - ``detection --gt ROOT --pred results.json|FOLDER [--format coco|voc|yolo] [--split NAME] [--voc07]``:
   COCO mAP (torchmetrics on faster_coco_eval), VOC AP at IoU 0.5, PR curves, confusion matrix;
+- ``keypoints --gt person_keypoints.json --pred results.json``: COCO keypoint AP by OKS (faster_coco_eval);
 - ``segmentation --gt MASKS --pred MASKS``: mIoU, per-class IoU, pixel/mean class accuracy;
 - ``classification --gt FOLDER|CSV --pred CSV``: top-1/top-5, per-class accuracy.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,10 +23,10 @@ import numpy as np
 
 from visiontasks.errors import InvalidInputError, MissingFileError, UserInputError
 from visiontasks.outputs.classification_files import read_classification_predictions, read_csv
-from visiontasks.outputs.detection_files import read_coco_results, read_yolo_predictions
+from visiontasks.outputs.detection_files import read_coco_keypoint_results, read_coco_results, read_yolo_predictions
 from visiontasks.outputs.report import fmt, nanmean, plot_matrix, write_matrix_csv, write_metrics
 
-TASKS = ("detection", "segmentation", "classification")
+TASKS = ("detection", "keypoints", "segmentation", "classification")
 
 
 # -- shared writing (the helpers live in outputs/report.py: a detection test writes the same report) --
@@ -100,6 +102,69 @@ def evaluate_detection(args: argparse.Namespace) -> dict[str, Any]:
     metrics, table = write_detection_report(out, gts, dets, list(split.class_names), args.conf, args.voc07)
     print(table)
     print(f"written to {out}")
+    return metrics
+
+
+# -- keypoints -------------------------------------------------------------------------------------------
+def read_keypoint_gt(path: Path) -> tuple[dict[str, Any], list[float], list[str]]:
+    """A COCO person-keypoints JSON -> the dict COCO's evaluation takes (each annotation with
+    ``area``: its own, else its box's, as no segmentation area is known; ``num_keypoints`` counted
+    when absent), the OKS sigmas (the keypoint category's ``sigmas`` if it gives them, else COCO's 17
+    person sigmas for 17 keypoints, else ``1 / P`` each) and the keypoint names."""
+    from visiontasks.ops.keypoints import default_sigmas
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InvalidInputError(f"ground truth {path}: not a COCO JSON ({err})") from None
+    lists = ("images", "annotations", "categories")
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in lists):
+        raise InvalidInputError(f"ground truth {path}: a COCO person-keypoints JSON needs the lists images, "
+                                "annotations and categories")
+    named = [c for c in data["categories"] if isinstance(c, dict) and c.get("keypoints")]
+    lengths = {len(a["keypoints"]) for a in data["annotations"] if isinstance(a, dict) and "keypoints" in a}
+    p = len(named[0]["keypoints"]) if named else (lengths.pop() // 3 if len(lengths) == 1 else 0)
+    if p == 0:
+        raise InvalidInputError(f"ground truth {path}: no category names its keypoints and the annotations "
+                                "carry none; it is not a keypoints file (COCO: person_keypoints_<split>.json)")
+    annotations = []
+    for n, a in enumerate(data["annotations"]):
+        try:
+            kp, box = [float(v) for v in a["keypoints"]], [float(v) for v in a["bbox"]]
+            if len(box) != 4:
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInputError(f"ground truth {path}, annotation {n}: needs keypoints [x, y, v, ...] and "
+                                    "bbox [x, y, w, h]") from None
+        if len(kp) != 3 * p:
+            raise InvalidInputError(f"ground truth {path}, annotation {n}: {len(kp)} keypoint values, "
+                                    f"expected {3 * p} ({p} keypoints, x, y, v each)")
+        annotations.append({**a, "id": a.get("id", n + 1), "keypoints": kp, "bbox": box,
+                            "iscrowd": a.get("iscrowd", 0), "area": float(a.get("area") or box[2] * box[3]),
+                            "num_keypoints": a.get("num_keypoints", sum(v > 0 for v in kp[2::3]))})
+    sigmas = named[0].get("sigmas") if named else None
+    if sigmas is not None and len(sigmas) != p:
+        raise InvalidInputError(f"ground truth {path}: the category's sigmas has {len(sigmas)} values for "
+                                f"{p} keypoints")
+    names = [str(k) for k in named[0]["keypoints"]] if named else [str(i) for i in range(p)]
+    gt = {**data, "annotations": annotations}
+    return gt, [float(v) for v in sigmas] if sigmas is not None else default_sigmas(p), names
+
+
+def evaluate_keypoints(args: argparse.Namespace) -> dict[str, Any]:
+    from visiontasks.metrics.keypoints import coco_keypoint_ap
+
+    gt_path = _need(args.gt, "ground truth")
+    gt, sigmas, names = read_keypoint_gt(gt_path)
+    image_ids = {int(i["id"]) for i in gt["images"]}
+    category_ids = {int(c["id"]) for c in gt["categories"]}
+    results = read_coco_keypoint_results(_need(args.pred, "predictions"), image_ids, category_ids, len(names))
+    scores = coco_keypoint_ap(gt, results, sigmas)
+    metrics: dict[str, Any] = {"images": len(image_ids), "detections": len(results), **scores,
+                               "keypoints": names, "sigmas": sigmas}
+    lines = [f"keypoints: {len(image_ids)} images, {len(results)} detections, {len(names)} keypoints (OKS)"]
+    lines += [f"  {key:<10} {fmt(scores[key])}" for key in ("kp_map", "kp_map_50", "kp_map_75", "kp_mar")]
+    _write(_output(args, "keypoints"), metrics, "\n".join(lines))
     return metrics
 
 
@@ -286,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--names", default=None, help="VOC: the class list (file, or comma-separated)")
     det.add_argument("--voc07", action="store_true", help="also VOC2007's 11-point AP")
     det.add_argument("--conf", type=float, default=0.25, help="score threshold of the confusion matrix")
+    kp = sub.add_parser("keypoints", help="COCO keypoint AP by OKS")
+    kp.add_argument("--gt", required=True, help="a COCO person-keypoints JSON (person_keypoints_<split>.json)")
+    kp.add_argument("--pred", required=True, help="COCO keypoint results JSON (image_id, category_id, keypoints, score)")
     seg = sub.add_parser("segmentation", help="mIoU, per-class IoU, pixel/mean class accuracy")
     seg.add_argument("--gt", required=True, help="a folder (or file) of index masks")
     seg.add_argument("--pred", required=True, help="a folder (or file) of predicted index masks, paired by stem")
@@ -297,14 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     cls = sub.add_parser("classification", help="top-1/top-5, per-class accuracy, confusion matrix")
     cls.add_argument("--gt", required=True, help="an image folder (<class>/<image>) or a CSV with id,label")
     cls.add_argument("--pred", required=True, help="a CSV with id,name[,p_<class>...] (as predictions.csv)")
-    for p in (det, seg, cls):
+    for p in (det, kp, seg, cls):
         p.add_argument("--output", default=None, help="folder for the results (default: evaluate_<task> next to --pred)")
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    run = {"detection": evaluate_detection, "segmentation": evaluate_segmentation,
+    run = {"detection": evaluate_detection, "keypoints": evaluate_keypoints, "segmentation": evaluate_segmentation,
            "classification": evaluate_classification}[args.task]
     run(args)
     return 0

@@ -15,11 +15,12 @@ from visiontasks.preprocessing import Preprocessing
 INTERPOLATION = "bilinear (OpenCV cv2.INTER_LINEAR, what albumentations uses)"
 
 
-def caller_steps(prep: Preprocessing, masks: bool = False) -> list[str]:
+def caller_steps(prep: Preprocessing, masks: bool = False, keypoints: bool = False) -> list[str]:
     """What the caller does to a decoded ``uint8 [H0, W0, C]`` image before the model, in words that
     match the data pipeline of the checkpoint (albumentations' ``Resize`` / ``LongestMaxSize`` +
     ``PadIfNeeded`` / visiontasks' ``ShortestEdgeResize``), and after it to boxes (and, with
-    ``masks``, instance masks ``[D, H, W]``) to get them in the file's pixels."""
+    ``masks``, instance masks ``[D, H, W]``; with ``keypoints``, keypoints ``[D, P, 3]``) to get them
+    in the file's pixels."""
     channels = "RGB" if prep.in_chans == 3 else "grey (one channel)"
     steps = [f"decode the image as {channels} uint8 [H0, W0, {prep.in_chans}] (EXIF orientation applied)"]
     if prep.resize == "stretch":
@@ -51,6 +52,9 @@ def caller_steps(prep: Preprocessing, masks: bool = False) -> list[str]:
             steps.append("masks back to file pixels: resized to (H0, W0), bilinear, then >= 0.5")
     else:
         steps.append("no resize: the image at its own size")
+    if keypoints and prep.resize != "none":
+        steps.append("keypoints back to file pixels: each x, y as a box corner above (the third column, the "
+                     "keypoint score, unchanged)")
     steps.append("stack into the input batch (layout N, H, W, C); normalisation happens inside the model")
     return steps
 
@@ -82,7 +86,7 @@ def export_spec(
             "batch": "1 image per call" if wrapper.one_image else "any",
         },
         "preprocessing": {**prep.to_dict(), "interpolation": INTERPOLATION},
-        "caller_steps": caller_steps(prep, "masks" in output_names),
+        "caller_steps": caller_steps(prep, "masks" in output_names, "keypoints" in output_names),
         "in_graph": "x = float32(image) in NCHW; x = (x - 255 * mean) / (255 * std)",
         "outputs": wrapper.describe_outputs(output_names, task.num_classes),
         "postprocessing": wrapper.postprocessing(task),

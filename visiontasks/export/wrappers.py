@@ -127,7 +127,9 @@ class DetectorExport(nn.Module):
     detector's ``export_support.outputs`` names them. A detector with a mask branch (its ``detect``
     gives ``roi_masks`` ``[D, M, M]``) also has ``masks`` float ``[D, H, W]``: each detection's mask
     probability in the pixels of the given image, pasted at its box by torchvision's
-    ``paste_masks_in_image`` (what ``Detector.forward`` does for the eager model).
+    ``paste_masks_in_image`` (what ``Detector.forward`` does for the eager model). A detector with a
+    keypoint branch also has ``keypoints`` float ``[D, P, 3]`` (x, y in the pixels of the given image,
+    the keypoint score), as ``detect`` returns them.
 
     The image is normalised, padded at the bottom/right to a multiple of the detector's
     ``size_divisible`` (zeros after normalisation, as ``Detector.forward`` pads a batch) and given to
@@ -146,6 +148,10 @@ class DetectorExport(nn.Module):
                   "meaning": "per-detection mask probability in [0, 1] in pixels of the input image (after the "
                              "resize), pasted at its box; threshold 0.5 for the object's pixels; to file pixels "
                              "as the caller steps say"},
+        "keypoints": {"dtype": "float32", "shape": ["D", "P", 3],
+                      "meaning": "per-detection keypoints: x, y in pixels of the input image (after the resize), "
+                                 "then the keypoint score (the heatmap logit, unbounded); to file pixels as the "
+                                 "caller steps say"},
     }
 
     def __init__(self, detector: nn.Module, mean: Sequence[float], std: Sequence[float], dynamic: bool = False) -> None:

@@ -6,7 +6,7 @@ to :func:`~visiontasks.heads.detector.build_detector`. A new detector is one mod
 below.
 """
 
-from . import fast_rcnn, faster_rcnn, mask_rcnn, rcnn, ssd, yolov1  # noqa: F401  (registration)
+from . import fast_rcnn, faster_rcnn, keypoint_rcnn, mask_rcnn, rcnn, ssd, yolov1  # noqa: F401  (registration)
 from .detector import Detector, build_detector, detector_paper, list_detectors, register_detector
 
 __all__ = ["Detector", "build_detector", "detector_paper", "list_detectors", "register_detector"]

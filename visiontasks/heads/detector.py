@@ -1,6 +1,6 @@
 """The detector interface shared by every detection model, and the registry that builds them by name.
 
-Every detector (R-CNN, Fast R-CNN, Faster R-CNN, Mask R-CNN, YOLOv1, SSD) is a :class:`Detector`: an ``nn.Module``
+Every detector (R-CNN, Fast R-CNN, Faster R-CNN, Mask R-CNN, Keypoint R-CNN, YOLOv1, SSD) is a :class:`Detector`: an ``nn.Module``
 that takes a list of normalised images of possibly different sizes and
 
 * in training mode, with ``targets``, returns a dict of named scalar losses (the task sums them);
@@ -67,13 +67,17 @@ class Detector(nn.Module):
     proposals, R-CNN and Fast R-CNN: the task then requires ``target["proposals"]`` and passes them
     as ``proposals``); ``needs_masks`` (``True`` for Mask R-CNN: training targets must carry
     ``masks`` uint8 ``[K, H, W]``; eval outputs then add ``masks`` float ``[D, H, W]`` in [0, 1] in the
-    same pixels as the boxes); ``paper`` and ``year``, the publication the detector follows (read by
+    same pixels as the boxes); ``needs_keypoints`` (``True`` for Keypoint R-CNN: training targets must
+    carry ``keypoints`` float ``[K, P, 3]`` (x, y, COCO visibility v; v = 0 carries no loss); eval
+    outputs then add ``keypoints`` float ``[D, P, 3]``, x, y in the same pixels as the boxes and the
+    keypoint's score third); ``paper`` and ``year``, the publication the detector follows (read by
     ``visiontasks benchmark detectors``); ``export_support``, what ``visiontasks export`` can do with
     it (:class:`ExportSupport`). Instances set ``num_classes`` and ``size_divisible``.
     """
 
     needs_proposals: ClassVar[bool] = False
     needs_masks: ClassVar[bool] = False
+    needs_keypoints: ClassVar[bool] = False
     export_support: ClassVar[ExportSupport] = ExportSupport()
     paper: ClassVar[str] = ""
     year: ClassVar[int] = 0

@@ -1,6 +1,7 @@
-"""Whole-detector weights from torchvision: ``fasterrcnn_resnet50_fpn``'s (``maskrcnn_resnet50_fpn``'s)
-COCO weights (by name, downloaded only when asked) or a state_dict file saved from that model, loaded
-into our ``faster_rcnn`` (``mask_rcnn``) (ResNet-50 backbone, ``fpn: true``); the same for
+"""Whole-detector weights from torchvision: ``fasterrcnn_resnet50_fpn``'s (``maskrcnn_resnet50_fpn``'s,
+``keypointrcnn_resnet50_fpn``'s) COCO weights (by name, downloaded only when asked) or a state_dict file
+saved from that model, loaded into our ``faster_rcnn`` (``mask_rcnn``, ``keypoint_rcnn``) (ResNet-50
+backbone, ``fpn: true``); the same for
 ``ssd300_vgg16`` into our ``ssd`` (VGG-16 backbone, the settings of ``ssd.TORCHVISION_SSD300``; see
 :func:`load_torchvision_ssd`).
 
@@ -8,7 +9,8 @@ torchvision's keys are renamed, not matched by position: ``backbone.body.<resnet
 backbone's stage of that tensor (the registry's canonical-key map), ``backbone.fpn.`` to ``fpn.``;
 ``rpn.`` and ``roi_heads.`` are torchvision's own modules in both. With another class count the
 class-specific layers (``box_predictor.cls_score`` / ``bbox_pred``, and Mask R-CNN's
-``mask_predictor.mask_fcn_logits``) are re-initialised with a warning:
+``mask_predictor.mask_fcn_logits``) are re-initialised with a warning, and so is Keypoint R-CNN's
+``keypoint_predictor.kps_score_lowres`` with another keypoint count:
 the fine-tuning recipe of torchvision's detection tutorial. Our labels are torchvision's minus one
 (its class 0 is the background), so COCO's 90 label ids map to our 0..89.
 """
@@ -33,7 +35,11 @@ KINDS = {
     "faster_rcnn": ("fasterrcnn_resnet50_fpn", TORCHVISION_WEIGHTS, CLASS_SPECIFIC),
     "mask_rcnn": ("maskrcnn_resnet50_fpn", "MaskRCNN_ResNet50_FPN_Weights",
                   CLASS_SPECIFIC + ("roi_heads.mask_predictor.mask_fcn_logits.",)),
+    "keypoint_rcnn": ("keypointrcnn_resnet50_fpn", "KeypointRCNN_ResNet50_FPN_Weights", CLASS_SPECIFIC),
 }
+# Keypoint R-CNN's layer that depends on the keypoint count (17 for COCO person): re-initialised, with a
+# warning, for another ``num_keypoints``
+KEYPOINT_SPECIFIC = ("roi_heads.keypoint_predictor.kps_score_lowres.",)
 
 
 def torchvision_detector_state(weights: str | os.PathLike, enum: str = TORCHVISION_WEIGHTS) -> dict[str, torch.Tensor]:
@@ -75,8 +81,8 @@ def load_torchvision_detector(
     detector: nn.Module, weights: str | os.PathLike, num_classes: int, kind: str = "faster_rcnn"
 ) -> None:
     """Load torchvision's ResNet-50-FPN weights of ``kind`` (``faster_rcnn``: ``fasterrcnn_resnet50_fpn``,
-    ``mask_rcnn``: ``maskrcnn_resnet50_fpn``) into ``detector`` (ours on ``resnet50`` with
-    ``fpn: true``); raises :class:`InvalidInputError` when they do not fit."""
+    ``mask_rcnn``: ``maskrcnn_resnet50_fpn``, ``keypoint_rcnn``: ``keypointrcnn_resnet50_fpn``) into
+    ``detector`` (ours on ``resnet50`` with ``fpn: true``); raises :class:`InvalidInputError` when they do not fit."""
     tv_name, enum, class_specific_keys = KINDS[kind]
     state = _renamed(torchvision_detector_state(weights, enum))
     own = detector.state_dict()
@@ -90,6 +96,13 @@ def load_torchvision_detector(
             stacklevel=3,
         )
         state = {k: v for k, v in state.items() if k not in class_specific}
+    if kind == "keypoint_rcnn":
+        class_specific_keys += KEYPOINT_SPECIFIC
+        key = KEYPOINT_SPECIFIC[0] + "weight"
+        if key in state and key in own and own[key].shape != state[key].shape:
+            warnings.warn(f"{kind}: {weights} has {state[key].shape[1]} keypoints, the model {own[key].shape[1]}: "
+                          "keypoint_predictor (kps_score_lowres) re-initialised", stacklevel=3)
+            state = {k: v for k, v in state.items() if not k.startswith(KEYPOINT_SPECIFIC)}
     load_fitting(detector, state, class_specific_keys,
                  f"detector weights {weights} do not fit: they are torchvision's {tv_name} (set "
                  "backbone: resnet50 and model_kwargs: {fpn: true})")

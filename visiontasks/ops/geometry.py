@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .keypoints import keypoints_to_original
+
 
 def clip_boxes(boxes: Tensor, size: Sequence[int]) -> Tensor:
     """Boxes ``[K, 4]`` xyxy clipped to an image of ``size`` = (H, W) pixels (a new tensor)."""
@@ -82,12 +84,16 @@ def detections_to_original(detections: list[dict[str, Tensor]], geometry: list[d
     Instance masks: a detection's ``roi_masks`` ``[D, M, M]`` (probabilities inside each box, e.g.
     Mask R-CNN's 28 x 28) become ``masks`` float ``[D, H, W]`` pasted at the boxes as returned: in
     the file's ``orig_size`` when mapped, else in ``geometry[i]["size"]`` (the image as given).
+    Keypoints (``keypoints`` ``[D, P, 3]``, Keypoint R-CNN) are mapped with the boxes
+    (:func:`~visiontasks.ops.keypoints.keypoints_to_original`).
     """
     out = []
     for det, geo in zip(detections, geometry):
         size = geo.get("size")
         if "image_box" in geo and "orig_size" in geo:
             det = {**det, "boxes": boxes_to_original(det["boxes"].float(), geo["image_box"], geo["orig_size"])}
+            if "keypoints" in det:
+                det["keypoints"] = keypoints_to_original(det["keypoints"].float(), geo["image_box"], geo["orig_size"])
             size = geo["orig_size"]
         if "roi_masks" in det:
             det = dict(det)

@@ -1,5 +1,6 @@
 """Detection outputs: COCO results JSON and PNGs with the boxes drawn (and the instance masks, for
-instance segmentation predictions carrying ``segmentation``: one COCO RLE per detection)."""
+instance segmentation predictions carrying ``segmentation``: one COCO RLE per detection; and the
+keypoints with their skeleton, for keypoint predictions carrying ``keypoints`` ``[D, P, 3]``)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ class CocoResultsWriter(BasePredictionWriter):
     """``results.json`` in ``output_dir`` (default: the run's ``predictions`` folder), COCO results
     format: ``{image_id, category_id, bbox: [x, y, w, h] in file pixels (2 decimals), score}`` for
     every detection, plus ``segmentation`` (COCO RLE, file pixels) when the predictions carry
-    instance masks. Under DDP the entries of all processes are gathered (an image repeated by the
-    distributed sampler counts once) and rank 0 writes."""
+    instance masks and ``keypoints`` (flat ``[x, y, score] * P``, file pixels; the score is the
+    detector's keypoint score, which COCO's evaluation ignores) when they carry keypoints. Under DDP
+    the entries of all processes are gathered (an image repeated by the distributed sampler counts
+    once) and rank 0 writes."""
 
     def __init__(self, output_dir: str | os.PathLike | None = None) -> None:
         super().__init__("batch_and_epoch")
@@ -57,6 +60,9 @@ class CocoResultsWriter(BasePredictionWriter):
                 })
                 if "segmentation" in p:
                     self._results[-1]["segmentation"] = p["segmentation"][k]
+                if "keypoints" in p:  # COCO's flat x, y, score triples (file pixels)
+                    self._results[-1]["keypoints"] = [round(float(v), 4 if j % 3 == 2 else 2) for j, v in
+                                                      enumerate(p["keypoints"][k].reshape(-1).tolist())]
 
     def write_on_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Sequence[Any],
                            batch_indices: Sequence[Any]) -> None:
@@ -70,7 +76,8 @@ class DetectionDrawingWriter(PerImageWriter):
     """One PNG per image, ``<image_id:06d>_<file stem>.png`` in ``output_dir`` (default: the run's
     ``predictions`` folder): the image file with its detections drawn (box, class name and score on
     a label in the class colour; sizes scale with the image, see :mod:`visiontasks.outputs.drawing`),
-    and, for instance segmentation, each drawn detection's mask filled in its class colour.
+    and, for instance segmentation, each drawn detection's mask filled in its class colour; for
+    keypoint detection its keypoints and the skeleton in its class colour.
 
     Drawn are the detections scoring at least ``draw_score_thresh`` that also survive a
     class-agnostic NMS at IoU ``draw_nms_iou`` (``None``: no such NMS), so one object shows one box
@@ -91,7 +98,8 @@ class DetectionDrawingWriter(PerImageWriter):
         for p in prediction:
             path = Path(p["path"])
             image = render_detections(read_image(path, 3), p["boxes"], p["scores"], p["labels"], class_names,
-                                      self.draw_score_thresh, self.draw_nms_iou, p.get("segmentation"))
+                                      self.draw_score_thresh, self.draw_nms_iou, p.get("segmentation"),
+                                      keypoints=p.get("keypoints"), skeleton=p.get("skeleton"))
             Image.fromarray(image).save(folder / f"{int(p['image_id']):06d}_{path.stem}.png")
 
 

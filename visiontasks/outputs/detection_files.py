@@ -1,7 +1,8 @@
 """Reading detection prediction files: a COCO results JSON (what
 :class:`~visiontasks.outputs.detection.CocoResultsWriter` writes) and YOLO-style ``<stem>.txt`` files
-with a score column, as ``{image_id: [(xyxy, score, label)]}`` in file pixels; read by ``visiontasks
-evaluate``. No torch or Lightning here (evaluate stays light); errors name the file and entry/line.
+with a score column, as ``{image_id: [(xyxy, score, label)]}`` in file pixels, and COCO keypoint
+results (:func:`read_coco_keypoint_results`); read by ``visiontasks evaluate``. No torch or Lightning
+here (evaluate stays light); errors name the file and entry/line.
 """
 
 from __future__ import annotations
@@ -97,4 +98,38 @@ def read_yolo_predictions(folder: Path, split: DetectionSplit) -> Predictions:
                 )
             box = [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h]
             out.setdefault(rec.image_id, []).append((box, score, cls))
+    return out
+
+
+def read_coco_keypoint_results(path: Path, image_ids: set[int], category_ids: set[int],
+                               num_keypoints: int) -> list[dict[str, Any]]:
+    """A COCO keypoint results JSON (what :class:`~visiontasks.outputs.detection.CocoResultsWriter`
+    writes for keypoint detection: ``{image_id, category_id, keypoints: [x, y, score] * P, score}``
+    per detection, file pixels) checked against the ground truth's image and category ids and its
+    keypoint count; returns the entries as COCO's evaluation takes them."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InvalidInputError(f"predictions {path}: not a COCO results JSON ({err})") from None
+    if not isinstance(data, list):
+        raise InvalidInputError(f"predictions {path}: expected a list of {{image_id, category_id, keypoints, score}}")
+    out = []
+    for n, d in enumerate(data):
+        try:
+            image_id, cat, score = int(d["image_id"]), int(d["category_id"]), float(d["score"])
+            kp = [float(v) for v in d["keypoints"]]
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInputError(f"predictions {path}, entry {n}: needs image_id, category_id, keypoints "
+                                    "[x, y, score, ...] and score") from None
+        if len(kp) != 3 * num_keypoints:
+            raise InvalidInputError(f"predictions {path}, entry {n}: {len(kp)} keypoint values, the ground truth "
+                                    f"has {num_keypoints} keypoints ({3 * num_keypoints} values: x, y, score each)")
+        if image_id not in image_ids:
+            raise InvalidInputError(f"predictions {path}, entry {n}: image_id {image_id} is not in the ground truth")
+        if cat not in category_ids:
+            raise InvalidInputError(f"predictions {path}, entry {n}: category_id {cat} is not one of the ground "
+                                    f"truth's {sorted(category_ids)}")
+        if not all(map(math.isfinite, [*kp, score])):
+            raise InvalidInputError(f"predictions {path}, entry {n}: a keypoint or the score is not a finite number")
+        out.append({"image_id": image_id, "category_id": cat, "keypoints": kp, "score": score})
     return out

@@ -165,6 +165,28 @@ def draw_instance_masks(image: np.ndarray, masks: np.ndarray, colours: Sequence[
     return out.permute(1, 2, 0).numpy().copy()
 
 
+def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, skeleton: Sequence[Sequence[int]] | None,
+                   colours: Sequence[RGB]) -> np.ndarray:
+    """``image`` (``uint8 [H, W, 3]``) with each object's keypoints (``[D, P, >= 2]``, x, y in its
+    pixels) drawn as dots in ``colours[i]`` for object ``i`` over the ``skeleton``'s lines (0-based
+    index pairs; white, torchvision's ``draw_keypoints``); sizes follow :func:`drawing_style` (lines as
+    wide as the box outlines, dots twice that), so they stay readable at any image size. The first
+    object is drawn last (on top). Returns a new array."""
+    from torchvision.utils import draw_keypoints as tv_draw_keypoints
+
+    out = torch.from_numpy(np.array(image[..., :3])).permute(2, 0, 1).contiguous()  # a writable copy
+    style = drawing_style(*image.shape[:2])
+    edges = [(int(a), int(b)) for a, b in skeleton] if skeleton else None
+    points = torch.as_tensor(np.asarray(keypoints, np.float32))
+    radius = max(2, 2 * style.line_width)
+    for i in range(len(points))[::-1]:
+        xy, colour = points[i:i + 1, :, :2], tuple(colours[i])
+        if edges:  # torchvision draws the lines over the dots: again without them, so the dots show
+            out = tv_draw_keypoints(out, xy, connectivity=edges, colors=colour, radius=radius, width=style.line_width)
+        out = tv_draw_keypoints(out, xy, colors=colour, radius=radius)
+    return out.permute(1, 2, 0).numpy().copy()
+
+
 def draw_legend(image: np.ndarray, entries: Sequence[tuple[str, RGB]]) -> np.ndarray:
     """``image`` (``uint8 [H, W, 3]``) with a legend in its top-left corner: one row per
     ``(name, colour)``, a swatch and the name in black on a translucent white panel, sized like
@@ -216,11 +238,13 @@ def shown_detections(boxes: torch.Tensor, scores: torch.Tensor, score_thresh: fl
 def render_detections(image: np.ndarray, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
                       names: Sequence[str], score_thresh: float = DRAW_SCORE_THRESH,
                       nms_iou: float | None = DRAW_NMS_IOU, rles: Sequence[dict] | None = None,
-                      masks: np.ndarray | None = None) -> np.ndarray:
+                      masks: np.ndarray | None = None, keypoints: torch.Tensor | None = None,
+                      skeleton: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """``image`` (``uint8 [H, W, 3]``, the file's pixels) with the detections chosen by
-    :func:`shown_detections` drawn: box and ``"<class> <score>"`` label in the class colour, and the
+    :func:`shown_detections` drawn: box and ``"<class> <score>"`` label in the class colour, the
     instance masks filled, given as ``rles`` (one COCO RLE per detection) or ``masks`` ``[D, H, W]``
-    (file pixels)."""
+    (file pixels), and the keypoints ``[D, P, 3]`` (file pixels) with their ``skeleton``
+    (:func:`draw_keypoints`; every keypoint of a drawn detection)."""
     boxes, scores, labels = boxes.detach().cpu(), scores.detach().cpu(), labels.detach().cpu()
     idx = shown_detections(boxes, scores, score_thresh, nms_iou)
     if not len(idx):
@@ -234,6 +258,8 @@ def render_detections(image: np.ndarray, boxes: torch.Tensor, scores: torch.Tens
         image = draw_instance_masks(image, mask_utils.decode([rles[i] for i in idx.tolist()]).transpose(2, 0, 1), drawn)
     elif masks is not None:
         image = draw_instance_masks(image, np.asarray(masks)[idx.numpy()].astype(np.uint8), drawn)
+    if keypoints is not None:
+        image = draw_keypoints(image, keypoints.detach().cpu()[idx].numpy(), skeleton, drawn)
     return draw_detections(image, boxes[idx].tolist(), text, drawn)
 
 

@@ -15,13 +15,15 @@ if TYPE_CHECKING:
     from .classification import ClassificationTask
     from .detection import DetectionTask
     from .instance_segmentation import InstanceSegmentationTask
+    from .keypoint_detection import KeypointDetectionTask
     from .segmentation import SegmentationTask
 
 # The one list of built-in task classes (name -> submodule): the CLI's bare names (``--model
 # DetectionTask``) and old checkpoints' class paths are resolved from it; every task class, built-in or
 # not, registers itself in ``BaseTask.registry`` when its module is imported.
 _LAZY = {"BaseTask": "base", "ClassificationTask": "classification", "DetectionTask": "detection",
-         "InstanceSegmentationTask": "instance_segmentation", "SegmentationTask": "segmentation"}
+         "InstanceSegmentationTask": "instance_segmentation", "KeypointDetectionTask": "keypoint_detection",
+         "SegmentationTask": "segmentation"}
 __all__ = sorted(_LAZY)
 
 
