@@ -8,6 +8,8 @@ so far; :data:`NOT_YET_MEASURED` lists the others.
 
 # registers the claims, in the notes' order (kernels, AlexNet, VGG, GoogLeNet, NiN, ResNet, MobileNet, fields)
 from . import kernels, alexnet, vgg, googlenet, nin, resnet, mobilenet, stages  # noqa: F401, I001
+# the training claims (real SGD runs on the synthetic shapes set)
+from . import plain_residual, batch_norm, activations, dropout, lrn, momentum  # noqa: F401, I001
 from ._registry import CLAIMS, Claim, ClaimResult, claim, list_claims, verdict_of
 from .pending import NOT_YET_MEASURED
 
