@@ -193,9 +193,11 @@ def test_alexnet_variants_swap_only_the_normalisation() -> None:
         paper = alexnet_variant("LRN (paper)")
         assert n_params(paper) == n_params(AlexNetLRN(10))
         assert n_params(alexnet_variant("none")) == n_params(paper)
-        kinds = {n: [type(m).__name__ for m in alexnet_variant(n).features if not isinstance(m, (nn.Conv2d, nn.ReLU, nn.MaxPool2d))]
+        plain = (nn.Conv2d, nn.ReLU, nn.MaxPool2d)
+        kinds = {n: [type(m).__name__ for m in alexnet_variant(n).features if not isinstance(m, plain)]
                  for n in ("LRN (paper)", "none", "BatchNorm")}
-    assert kinds == {"LRN (paper)": ["LocalResponseNorm"] * 2, "none": ["Identity"] * 2, "BatchNorm": ["BatchNorm2d"] * 2}
+    assert kinds == {"LRN (paper)": ["LocalResponseNorm"] * 2, "none": ["Identity"] * 2,
+                     "BatchNorm": ["BatchNorm2d"] * 2}
     small = alexnet_variant("LRN (paper)", shrink=8)
     assert small(torch.randn(2, 3, 64, 64)).shape == (2, 10)
 

@@ -128,6 +128,23 @@ def fit(model: nn.Module, data: Data, steps: int, lr: float, momentum: float = 0
     return run
 
 
+CHANCE_LOSS = 2.302585  # ln 10: cross-entropy of a 10-class guess
+
+
+def learned(run: Run) -> bool:
+    """Whether the run left chance level: final training loss below 90% of ln 10."""
+    return run.final_loss() < 0.9 * CHANCE_LOSS
+
+
+def faster(a: Run, b: Run, target: float) -> bool:
+    """``a`` trains faster than ``b``: reaches ``target`` training-batch accuracy in fewer steps, or,
+    when neither reaches it, ends at a lower training loss (one rule for every training claim)."""
+    sa, sb = a.steps_to(target), b.steps_to(target)
+    if sa is None and sb is None:
+        return a.final_loss() < b.final_loss()
+    return sb is None or (sa is not None and sa < sb)
+
+
 def shapes_data(n_train: int, n_val: int, size: int, seed: int = 0, device: str = "cpu") -> Data:
     """The synthetic shapes set (``_shapes.make_shapes``), training and validation from disjoint seeds."""
     from ._shapes import make_shapes

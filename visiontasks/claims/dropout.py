@@ -9,6 +9,8 @@ from ._nets import small_cnn
 from ._registry import Budget, ClaimResult, claim, verdict_of
 from ._train import curve, device_for, fit, one_thread, seeded, shapes_data
 
+OVERFIT = 0.1  # the claim is tested only if the net without dropout overfits: train - val acc >= 0.1
+
 
 @dataclass(frozen=True)
 class Size:
@@ -17,10 +19,10 @@ class Size:
     n_train: int  # small on purpose: the network can memorise it
     steps: int
     hidden: int
-    lr: float = 0.01  # the notes' (AlexNet's, VGG's) starting lr, momentum 0.9
+    lr: float = 0.03  # momentum 0.9; at the notes' lr 0.01, 500 steps never left chance level: no overfitting
 
 
-SIZES = {"tiny": Size(4, 16, 100, 6, 16), "small": Size(8, 24, 1000, 500, 256),
+SIZES = {"tiny": Size(4, 16, 100, 6, 16), "small": Size(8, 24, 1000, 800, 256),
          "full": Size(32, 32, 2000, 4000, 1024)}
 
 
@@ -32,7 +34,7 @@ SIZES = {"tiny": Size(4, 16, 100, 6, 16), "small": Size(8, 24, 1000, 500, 256),
              "seeds/000_4943f345b6f0fdd0.txt:142"),
     measures="train and val accuracy (eval mode), and their gap at the end of a 3-conv CNN "
              "with AlexNet's head (FC-FC-FC) with dropout p=0.5 before both hidden FC layers vs p=0, trained "
-             "past memorisation on a small synthetic shapes training set (SGD lr 0.01 m 0.9)",
+             "past memorisation on a small synthetic shapes training set (SGD lr 0.03 m 0.9)",
     paper="Krizhevsky et al. 2012, section 4.2; Srivastava et al. 2014",
     kind="training",
 )
@@ -49,10 +51,11 @@ def dropout(budget: Budget) -> ClaimResult:
                          "gap": round(run.train_acc - run.val_acc, 3),
                          "best val acc": round(max(v for *_, v in run.evals), 3)})
     off, on = rows
-    checks = [on["gap"] < off["gap"], on["val acc"] >= off["val acc"]]
+    checks = [off["gap"] >= OVERFIT, on["gap"] < off["gap"], on["val acc"] >= off["val acc"]]
     finding = (f"train/val gap without dropout {off['gap']:.3f} ({off['train acc']:.3f}/{off['val acc']:.3f}), with "
                f"p=0.5 {on['gap']:.3f} ({on['train acc']:.3f}/{on['val acc']:.3f}), {s.n_train} training images; "
-               f"smaller gap, val acc at least as high: {checks}")
+               f"net without dropout overfits (gap >= {OVERFIT}), dropout's gap smaller, val acc at least as high: "
+               f"{checks}")
     curves = {"training loss": {f"dropout {p}": curve(r) for p, r in runs.items()},
               "val error (1 - val acc)": {f"dropout {p}": {"step": [e[0] for e in r.evals],
                                                           "loss": [round(1 - e[2], 4) for e in r.evals]}

@@ -60,8 +60,10 @@ def momentum(budget: Budget) -> ClaimResult:
             net = seeded(0, lambda: small_cnn(s.image, s.width, convs_per_stage=2, bn=True), device)
             run = runs[name] = fit(net, data, s.steps, lr, momentum=m, eval_every=max(1, s.steps // 25),
                                    plateau=lr_on_plateau if plateau else None)
-            rows.append({"optimiser": name, f"steps to {TARGET:.0%} train-batch acc": steps_text(run.steps_to(TARGET), s.steps),
-                         "final train loss": round(run.final_loss(), 4), "train acc (batches)": round(run.final_batch_acc(), 3),
+            rows.append({"optimiser": name,
+                         f"steps to {TARGET:.0%} train-batch acc": steps_text(run.steps_to(TARGET), s.steps),
+                         "final train loss": round(run.final_loss(), 4),
+                         "train acc (batches)": round(run.final_batch_acc(), 3),
                          "val acc (eval mode)": round(run.val_acc, 3), "final lr": run.lrs[-1] if run.lrs else lr})
     plain, mom, big_lr, recipe = (runs[n] for n in ARMS)
     big = s.steps + 1

@@ -79,7 +79,8 @@ def plain_vs_residual(budget: Budget) -> ClaimResult:
                 runs[residual, blocks] = run
                 rows.append({"network": "residual" if residual else "plain", "layers": 6 * blocks + 2,
                              "steps": s.steps, "final train loss": round(run.final_loss(), 4),
-                             "train acc (batches)": round(run.final_batch_acc(), 3), "val acc (eval mode)": round(run.val_acc, 3),
+                             "train acc (batches)": round(run.final_batch_acc(), 3),
+                             "val acc (eval mode)": round(run.val_acc, 3),
                              "seconds": round(run.seconds, 1)})
     shallow, deep = s.blocks
     loss = {k: r.final_loss() for k, r in runs.items()}

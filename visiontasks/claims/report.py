@@ -14,15 +14,23 @@ from .pending import NOT_YET_MEASURED
 
 @dataclass
 class Outcome:
-    """One claim and what it measured."""
+    """One claim, what it measured, and its wall time (seconds)."""
 
     claim: Claim
     result: ClaimResult
+    seconds: float = 0.0
 
 
 def run_claims(names: Sequence[str], budget: Budget) -> list[Outcome]:
     """Run the named claims (registration order is kept by the caller's list)."""
-    return [Outcome(CLAIMS[n], CLAIMS[n].run(budget)) for n in names]
+    import time
+
+    outcomes = []
+    for n in names:
+        t0 = time.perf_counter()
+        result = CLAIMS[n].run(budget)
+        outcomes.append(Outcome(CLAIMS[n], result, round(time.perf_counter() - t0, 1)))
+    return outcomes
 
 
 def _cell(v: Any) -> str:
@@ -52,8 +60,8 @@ def render_markdown(outcomes: list[Outcome], command: str, date: str, charts: st
     """The report: a summary table, then one section per claim (with its chart, linked under the
     folder ``charts``: "" = next to the report), then the claims not yet measured."""
     out = [f"Command: `{command}`  ", f"Date: {date}", "",
-           "| claim | verdict | finding | notes |", "|---|---|---|---|"]
-    out += [f"| {o.claim.name} | **{o.result.verdict}** | {_cell(o.result.finding)} | {_cites(o.claim)} |"
+           "| claim | verdict | finding | notes | s |", "|---|---|---|---|---|"]
+    out += [f"| {o.claim.name} | **{o.result.verdict}** | {_cell(o.result.finding)} | {_cites(o.claim)} | {o.seconds:.0f} |"
             for o in outcomes]
     for o in outcomes:
         c = o.claim
@@ -75,7 +83,7 @@ def to_json(outcomes: list[Outcome], command: str, date: str) -> dict[str, Any]:
         "command": command, "date": date,
         "claims": [{"name": o.claim.name, "kind": o.claim.kind, "statement": o.claim.statement,
                     "sources": list(o.claim.sources), "paper": o.claim.paper, "measures": o.claim.measures,
-                    "verdict": o.result.verdict, "finding": o.result.finding, "rows": o.result.rows,
+                    "verdict": o.result.verdict, "finding": o.result.finding, "seconds": o.seconds, "rows": o.result.rows,
                     "curves": o.result.curves}
                    for o in outcomes],
         "not_yet_measured": [{"name": n, "statement": s, "sources": list(src)} for n, s, src in NOT_YET_MEASURED],
