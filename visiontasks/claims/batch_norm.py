@@ -30,8 +30,9 @@ SIZES = {"tiny": Size(4, 16, 200, 6), "small": Size(8, 24, 5000, 300), "full": S
     "same network trains faster.",
     sources=("seeds/002_fe5bbf9b65554f16.txt:198-204", "seeds/000_4943f345b6f0fdd0.txt:126"),
     measures=f"SGD steps (momentum 0.9, batch 64) to {TARGET:.0%} training accuracy (when neither arm gets "
-             "there: the lower final training loss wins) and final training loss of a 6-convolution plain CNN (3x3, two per stage, GAP head) with and without "
-             "BatchNorm, at lr 0.01 and 0.1, on the synthetic shapes set",
+             "there: the lower final training loss wins) and final training loss of a 6-convolution plain CNN "
+             "(3x3, two per stage, GAP head) with and without BatchNorm, at lr 0.01 and 0.1, on the synthetic "
+             "shapes set",
     paper="Ioffe & Szegedy 2015 (14x fewer steps to Inception's accuracy); Santurkar et al. 2018 (smoothness)",
     kind="training",
 )
