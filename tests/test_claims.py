@@ -22,11 +22,16 @@ CITE = re.compile(r"^seeds/(\d{3}_[0-9a-f]{16}\.txt):(\d+)(?:-(\d+))?$")
 
 
 def _result(name: str):
-    return CLAIMS[name].run("small")
+    """Counting claims at the small budget (instant); training claims at the tests' tiny size."""
+    return CLAIMS[name].run("tiny" if CLAIMS[name].kind == "training" else "small")
 
 
 def test_at_least_eight_counting_claims() -> None:
     assert len([c for c in CLAIMS.values() if c.kind == "counting"]) >= 8
+
+
+def test_at_least_fourteen_claims_six_of_them_training() -> None:
+    assert len(CLAIMS) >= 14 and len([c for c in CLAIMS.values() if c.kind == "training"]) >= 6
 
 
 @pytest.mark.parametrize("name", list_claims())
@@ -37,6 +42,9 @@ def test_claim_runs_and_its_table_is_well_formed(name: str) -> None:
     keys = list(r.rows[0])
     assert all(list(row) == keys for row in r.rows), "every row has the same columns"
     json.dumps(r.rows)  # JSON-serialisable
+    if c.kind == "training":
+        assert r.curves and all(arms for arms in r.curves.values()), "a training claim has loss curves"
+        assert all(len(cv["step"]) == len(cv["loss"]) > 0 for arms in r.curves.values() for cv in arms.values())
     assert c.sources or c.paper, "a claim cites the notes or, where they have none, the paper"
 
 
@@ -143,3 +151,64 @@ def test_cli_unknown_claim(capsys) -> None:
 
     assert main(["benchmark", "claims", "--only", "nope"]) == 2
     assert "unknown claim" in capsys.readouterr().err
+
+
+def test_training_claim_report_writes_its_chart(tmp_path: Path) -> None:
+    from visiontasks.claims.report import run_claims, write_report
+
+    md, js = write_report(run_claims(["dropout"], "tiny"), tmp_path, "test", "2026-01-01")
+    png = tmp_path / "dropout.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](dropout.png)" in md.read_text()
+    assert json.loads(js.read_text())["claims"][0]["curves"]
+
+
+def test_plain_block_is_basic_block_without_its_shortcut() -> None:
+    from torchvision.models.resnet import BasicBlock
+
+    from visiontasks.claims.plain_residual import PlainBlock, cifar_net
+
+    torch.manual_seed(0)
+    basic = BasicBlock(4, 4).eval()
+    plain = PlainBlock(4, 4).eval()
+    plain.load_state_dict(basic.state_dict())
+    x = torch.randn(2, 4, 8, 8)
+    # basic = relu(F(x) + x), plain = relu(F(x)): equal where x <= 0 cannot be told apart, so compare
+    # against the residual computed by hand
+    f = plain.bn2(plain.conv2(plain.relu(plain.bn1(plain.conv1(x)))))
+    assert torch.allclose(basic(x), torch.relu(f + x)) and torch.allclose(plain(x), torch.relu(f))
+    for blocks in (1, 3):
+        net = cifar_net(blocks, residual=False)
+        weights = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        assert len(weights) == 6 * blocks + 2
+        assert cifar_net(blocks, residual=True)(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_alexnet_variants_swap_only_the_normalisation() -> None:
+    from visiontasks.backbones.alexnet import AlexNetLRN
+    from visiontasks.claims._count import n_params
+    from visiontasks.claims.lrn import alexnet_variant
+
+    with torch.device("meta"):
+        paper = alexnet_variant("LRN (paper)")
+        assert n_params(paper) == n_params(AlexNetLRN(10))
+        assert n_params(alexnet_variant("none")) == n_params(paper)
+        plain = (nn.Conv2d, nn.ReLU, nn.MaxPool2d)
+        kinds = {n: [type(m).__name__ for m in alexnet_variant(n).features if not isinstance(m, plain)]
+                 for n in ("LRN (paper)", "none", "BatchNorm")}
+    assert kinds == {"LRN (paper)": ["LocalResponseNorm"] * 2, "none": ["Identity"] * 2,
+                     "BatchNorm": ["BatchNorm2d"] * 2}
+    small = alexnet_variant("LRN (paper)", shrink=8)
+    assert small(torch.randn(2, 3, 64, 64)).shape == (2, 10)
+
+
+def test_shapes_set_is_reproducible_balanced_and_not_noise() -> None:
+    from visiontasks.claims._shapes import make_shapes
+
+    x, y = make_shapes(200, 16, seed=3)
+    x2, y2 = make_shapes(200, 16, seed=3)
+    assert x.shape == (200, 3, 16, 16) and torch.equal(x, x2) and torch.equal(y, y2)
+    assert torch.bincount(y).tolist() == [20] * 10
+    # the class is in the shape, not in the mean colour: per-class mean brightness is about the same
+    means = torch.stack([x[y == k].mean() for k in range(10)])
+    assert float(means.max() - means.min()) < 0.5

@@ -2,12 +2,15 @@
 
 Each claim is one function registered with :func:`claim`: it cites the notes (``seeds/FILE:LINE``),
 says what it measures, and returns its table and a verdict (AGREES / DISAGREES / MIXED).
-Only counting claims (parameters, multiply-adds, receptive fields: exact and instant) are measured
-so far; :data:`NOT_YET_MEASURED` lists the others.
+Counting claims (parameters, multiply-adds, receptive fields) are exact and instant; training claims
+(``kind="training"``) are real seeded SGD runs on a generated shapes set (``_shapes``, ``_train``) and
+also return loss curves, drawn into a PNG per claim. :data:`NOT_YET_MEASURED` lists the others.
 """
 
 # registers the claims, in the notes' order (kernels, AlexNet, VGG, GoogLeNet, NiN, ResNet, MobileNet, fields)
 from . import kernels, alexnet, vgg, googlenet, nin, resnet, mobilenet, stages  # noqa: F401, I001
+# the training claims (real SGD runs on the synthetic shapes set)
+from . import plain_residual, batch_norm, activations, dropout, lrn, momentum  # noqa: F401, I001
 from ._registry import CLAIMS, Claim, ClaimResult, claim, list_claims, verdict_of
 from .pending import NOT_YET_MEASURED
 

@@ -3,21 +3,24 @@ something with our own modules and returns its table and a verdict against the n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
 Verdict = Literal["AGREES", "DISAGREES", "MIXED"]
-Budget = Literal["small", "full"]
+Budget = Literal["small", "full", "tiny"]  # "tiny": the tests' hook (training claims at a toy size)
 
 
 @dataclass
 class ClaimResult:
     """What one claim measured: ``rows`` (one dict per table row, same keys in every row), the
-    ``verdict`` against the notes/paper, and ``finding``: one sentence with the decisive numbers."""
+    ``verdict`` against the notes/paper, and ``finding``: one sentence with the decisive numbers.
+    ``curves`` (training claims): chart panel -> arm -> ``{"step": [...], "loss": [...]}``, drawn
+    side by side into ``<name>.png`` by the report."""
 
     rows: list[dict[str, Any]]
     verdict: Verdict
     finding: str
+    curves: dict[str, dict[str, dict[str, list]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

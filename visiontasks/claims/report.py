@@ -1,4 +1,5 @@
-"""Run the claims and write their results: a Markdown report and a JSON file."""
+"""Run the claims and write their results: a Markdown report, a JSON file and, for each training
+claim, a PNG chart of its loss curves."""
 
 from __future__ import annotations
 
@@ -13,15 +14,23 @@ from .pending import NOT_YET_MEASURED
 
 @dataclass
 class Outcome:
-    """One claim and what it measured."""
+    """One claim, what it measured, and its wall time (seconds)."""
 
     claim: Claim
     result: ClaimResult
+    seconds: float = 0.0
 
 
 def run_claims(names: Sequence[str], budget: Budget) -> list[Outcome]:
     """Run the named claims (registration order is kept by the caller's list)."""
-    return [Outcome(CLAIMS[n], CLAIMS[n].run(budget)) for n in names]
+    import time
+
+    outcomes = []
+    for n in names:
+        t0 = time.perf_counter()
+        result = CLAIMS[n].run(budget)
+        outcomes.append(Outcome(CLAIMS[n], result, round(time.perf_counter() - t0, 1)))
+    return outcomes
 
 
 def _cell(v: Any) -> str:
@@ -42,11 +51,17 @@ def _cites(c: Claim) -> str:
     return ", ".join(f"`{s}`" for s in c.sources) or "(not in the notes)"
 
 
-def render_markdown(outcomes: list[Outcome], command: str, date: str) -> str:
-    """The report: a summary table, then one section per claim, then the claims not yet measured."""
+def chart_name(c: Claim) -> str:
+    """File name of a training claim's loss-curve chart, next to the report."""
+    return f"{c.name}.png"
+
+
+def render_markdown(outcomes: list[Outcome], command: str, date: str, charts: str = "") -> str:
+    """The report: a summary table, then one section per claim (with its chart, linked under the
+    folder ``charts``: "" = next to the report), then the claims not yet measured."""
     out = [f"Command: `{command}`  ", f"Date: {date}", "",
-           "| claim | verdict | finding | notes |", "|---|---|---|---|"]
-    out += [f"| {o.claim.name} | **{o.result.verdict}** | {_cell(o.result.finding)} | {_cites(o.claim)} |"
+           "| claim | verdict | finding | notes | s |", "|---|---|---|---|---|"]
+    out += [f"| {o.claim.name} | **{o.result.verdict}** | {_cell(o.result.finding)} | {_cites(o.claim)} | {o.seconds:.0f} |"
             for o in outcomes]
     for o in outcomes:
         c = o.claim
@@ -54,7 +69,9 @@ def render_markdown(outcomes: list[Outcome], command: str, date: str) -> str:
         if c.paper:
             out.append(f"Paper: {c.paper}  ")
         out += [f"Measures: {c.measures}", "", markdown_table(o.result.rows), "", f"Finding: {o.result.finding}"]
-    out += ["", "### Not yet measured (training, segmentation, detection claims)", "",
+        if o.result.curves:
+            out += ["", f"![{c.name}: training loss]({charts}{chart_name(c)})"]
+    out += ["", "### Not yet measured", "",
             "| claim | statement | notes |", "|---|---|---|"]
     out += [f"| {n} | {s} | {', '.join(f'`{c}`' for c in src)} |" for n, s, src in NOT_YET_MEASURED]
     return "\n".join(out) + "\n"
@@ -66,15 +83,22 @@ def to_json(outcomes: list[Outcome], command: str, date: str) -> dict[str, Any]:
         "command": command, "date": date,
         "claims": [{"name": o.claim.name, "kind": o.claim.kind, "statement": o.claim.statement,
                     "sources": list(o.claim.sources), "paper": o.claim.paper, "measures": o.claim.measures,
-                    "verdict": o.result.verdict, "finding": o.result.finding, "rows": o.result.rows}
+                    "verdict": o.result.verdict, "finding": o.result.finding, "seconds": o.seconds, "rows": o.result.rows,
+                    "curves": o.result.curves}
                    for o in outcomes],
         "not_yet_measured": [{"name": n, "statement": s, "sources": list(src)} for n, s, src in NOT_YET_MEASURED],
     }
 
 
 def write_report(outcomes: list[Outcome], out_dir: Path, command: str, date: str) -> tuple[Path, Path]:
-    """Write ``claims.md`` and ``claims.json`` under ``out_dir`` (created); returns their paths."""
+    """Write ``claims.md``, ``claims.json`` and the training claims' charts under ``out_dir`` (created);
+    returns the report's paths."""
+    from ._chart import loss_chart
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    for o in outcomes:
+        if o.result.curves:
+            loss_chart(f"{o.claim.name}: {o.result.verdict}", o.result.curves, out_dir / chart_name(o.claim))
     md, js = out_dir / "claims.md", out_dir / "claims.json"
     md.write_text(render_markdown(outcomes, command, date), encoding="utf-8")
     js.write_text(json.dumps(to_json(outcomes, command, date), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
