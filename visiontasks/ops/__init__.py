@@ -6,11 +6,11 @@ Nothing here imports Lightning or ``visiontasks.data``; boxes are float ``[K, 4]
 
 from .detection import box_iou, paired_box_iou, postprocess_detections
 from .geometry import (
-    boxes_to_original, clip_boxes, detections_to_original, instance_masks_to_original, mask_to_original,
-    roi_masks_to_image,
+    boxes_to_original, clip_boxes, detections_to_original, instance_masks_to_original, map_to_original,
+    mask_to_original, roi_masks_to_image,
 )
 
 __all__ = [
     "box_iou", "boxes_to_original", "clip_boxes", "detections_to_original", "instance_masks_to_original",
-    "mask_to_original", "paired_box_iou", "postprocess_detections", "roi_masks_to_image",
+    "map_to_original", "mask_to_original", "paired_box_iou", "postprocess_detections", "roi_masks_to_image",
 ]
