@@ -12,7 +12,7 @@ import io
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
@@ -26,6 +26,7 @@ from visiontasks.outputs import BestAndLastCheckpoint, default_callbacks
 from visiontasks.runs import agree_run_folder, config_stem, is_first_process, resolve_checkpoint, run_version
 from visiontasks.schedulers import parse_duration
 from visiontasks.tasks.base import BaseTask
+from visiontasks.tasks.facets import enable_cam
 from visiontasks.trainer import VisionTrainer
 
 
@@ -48,6 +49,22 @@ class VisionCLI(LightningCLI):
         )
         # the data knows its classes: the model's num_classes is taken from the datamodule
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        # LightningCLI's hook (private, stable since 2.0) building one subcommand's parser: predict's
+        # own options, read by before_predict (Trainer.predict is not given them)
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument("--cam", type=bool, default=False,
+                                help="Classification: also write <stem>_cam.png, the class activation map of the "
+                                     "predicted class over each image (docs/cam.md).")
+            parser.add_argument("--cam_class", type=Optional[str], default=None,
+                                help="The class whose map --cam draws (implies --cam true).")
+        return parser
+
+    def before_predict(self) -> None:
+        cfg = self.config["predict"]
+        enable_cam(self.model, cfg.get("cam", False), cfg.get("cam_class"))
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         # jsonargparse reports a bad option as the whole usage (50+ lines) and a nested "Does not

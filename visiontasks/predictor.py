@@ -26,7 +26,7 @@ from visiontasks.errors import InvalidInputError
 from visiontasks.results import Result
 from visiontasks.tasks import _LAZY
 from visiontasks.tasks.base import BaseTask
-from visiontasks.tasks.facets import resolve
+from visiontasks.tasks.facets import enable_cam, resolve
 
 _SEGMENTATION_MODELS = ("fcn32s", "fcn16s", "fcn8s")
 
@@ -136,14 +136,24 @@ class Predictor:
         return ImageFilesDataModule(self._facet("prediction_data"), images, self.task.preprocessing, self.class_names,
                                     getattr(self.task, "category_ids", None), batch_size, num_workers)
 
-    def predict(self, images: Any, batch_size: int = 8, num_workers: int = 0) -> list[Result]:
+    def predict(self, images: Any, batch_size: int = 8, num_workers: int = 0, cam: bool = False,
+                cam_class: str | None = None) -> list[Result]:
         """One result per image, in order: ``images`` is a file, folder (recursive), glob pattern,
         PIL image, numpy array (``[H, W]``, ``[H, W, 1|3|4]``; RGB order; uint8, uint16 or float
         in [0, 1]), torch tensor (``[3|1, H, W]`` or a batch ``[B, 3|1, H, W]``; RGB; uint8 0..255 or
         float 0..1, on any device), or a list of these. Boxes and masks are in each image's own pixels
-        (a tensor's ``H x W``). Batches of ``batch_size``, without gradients."""
+        (a tensor's ``H x W``). Batches of ``batch_size``, without gradients (Grad-CAM takes its own).
+
+        ``cam=True`` (classification): each result also carries ``.cam``, the class activation map
+        of its predicted class, or of the class named ``cam_class`` (which implies ``cam``), float
+        ``[H0, W0]`` in the image's pixels (see :mod:`visiontasks.heads.cam`); ``save`` draws it."""
         from lightning.fabric.utilities.apply_func import move_data_to_device
 
+        enable_cam(self.task, cam, cam_class)  # a task without maps is refused when they are asked for
+        if cam or cam_class is not None:
+            from visiontasks.heads.cam import class_index
+
+            class_index(cam_class, self.class_names)  # an unknown class name: one line, before any work
         dm = self.datamodule(images, batch_size, num_workers)
         inputs = dm.images
         out: list[Result] = []

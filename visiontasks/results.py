@@ -13,9 +13,13 @@ from PIL import Image
 from torch import Tensor
 
 from visiontasks.data.io import ImageInput, InMemoryImage, read_image
+from visiontasks.ops import map_to_original
 from visiontasks.outputs.drawing import (
     DRAW_NMS_IOU,
     DRAW_SCORE_THRESH,
+    cam_title,
+    class_colours,
+    render_cam,
     render_classification,
     render_detections,
     render_segmentation,
@@ -69,25 +73,46 @@ class Result:
 @dataclass(repr=False)
 class ClassificationResult(Result):
     """``label``: the class index with the highest probability; ``probs``: float ``[num_classes]``
-    (softmax), on the CPU; ``name``: ``class_names[label]``."""
+    (softmax), on the CPU; ``name``: ``class_names[label]``. With ``predict(..., cam=True)``:
+    ``cam``, float ``[H0, W0]`` in the image's pixels, the class activation map of class
+    ``cam_class`` (the predicted one unless ``cam_class=NAME`` was asked; ``cam_name`` its name),
+    made by ``cam_method`` (``cam``: logit per cell, its mean over the model input is the logit
+    minus the bias; ``grad-cam``: non-negative); else ``None``."""
 
     label: int = 0
     probs: Tensor | None = None
+    cam: Tensor | None = None
+    cam_class: int | None = None
+    cam_method: str | None = None
 
     @classmethod
     def from_prediction(cls, prediction: dict[str, Any], class_names: list[str],
                         image_input: ImageInput) -> ClassificationResult:
-        """From ``{"id", "index", "probs": [num_classes]}``."""
+        """From ``{"id", "index", "probs": [num_classes]}`` and, with maps, ``"cam"`` (over the model
+        input, stretched back here to the image's size), ``"cam_class"`` and ``"cam_method"``."""
+        cam = prediction.get("cam")
+        if cam is not None:
+            cam = map_to_original(cam.float().cpu(), read_image(image_input, 3).shape[:2])
         return cls(str(prediction["id"]), class_names, image_input, label=int(prediction["index"]),
-                   probs=prediction["probs"].float().cpu())
+                   probs=prediction["probs"].float().cpu(), cam=cam, cam_class=prediction.get("cam_class"),
+                   cam_method=prediction.get("cam_method"))
+
+    @property
+    def cam_name(self) -> str | None:
+        return None if self.cam_class is None else self.class_names[self.cam_class]
 
     @property
     def name(self) -> str:
         return self.class_names[self.label]
 
     def plot(self) -> np.ndarray:
-        """The image with ``"<class> <probability>"`` in the class colour in its top-left corner."""
+        """The image with ``"<class> <probability>"`` in the class colour in its top-left corner; with
+        a ``cam``, the map over the image with a colour bar (as ``<stem>_cam.png`` of the CLI)."""
         assert self.probs is not None
+        if self.cam is not None and self.cam_class is not None:
+            title = cam_title(self.name, float(self.probs[self.label]), str(self.cam_name), str(self.cam_method))
+            return render_cam(self.image(), self.cam.numpy(), title, str(self.cam_method),
+                              class_colours(len(self.class_names))[self.cam_class])
         return render_classification(self.image(), self.name, float(self.probs[self.label]), self.label,
                                      len(self.class_names))
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-USAGE = "visiontasks predict --ckpt_path CKPT --source PATH|DIR|GLOB [--source ...] [options]"
+USAGE = ("visiontasks predict --ckpt_path CKPT --source PATH|DIR|GLOB [--source ...] [--cam true] "
+         "[--cam_class NAME] [options]")
 
 DESCRIPTION = """\
 Predict without a data config: the checkpoint carries the task, its class names and the data's
@@ -20,7 +21,19 @@ evaluation preprocessing (resize, size, mean/std, channels). --source takes an i
 (searched recursively) or a quoted glob pattern ("imgs/*.png", "**" recursive); give it more than once
 for several. Writes the same files as `visiontasks predict --config ...` (classification:
 predictions.csv/json; segmentation: <stem>_mask.png and <stem>_overlay.png; detection: results.json
-and <id>_<stem>.png drawings of the detections scoring >= 0.5 after a class-agnostic NMS at IoU 0.7)."""
+and <id>_<stem>.png drawings of the detections scoring >= 0.5 after a class-agnostic NMS at IoU 0.7).
+Classification with --cam true also writes <stem>_cam.png: the class activation map of the predicted
+class (or of --cam_class NAME) over the image at its own size, with a colour bar (docs/cam.md)."""
+
+
+def parse_bool(text: str) -> bool:
+    """``true/false`` (also ``yes/no``, ``1/0``, any case), as the LightningCLI options read them."""
+    value = str(text).strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--num_workers", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--cam", type=parse_bool, default=False, metavar="true|false",
+                   help="classification: also write <stem>_cam.png, the class activation map of the predicted class")
+    p.add_argument("--cam_class", default=None, metavar="NAME",
+                   help="the class whose map --cam draws (implies --cam true; default: the predicted class)")
     return p
 
 
@@ -54,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from visiontasks.outputs import default_callbacks
     from visiontasks.predictor import Predictor, load_task
+    from visiontasks.tasks.facets import enable_cam
 
     predictor = Predictor(load_task(args.ckpt_path), "cpu")  # checks the task can predict without data
+    enable_cam(predictor.task, args.cam, args.cam_class)  # the class name is checked before any image is read
     dm = predictor.datamodule(args.source, args.batch_size, args.num_workers)  # errors name a bad source
     out = Path(args.output) if args.output else default_output(Path(args.ckpt_path))
     callbacks = default_callbacks(predictor.task)

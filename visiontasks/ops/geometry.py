@@ -49,6 +49,16 @@ def mask_to_original(mask: Tensor, size: Sequence[int], orig_size: Sequence[int]
     return resized[0, 0].to(mask.dtype)
 
 
+def map_to_original(values: Tensor, orig_size: Sequence[int]) -> Tensor:
+    """A float map ``[H, W]`` over the whole model input of a stretch resize (classification's
+    evaluation: the file stretched to ``image_size``) at the file's ``orig_size`` (H0, W0): the
+    inverse stretch, bilinear. Returns float32 ``[H0, W0]``."""
+    size = (int(orig_size[0]), int(orig_size[1]))
+    if tuple(values.shape[-2:]) == size:
+        return values.float()
+    return F.interpolate(values[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
 def instance_masks_to_original(masks: Tensor, image_box: Tensor, orig_size: Sequence[int]) -> Tensor:
     """Instance masks ``[K, H, W]`` of a transformed image back to the file's pixels ``[K, H0, W0]``
     (same dtype): each file pixel takes the value at its centre's place in the transformed image

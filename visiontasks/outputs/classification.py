@@ -8,12 +8,20 @@ import json
 import os
 from typing import Any, Sequence
 
-import lightning.pytorch as pl
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from pathlib import Path
 
+import lightning.pytorch as pl
+import numpy as np
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from PIL import Image
+from torch import Tensor
+
+from visiontasks.data.io import read_image
+from visiontasks.ops import map_to_original
 from visiontasks.runs import run_dir
 
-from .common import gather_rows, output_dir, write_text_atomic
+from .common import PerImageWriter, gather_rows, output_dir, write_text_atomic
+from .drawing import cam_title, class_colours, render_cam
 
 
 class ClassificationPredictionWriter(BasePredictionWriter):
@@ -54,6 +62,41 @@ class ClassificationPredictionWriter(BasePredictionWriter):
         writer.writerows(rows)
         write_text_atomic(folder / "predictions.csv", text.getvalue())
         print(f"predictions for {len(rows)} images written to {folder}")
+
+
+class CAMWriter(PerImageWriter):
+    """``<stem>_cam.png`` per image in ``output_dir`` (default: the run's ``predictions`` folder) when
+    ``predict_step`` made class activation maps (``visiontasks predict ... --cam true``; else nothing):
+    the map of the predicted class (or of ``--cam_class``) stretched back from the model input to
+    the image file's size (the inverse of the evaluation resize) over the file's pixels, with a
+    colour bar (:func:`~visiontasks.outputs.drawing.render_cam`). An image without a file (an
+    in-memory source such as ``digits``, id ``digits:17``) is drawn on the model input, un-normalised."""
+
+    def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
+                           batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+        if not prediction or "cam" not in prediction[0]:
+            return
+        folder = output_dir(trainer, self.output_dir)
+        prep = getattr(pl_module, "preprocessing", None)
+        for i, item in enumerate(prediction):
+            path = Path(str(item["id"]))
+            image = read_image(path, 3) if path.is_file() else _model_input(batch["image"][i], prep)
+            names = list(pl_module.class_names)
+            k, c, method = int(item["index"]), int(item["cam_class"]), str(item["cam_method"])
+            title = cam_title(names[k], float(item["probs"][k]), names[c], method)
+            cam = map_to_original(item["cam"].float().cpu(), image.shape[:2]).numpy()
+            picture = render_cam(image, cam, title, method, class_colours(len(names))[c])
+            stem = path.stem if path.is_file() else str(item["id"]).replace(":", "_").replace("/", "_")
+            Image.fromarray(picture).save(folder / f"{stem}_cam.png")
+
+
+def _model_input(x: Tensor, prep: Any) -> np.ndarray:
+    """A normalised model input ``[C, H, W]`` back to ``uint8 [H, W, 3]`` (grey repeated)."""
+    mean = np.asarray(prep.mean if prep is not None else [0.5] * x.shape[0], np.float32)
+    std = np.asarray(prep.std if prep is not None else [0.5] * x.shape[0], np.float32)
+    pixels = (x.float().cpu().numpy().transpose(1, 2, 0) * std + mean).clip(0, 1) * 255
+    pixels = pixels.round().astype(np.uint8)
+    return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
 
 
 class ConfusionMatrixPlot(Callback):
@@ -114,5 +157,6 @@ class MetricsJSONWriter(Callback):
 
 
 def task_callbacks() -> list[Callback]:
-    """The classification task's writers: predictions, the confusion matrix, the test metrics."""
-    return [ClassificationPredictionWriter(), ConfusionMatrixPlot(), MetricsJSONWriter()]
+    """The classification task's writers: predictions, class activation maps (when asked for), the
+    confusion matrix, the test metrics."""
+    return [ClassificationPredictionWriter(), CAMWriter(), ConfusionMatrixPlot(), MetricsJSONWriter()]

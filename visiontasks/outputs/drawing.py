@@ -293,3 +293,53 @@ def render_classification(image: np.ndarray, name: str, prob: float, k: int, num
     """``image`` with ``"<class> <probability>"`` in the class colour (:func:`class_colours`) as a
     legend in its top-left corner."""
     return draw_legend(image, [(f"{name} {prob:.2f}", class_colours(num_classes)[k])])
+
+
+CAM_COLOURMAP = "jet"  # as in Zhou et al.'s figures
+CAM_MIN_SIDE = 224  # a smaller image is enlarged by a whole factor for its CAM picture
+
+
+def cam_title(name: str, prob: float, cam_name: str, method: str) -> str:
+    """``"bees 0.91, CAM"``, or ``"bees 0.91, CAM of ants"`` for the map of another class."""
+    label = "CAM" if method == "cam" else "Grad-CAM"
+    return f"{name} {prob:.2f}, {label}" + ("" if cam_name == name else f" of {cam_name}")
+
+
+def render_cam(image: np.ndarray, cam: np.ndarray, title: str, method: str, colour: RGB = (255, 255, 255),
+               alpha: float = 0.5) -> np.ndarray:
+    """``image`` (``uint8 [H, W, 3]``, file pixels) with ``cam`` (float ``[H, W]``, the same pixels)
+    over it in :data:`CAM_COLOURMAP` at opacity ``alpha`` (from the map's minimum to its maximum),
+    ``title`` (:func:`cam_title`) in a legend with a swatch of ``colour`` in its top-left corner, and
+    a colour bar of the map's values (``method`` ``cam``: logit per cell; ``grad-cam``) to its right. An image whose shorter side is under
+    :data:`CAM_MIN_SIDE` px is first enlarged by the whole factor ``k`` that brings it there
+    (nearest, so an 8x8 digit stays visible): ``uint8 [k H, k W + bar, 3]``."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    cam = np.asarray(cam, dtype=np.float32)
+    if cam.shape != image.shape[:2]:
+        raise ValueError(f"cam {cam.shape} and image {image.shape[:2]} differ in size")
+    k = max(1, -(-CAM_MIN_SIDE // min(cam.shape)))
+    image, cam = (np.repeat(np.repeat(a, k, 0), k, 1) for a in (image[..., :3], cam))
+    lo, hi = float(cam.min()), float(cam.max())
+    norm = Normalize(lo, hi if hi > lo else lo + 1e-6)
+    cmap = colormaps[CAM_COLOURMAP]
+    heat = cmap(norm(cam))[..., :3] * 255.0
+    overlay = ((1 - alpha) * image.astype(np.float32) + alpha * heat).round().astype(np.uint8)
+    style = drawing_style(*overlay.shape[:2])
+    overlay = draw_legend(overlay, [(title, colour)])
+    height = overlay.shape[0]
+    width = max(80, round(0.22 * height))
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.12, 0.04, 0.22, 0.92))
+    bar = fig.colorbar(ScalarMappable(norm, cmap), cax=ax)
+    points = style.font_size * 0.72 * 0.8  # px -> pt at 100 dpi, a little smaller than the legend
+    bar.ax.tick_params(labelsize=points)
+    bar.set_label("logit per cell" if method == "cam" else "Grad-CAM", size=points)
+    fig.canvas.draw()
+    strip = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    return np.concatenate([overlay, strip[:height]], axis=1)

@@ -11,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from visiontasks.backbones import build_backbone, build_classifier
 from visiontasks.errors import InvalidInputError
+from visiontasks.heads.cam import class_activation_maps, class_index, maps_to_input
 from visiontasks.heads.classification import DeepestFeature, LinearHead
 
 from .base import BaseTask
@@ -62,6 +63,7 @@ class ClassificationTask(BaseTask):
     ) -> None:
         super().__init__(num_classes, backbone=backbone, **kwargs)
         self.label_smoothing = label_smoothing
+        self.cam_request: tuple[bool, str | None] = (False, None)  # set by enable_cam (predict only)
 
     def build_model(self) -> None:
         h = self.hparams
@@ -108,8 +110,26 @@ class ClassificationTask(BaseTask):
         values.update({f"{stage}/acc_{name}": results["per_class"][i] for i, name in enumerate(self.class_names)})
         return values
 
+    def enable_cam(self, on: bool = True, cam_class: str | None = None) -> None:
+        """With ``on``, :meth:`predict_step` adds each image's class activation map
+        (:mod:`visiontasks.heads.cam`: CAM for a GAP + linear head, else Grad-CAM) of its predicted
+        class, or of the class named ``cam_class``."""
+        self.cam_request = (bool(on), cam_class)
+
+    def on_predict_start(self) -> None:
+        if self.cam_request[0]:  # an unknown class name stops here, before any file is written
+            class_index(self.cam_request[1], self.class_names)
+
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
-        """Per image ``{"id": str, "index": int, "probs": float [num_classes]}`` (softmax)."""
-        probs = self(batch["image"]).float().softmax(1)
-        return [{"id": str(key), "index": int(k), "probs": p}
-                for key, k, p in zip(batch["id"], probs.argmax(1).tolist(), probs)]
+        """Per image ``{"id": str, "index": int, "probs": float [num_classes]}`` (softmax); after
+        :meth:`enable_cam` also ``"cam"`` float [H, W] over the model input (its pixels; a stretch of
+        the file), ``"cam_class"`` (the map's class index) and ``"cam_method"`` (``cam``/``grad-cam``)."""
+        x = batch["image"]
+        if not self.cam_request[0]:
+            probs = self(x).float().softmax(1)
+            return [{"id": str(key), "index": int(k), "probs": p}
+                    for key, k, p in zip(batch["id"], probs.argmax(1).tolist(), probs)]
+        found = class_activation_maps(self.model, x, class_index(self.cam_request[1], self.class_names))
+        probs, maps = found.logits.float().softmax(1), maps_to_input(found.maps, found.stride, x.shape[-2:])
+        return [{"id": str(key), "index": int(k), "probs": p, "cam": m, "cam_class": int(c), "cam_method": found.method}
+                for key, k, p, m, c in zip(batch["id"], probs.argmax(1).tolist(), probs, maps, found.classes.tolist())]

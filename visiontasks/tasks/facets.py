@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, ClassVar
 
+from visiontasks.errors import InvalidInputError
+
 
 class TaskFacets:
     """The declarations (``None``: the task cannot do that) and the registry of task classes.
@@ -48,3 +50,16 @@ def resolve(path: str) -> Any:
             raise
     module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+def enable_cam(task: Any, on: bool, cam_class: str | None = None) -> None:
+    """Ask ``task``'s ``predict_step`` for class activation maps (``cam_class``, a class name, implies
+    ``on``) through its ``enable_cam`` method; a task without one is refused in one line when asked."""
+    wants = bool(on) or cam_class is not None
+    method = getattr(task, "enable_cam", None)
+    if method is None:
+        if wants:
+            raise InvalidInputError(f"{type(task).__name__} has no class activation maps (--cam and --cam_class "
+                                    "are for classification checkpoints)")
+        return
+    method(wants, cam_class)
