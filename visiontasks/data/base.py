@@ -279,15 +279,12 @@ class VisionDataModule(pl.LightningDataModule):
         return {}
 
     def stream_info(self) -> dict[str, Any]:
-        """What ``optimize-data`` wrote beside the chunks (class names, settings), read once and
-        checked against this config's :meth:`stream_settings`."""
+        """What ``optimize-data`` wrote beside the chunks (class names, settings), read once."""
         if self._stream_info is None:
-            from .streaming import check_settings, read_meta
+            from .streaming import read_meta
 
             assert self.streaming is not None
-            info = read_meta(self.streaming)
-            check_settings(self.streaming, info, self.stream_settings())
-            self._stream_info = info
+            self._stream_info = read_meta(self.streaming)
         return self._stream_info
 
     def write_streams(self, output: str, num_workers: int = 1, chunk_bytes: str = "64MB") -> list[str]:
@@ -314,10 +311,10 @@ class VisionDataModule(pl.LightningDataModule):
         It is stateful: Lightning keeps its position in ``last.ckpt``."""
         from litdata import StreamingDataLoader
 
-        from .streaming import streaming_dataset
+        from .streaming import check_settings, streaming_dataset
 
         assert self.streaming is not None
-        self.stream_info()
+        check_settings(self.streaming, self.stream_info(), self.stream_settings())
         split = "test" if stage == "predict" else stage
         dataset = streaming_dataset(self.streaming, split, self.stream_item(stage), stage == "train", seed)
         workers = self.resolved_num_workers()

@@ -128,7 +128,9 @@ def check_settings(root: str, info: dict[str, Any], settings: dict[str, Any]) ->
 
 
 def one_item_cache(stored: dict[str, Any], fields: Sequence[CacheField]) -> ImageCache:
-    """A stored sample as an :class:`ImageCache` of one item (what the family datasets read)."""
+    """A stored sample as an :class:`ImageCache` of one item (what the family datasets read); the
+    ``fields`` it lacks are left out (a split written without masks)."""
+    fields = [f for f in fields if f.name in stored]
     size = stored[fields[0].name].shape[:2]
     buffers = {f.name: np.ascontiguousarray(stored[f.name]).reshape(-1) for f in fields}
     return ImageCache(fields, np.asarray(stored["orig_size"]).reshape(1, 2), np.asarray([size]), buffers=buffers)
