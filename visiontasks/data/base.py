@@ -309,9 +309,7 @@ class VisionDataModule(pl.LightningDataModule):
         """A ``litdata.StreamingDataLoader`` over the chunks of ``stage``'s split (``predict``: the
         test split), shuffled across chunks for training, with this datamodule's worker settings.
         It is stateful: Lightning keeps its position in ``last.ckpt``."""
-        from litdata import StreamingDataLoader
-
-        from .streaming import check_settings, streaming_dataset
+        from .streaming import check_settings, stream_loader, streaming_dataset
 
         assert self.streaming is not None
         check_settings(self.streaming, self.stream_info(), self.stream_settings())
@@ -320,7 +318,7 @@ class VisionDataModule(pl.LightningDataModule):
         workers = self.resolved_num_workers()
         if workers > 0 and self.trains_on_cpu():
             share_cores_with_workers(workers, self.local_processes())
-        return StreamingDataLoader(
+        return stream_loader(
             dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_fn,
             pin_memory=self.resolved_pin_memory(),
             worker_init_fn=partial(_init_worker, worker_init_fn) if workers > 0 else worker_init_fn,

@@ -164,3 +164,39 @@ def streaming_dataset(root: str, split: str, to_item: FromStored, shuffle: bool,
     except (FileNotFoundError, ValueError) as err:
         raise MissingFileError(f"streaming: no {split!r} chunks under {root} ({err}); write them with "
                                "visiontasks optimize-data") from None
+
+
+def _stream_loader_class() -> type:
+    from litdata import StreamingDataLoader
+
+    class EpochStreamingDataLoader(StreamingDataLoader):
+        """litdata's ``StreamingDataLoader``, where every ``__iter__`` is one epoch (Lightning's use).
+
+        A workaround, not a loader of our own: litdata clears its ``restore`` flag (set by
+        ``load_state_dict``) only when an epoch's generator runs to its end, but Lightning stops
+        after ``len(loader)`` batches without exhausting it. The epoch after a mid-epoch resume
+        then kept ``restore`` and replayed the resumed epoch's order instead of reshuffling (the
+        same flag behaviour as litData issues #760 / #770). Here a restore applies to the first
+        ``__iter__`` after ``load_state_dict`` only. tests/test_streaming.py holds the contract."""
+
+        _resumed_once = False
+
+        def __iter__(self) -> Any:
+            if self.restore and self._resumed_once:
+                self.restore = False  # the resumed epoch was iterated: this one starts afresh
+            self._resumed_once = bool(self.restore)
+            return super().__iter__()
+
+    return EpochStreamingDataLoader
+
+
+def stream_loader(dataset: Any, **kwargs: Any) -> Any:
+    """A ``litdata.StreamingDataLoader`` over ``dataset`` (see :func:`_stream_loader_class`):
+    stateful, so Lightning's fit loop keeps its position in ``last.ckpt``."""
+    global _LOADER_CLASS
+    if _LOADER_CLASS is None:
+        _LOADER_CLASS = _stream_loader_class()
+    return _LOADER_CLASS(dataset, **kwargs)
+
+
+_LOADER_CLASS: type | None = None
