@@ -43,6 +43,7 @@ EXTRA_COMMANDS = {
     "export-backbone": "visiontasks.commands.export_backbone",
     "check": "visiontasks.commands.check",
     "export": "visiontasks.commands.export",
+    "optimize-data": "visiontasks.commands.optimize_data",
 }
 
 
@@ -77,6 +78,7 @@ COMMAND_HELP = {
     "evaluate": "score prediction files against ground truth (evaluate detection|keypoints|segmentation|classification)",
     "export-backbone": "write a checkpoint's backbone as a torchvision-layout state_dict (--ckpt_path X --output F)",
     "check": "read every image, mask and annotation of a config's data; list all problems, statistics, plots",
+    "optimize-data": "write a config's data as litdata chunks (--config X --output DIR_OR_URL); train with data.init_args.streaming",
     "export": "a checkpoint as ONNX / TorchScript / torch.export, uint8 in, with a JSON (--ckpt_path X --format F)",
 }
 

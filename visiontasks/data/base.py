@@ -107,7 +107,12 @@ class VisionDataModule(pl.LightningDataModule):
     (``"auto"``, ``None`` or a number), ``cache`` and ``cache_dir`` (see
     :mod:`visiontasks.data.cache`), ``pin_memory`` (``None``: pinned when the trainer runs on a
     CUDA device). Subclasses build loaders with :meth:`make_loader` and caches once per split with
-    :meth:`cache_once`."""
+    :meth:`cache_once`.
+
+    ``streaming`` (a folder or an object-store URL written by ``visiontasks optimize-data``): every
+    split is read from litdata chunks instead of the files (:mod:`visiontasks.data.streaming`); a
+    family says what its chunks hold with :meth:`stream_spec`, :meth:`stream_item` and
+    :meth:`stream_settings`, and builds its loaders with :meth:`make_stream_loader`."""
 
     class_names: list[str]
     check_first: bool = False  # ``data.init_args.check``: run the data check before training
@@ -120,6 +125,7 @@ class VisionDataModule(pl.LightningDataModule):
         cache: str = "auto",
         cache_dir: str | None = None,
         pin_memory: bool | None = None,
+        streaming: str | None = None,
     ) -> None:
         super().__init__()
         from .cache import check_cache_mode
@@ -131,6 +137,8 @@ class VisionDataModule(pl.LightningDataModule):
         self.cache, self.cache_dir = check_cache_mode(cache), cache_dir
         self._built_caches: dict[str, Any] = {}
         self._said_in_memory = False
+        self.streaming = str(streaming) if streaming else None
+        self._stream_info: dict[str, Any] | None = None
 
     def stage_batch_size(self, stage: str) -> int:
         """``batch_size`` for training, ``eval_batch_size`` for the other stages."""
@@ -249,6 +257,71 @@ class VisionDataModule(pl.LightningDataModule):
             drop_last=drop_last,
             worker_init_fn=partial(_init_worker, worker_init_fn) if workers > 0 else worker_init_fn,
             persistent_workers=workers > 0,
+        )
+
+    # -- streaming (litdata chunks) ---------------------------------------------------------------
+    def stream_spec(self, split: str) -> Any:
+        """What ``optimize-data`` writes for ``split`` (a :class:`~visiontasks.data.streaming.StreamSpec`),
+        ``None`` when the config has no such split."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be streamed")
+
+    def stream_item(self, stage: str) -> Any:
+        """The :class:`~visiontasks.data.streaming.FromStored` of ``stage``: a stored sample -> this
+        family's sample (its dataset and transform of that stage)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be streamed")
+
+    def stream_settings(self) -> dict[str, Any]:
+        """The settings the stored samples depend on (checked when the chunks are read)."""
+        return {}
+
+    def stream_extras(self) -> dict[str, Any]:
+        """More of what the chunks' readers need beside the class names (detection: the category ids)."""
+        return {}
+
+    def stream_info(self) -> dict[str, Any]:
+        """What ``optimize-data`` wrote beside the chunks (class names, settings), read once."""
+        if self._stream_info is None:
+            from .streaming import read_meta
+
+            assert self.streaming is not None
+            self._stream_info = read_meta(self.streaming)
+        return self._stream_info
+
+    def write_streams(self, output: str, num_workers: int = 1, chunk_bytes: str = "64MB") -> list[str]:
+        """``optimize-data``: every configured split's chunks under ``output``, then its ``meta``;
+        returns the splits written."""
+        from .streaming import STREAM_SPLITS, split_dir, write_meta, write_split
+
+        written = []
+        for split in STREAM_SPLITS:
+            spec = self.stream_spec(split)
+            if spec is not None:
+                write_split(split_dir(output, split), spec, num_workers, chunk_bytes)
+                written.append(split)
+        write_meta(output, {"datamodule": type(self).__name__, "class_names": list(self.class_names),
+                            "settings": self.stream_settings(), "splits": written, **self.stream_extras()})
+        return written
+
+    def make_stream_loader(
+        self, stage: str, batch_size: int, collate_fn: Callable | None = None, seed: int = 0,
+        worker_init_fn: Callable | None = None,
+    ) -> DataLoader:
+        """A ``litdata.StreamingDataLoader`` over the chunks of ``stage``'s split (``predict``: the
+        test split), shuffled across chunks for training, with this datamodule's worker settings.
+        It is stateful: Lightning keeps its position in ``last.ckpt``."""
+        from .streaming import check_settings, stream_loader, streaming_dataset
+
+        assert self.streaming is not None
+        check_settings(self.streaming, self.stream_info(), self.stream_settings())
+        split = "test" if stage == "predict" else stage
+        dataset = streaming_dataset(self.streaming, split, self.stream_item(stage), stage == "train", seed)
+        workers = self.resolved_num_workers()
+        if workers > 0 and self.trains_on_cpu():
+            share_cores_with_workers(workers, self.local_processes())
+        return stream_loader(
+            dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_fn,
+            pin_memory=self.resolved_pin_memory(),
+            worker_init_fn=partial(_init_worker, worker_init_fn) if workers > 0 else worker_init_fn,
         )
 
     def train_dataloader(self) -> DataLoader:

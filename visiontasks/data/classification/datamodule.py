@@ -23,6 +23,7 @@ from visiontasks.preprocessing import Preprocessing, pair
 from ..base import NumWorkers, VisionDataModule, check_sizes
 from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, resize_to, shrink_size
 from ..check import CheckPlan
+from ..streaming import FromStored, StreamSpec
 from ..io import check_images, image_size, list_image_files, read_image
 from .batched import BATCHED_AUGMENTS, BatchPreparer, InMemoryImages
 from .dataset import ArraySource, ClassificationDataset, FileSource, ImageSource
@@ -66,6 +67,10 @@ class ClassificationDataModule(VisionDataModule):
     them shrunk to cover ``image_size`` times what the augmentation can zoom (about 1.95 for
     ``standard``).
         cache_dir: where ``disk`` writes (default ``~/.cache/visiontasks/images``).
+        streaming: a folder or object-store URL written by ``visiontasks optimize-data`` from this
+            config: every split is read from its litdata chunks (each sample through the
+            albumentations pipeline, as ``augment: standard`` does) instead of the files (see
+            :mod:`visiontasks.data.streaming`).
     """
 
     def __init__(
@@ -90,8 +95,9 @@ class ClassificationDataModule(VisionDataModule):
         check: bool = False,
         cache: CacheMode = "auto",
         cache_dir: str | None = None,
+        streaming: str | None = None,
     ) -> None:
-        super().__init__(batch_size, None, num_workers, cache, cache_dir)
+        super().__init__(batch_size, None, num_workers, cache, cache_dir, None, streaming)
         self.check_first = check
         check_sizes(image_size=image_size)
         if in_chans not in (1, 3):
@@ -125,7 +131,7 @@ class ClassificationDataModule(VisionDataModule):
     def class_names(self) -> list[str]:
         """The class names (label ``k`` is the k-th), read once without reading the images."""
         if self._class_names is None:
-            self._class_names = self.reader.class_names()
+            self._class_names = self.stream_info()["class_names"] if self.streaming else self.reader.class_names()
         return self._class_names
 
     def check_plan(self) -> CheckPlan:
@@ -135,7 +141,7 @@ class ClassificationDataModule(VisionDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.check_before(stage)
-        if self._splits:
+        if self._splits or self.streaming:
             return
         self._splits = self.reader.splits()
         if len(self._splits["val"][1]) == 0:
@@ -148,6 +154,8 @@ class ClassificationDataModule(VisionDataModule):
     def loader(self, stage: str) -> DataLoader:
         if stage == "predict" and self.predict_root is not None:
             return self._predict_folder_loader()
+        if self.streaming:
+            return self.make_stream_loader(stage, self.batch_size, seed=self.seed)
         self.setup()
         train = stage == "train"
         split = "test" if stage == "predict" else stage
@@ -191,28 +199,60 @@ class ClassificationDataModule(VisionDataModule):
             return None
 
         def build() -> ImageCache | None:
-            paths = [src.paths[j] for j in idx]
-            th, tw = self.image_size
-            zoom = largest_zoom(self.augment)
-
-            def plan(i: int) -> tuple[tuple[int, int], tuple[int, int]]:
-                if exact:  # no header read (0.2 ms a file): classification never maps back to file pixels
-                    return (th, tw), (th, tw)
-                w0, h0 = image_size(paths[i])
-                return (h0, w0), shrink_size((h0, w0), max(th / h0, tw / w0) * zoom)
-
-            def decode(i: int, size: tuple[int, int]) -> dict:
-                return {"image": resize_to(read_image(paths[i], self.in_chans), size)}
-
-            settings = {"image_size": self.image_size, "zoom": 1.0 if exact else zoom, "in_chans": self.in_chans,
-                        "exact": exact}
+            paths, fields, plan, decode, settings = self._cache_parts(src, idx, exact)
             return build_image_cache(
-                self.cache, len(paths), paths, [CacheField("image", "uint8", self.in_chans)], plan, decode, settings,
+                self.cache, len(paths), paths, fields, plan, decode, settings,
                 f"{self.source}-{split}", self.cache_dir, processes=self.local_processes(),
             )
 
         # an ImageFolder without test/ tests on val: one cache
         return self.cache_once(f"{id(src)}:{hash(tuple(idx))}:{exact}", build)
+
+    def _cache_parts(self, src: FileSource, idx: list[int], exact: bool) -> tuple[list[Path], list[CacheField], Any, Any, dict]:
+        """``(files, fields, plan, decode, settings)`` of a split of files as the image cache (and the
+        streaming chunks) hold it: see :meth:`_split_cache`."""
+        paths = [src.paths[j] for j in idx]
+        th, tw = self.image_size
+        zoom = largest_zoom(self.augment)
+
+        def plan(i: int) -> tuple[tuple[int, int], tuple[int, int]]:
+            if exact:  # no header read (0.2 ms a file): classification never maps back to file pixels
+                return (th, tw), (th, tw)
+            w0, h0 = image_size(paths[i])
+            return (h0, w0), shrink_size((h0, w0), max(th / h0, tw / w0) * zoom)
+
+        def decode(i: int, size: tuple[int, int]) -> dict:
+            return {"image": resize_to(read_image(paths[i], self.in_chans), size)}
+
+        settings = {"image_size": self.image_size, "zoom": 1.0 if exact else zoom, "in_chans": self.in_chans,
+                    "exact": exact}
+        return paths, [CacheField("image", "uint8", self.in_chans)], plan, decode, settings
+
+    # -- streaming --------------------------------------------------------------------------------
+    def stream_spec(self, split: str) -> StreamSpec | None:
+        """The split's images as the per-sample cache holds them (shrunk to cover ``image_size`` times
+        the augmentation's largest zoom), each with its ``(label, id)``."""
+        self.setup()
+        src, idx = self._splits[split]
+        if isinstance(src, FileSource):
+            _, fields, plan, decode, _ = self._cache_parts(src, idx, exact=False)
+            return StreamSpec(len(idx), fields, plan, decode, lambda i: src.label_and_id(idx[i]))
+        loaded = lambda i: src.load(idx[i], self.in_chans)  # noqa: E731  (in-memory sources: digits, MNIST, ...)
+        return StreamSpec(len(idx), [CacheField("image", "uint8", self.in_chans)],
+                          lambda i: (loaded(i)[0].shape[:2],) * 2, lambda i, size: {"image": loaded(i)[0]},
+                          lambda i: loaded(i)[1:])
+
+    def stream_item(self, stage: str) -> FromStored:
+        transform = self._transform(stage == "train")
+
+        def make(meta: tuple[int, str], cache: ImageCache) -> ClassificationDataset:
+            return ClassificationDataset(FileSource([meta[1]], [meta[0]]), [0], transform, self.in_chans, cache)
+
+        return FromStored(make, [CacheField("image", "uint8", self.in_chans)], transform)
+
+    def stream_settings(self) -> dict[str, Any]:
+        return {"family": "classification", "image_size": list(self.image_size), "in_chans": self.in_chans,
+                "zoom": largest_zoom(self.augment)}
 
     def _predict_folder_loader(self) -> DataLoader:
         """Every image under ``predict_root`` (any layout), label -1."""

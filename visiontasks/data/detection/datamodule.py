@@ -17,7 +17,8 @@ from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing, pair
 
 from .common import DetectionRecord, DetectionSplit, safe_join
-from .dataset import DetectionDataset, detection_collate, detection_image_cache, worker_init_fn
+from ..streaming import FromStored, StreamSpec
+from .dataset import DetectionDataset, detection_cache_parts, detection_collate, detection_image_cache, worker_init_fn
 from .reader import DETECTION_READERS
 from .keypoints import KeypointSpec
 from .synthetic import synthetic_class_names, synthetic_keypoint_spec, write_synthetic_detection
@@ -85,6 +86,9 @@ class DetectionDataModule(VisionDataModule):
             training scale), boxes and proposals scaled with it; predictions still map back to the
             file's pixels (``orig_size`` and ``image_box`` keep the file's frame).
         cache_dir: where ``disk`` writes (default ``~/.cache/visiontasks/images``).
+        streaming: a folder or object-store URL written by ``visiontasks optimize-data`` from this
+            config: every split is then read from its litdata chunks (the cached images with their
+            records), not from ``root`` (see :mod:`visiontasks.data.streaming`). Not with ``proposals``.
 
     Background (no object) is never a label here: ``labels`` are 0-based real classes and each
     model adds its own background internally (see :mod:`visiontasks.heads.detector`).
@@ -124,8 +128,12 @@ class DetectionDataModule(VisionDataModule):
         check: bool = False,
         cache: CacheMode = "auto",
         cache_dir: str | None = None,
+        streaming: str | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, cache, cache_dir, pin_memory)
+        super().__init__(batch_size, eval_batch_size, num_workers, cache, cache_dir, pin_memory, streaming)
+        if streaming and proposals:
+            raise InvalidInputError("data.init_args.streaming: proposals (R-CNN, Fast R-CNN) are read per image file "
+                                    "and cannot be streamed; train those detectors from the files")
         self.check_first = check
         check_sizes(image_size=image_size)
         reader_class = DETECTION_READERS.get(format)  # an unknown format lists the available ones
@@ -160,6 +168,11 @@ class DetectionDataModule(VisionDataModule):
         the given ``class_names`` (checked against each split when it is read), or the reader's class
         table (VOC: its 20 classes; COCO: the first split's categories; YOLO: the YAML's names)."""
         if self._class_table is None:
+            if self.streaming is not None:
+                info = self.stream_info()
+                names = info["class_names"]
+                self._class_table = (list(names), list(info.get("category_ids") or range(len(names))))
+                return self._class_table
             if self.synthetic is not None:
                 corners = int(self.synthetic.get("num_keypoints", 4)) if self.keypoints else None
                 names = synthetic_class_names(int(self.synthetic.get("num_classes", 3)), corners)
@@ -245,7 +258,7 @@ class DetectionDataModule(VisionDataModule):
     # -- reading ----------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Generate the synthetic dataset (once, on one process per node)."""
-        if self.synthetic is not None:
+        if self.synthetic is not None and self.streaming is None:
             self._write_synthetic()
 
     def _write_synthetic(self) -> None:
@@ -318,6 +331,8 @@ class DetectionDataModule(VisionDataModule):
         return plan
 
     def setup(self, stage: str | None = None) -> None:
+        if self.streaming is not None:
+            return  # the loaders read the chunks; no file is read
         if self.synthetic is not None and not (self.root / STAMP).is_file():
             self._write_synthetic()  # setup() called without prepare_data()
         self.check_before(stage)
@@ -340,19 +355,58 @@ class DetectionDataModule(VisionDataModule):
                     f"check data.{split_stage} and that its images are where the annotations say"
                 )
             self.splits[split_stage] = split
-            train = split_stage == "train"
-            refusal = self._flip_refusal() if train else None
-            if refusal:
-                raise InvalidInputError(refusal)
-            spec = self.keypoint_spec()
-            transform = build_detection_transform(
-                self.image_size, self.resize, train=train and self.augment is not None,
-                augment=self.augment, mean=self.mean, std=self.std, seed=self.seed,
-                keypoints=self.keypoints, flip_idx=spec.flip_idx if spec else None,
-            )
+            transform = self._transform(split_stage)
             self.datasets[split_stage] = DetectionDataset(
                 split.records, transform, self._proposal_source(split_stage, split), self.min_box_size
             )
+
+    def _transform(self, stage: str) -> Any:
+        """The albumentations pipeline of ``stage`` (files and streamed chunks alike); a training flip
+        of keypoints without flip pairs is refused here (see :meth:`_flip_refusal`)."""
+        train = stage == "train"
+        refusal = self._flip_refusal() if train else None
+        if refusal:
+            raise InvalidInputError(refusal)
+        spec = self.keypoint_spec()
+        return build_detection_transform(
+            self.image_size, self.resize, train=train and self.augment is not None,
+            augment=self.augment, mean=self.mean, std=self.std, seed=self.seed,
+            keypoints=self.keypoints, flip_idx=spec.flip_idx if spec else None,
+        )
+
+    def _zoom(self, stage: str) -> float:
+        """The largest scale the pipeline of ``stage`` applies (what the cached images keep)."""
+        return self.augment.scale[1] if stage == "train" and self.augment is not None else 1.0
+
+    # -- streaming --------------------------------------------------------------------------------
+    def stream_spec(self, split: str) -> StreamSpec | None:
+        """The split's images as the cache holds them, with each image's :class:`DetectionRecord`."""
+        if self.synthetic is not None and not (self.root / STAMP).is_file():
+            self._write_synthetic()
+        found = self._read_split(split)
+        if found is None:
+            return None
+        records = found.records
+        if self.skip_bad_images:
+            good, _ = check_images([r.path for r in records], True, what=found.name)
+            records = [records[i] for i in good]
+        _, fields, plan, decode, _ = detection_cache_parts(records, self.image_size, self.resize, self._zoom(split))
+        return StreamSpec(len(records), fields, plan, decode, lambda i: records[i])
+
+    def stream_item(self, stage: str) -> FromStored:
+        transform = self._transform(stage)
+
+        def make(record: DetectionRecord, cache: Any) -> DetectionDataset:
+            return DetectionDataset([record], transform, None, self.min_box_size, cache)
+
+        return FromStored(make, detection_cache_parts([], None, "none", 1.0)[1], transform)
+
+    def stream_settings(self) -> dict[str, Any]:
+        return {"family": "detection", "image_size": self.image_size, "resize": self.resize,
+                "train_zoom": self._zoom("train"), "masks": self.masks}
+
+    def stream_extras(self) -> dict[str, Any]:
+        return {"category_ids": list(self.category_ids)}
 
     def _proposal_source(self, stage: str, split: DetectionSplit) -> Any:
         if self.proposals is None:
@@ -373,6 +427,9 @@ class DetectionDataModule(VisionDataModule):
 
     # -- loaders ----------------------------------------------------------------------------------
     def loader(self, stage: str) -> DataLoader:
+        if self.streaming is not None:
+            return self.make_stream_loader(stage, self.stage_batch_size(stage), detection_collate, self.seed,
+                                           worker_init_fn)
         if stage not in self.datasets:
             self.setup({"train": "fit", "val": "validate"}.get(stage, stage))
         if stage not in self.datasets:
@@ -380,7 +437,7 @@ class DetectionDataModule(VisionDataModule):
         dataset = self.datasets[stage]
         dataset.cache = self.cache_once(f"{stage}:{id(dataset)}", lambda: detection_image_cache(
             self.cache, dataset.records, self.image_size, self.resize,
-            self.augment.scale[1] if stage == "train" and self.augment is not None else 1.0,
+            self._zoom(stage),
             f"detection-{stage}", self.cache_dir, processes=self.local_processes(),
         ))
         return self.make_loader(

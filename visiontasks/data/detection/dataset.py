@@ -105,8 +105,10 @@ prediction_collate = detection_collate  # the predict split's batching
 def worker_init_fn(worker_id: int) -> None:
     """Give each loader worker its own augmentation stream (the loader's per-epoch seed)."""
     info = torch.utils.data.get_worker_info()
-    if info is not None and hasattr(info.dataset, "transform"):
-        info.dataset.transform.set_random_seed(int(torch.initial_seed() % 2**31))
+    transforms = getattr(info.dataset, "transform", None) if info is not None else None
+    for t in transforms if isinstance(transforms, list) else [transforms]:  # litdata keeps a list
+        if hasattr(t, "set_random_seed"):
+            t.set_random_seed(int(torch.initial_seed() % 2**31))
 
 
 def prediction_dataset(images: Sequence[ImageInput], prep: Preprocessing) -> DetectionDataset:
@@ -123,19 +125,12 @@ def working_scale(size: tuple[int, int], image_size: int | Sequence[int] | None,
     return Preprocessing(resize, pair(image_size)).working_scale(size, zoom)
 
 
-def detection_image_cache(
-    mode: str,
-    records: Sequence[DetectionRecord],
-    image_size: int | Sequence[int] | None,
-    resize: str,
-    zoom: float,
-    what: str,
-    cache_dir: str | None = None,
-    processes: int = 1,
-) -> Any:
-    """The :class:`~visiontasks.data.cache.ImageCache` of a split's images, each shrunk by
-    :func:`working_scale` (never enlarged)."""
-    from visiontasks.data.cache import CacheField, build_image_cache, resize_to, shrink_size
+def detection_cache_parts(
+    records: Sequence[DetectionRecord], image_size: int | Sequence[int] | None, resize: str, zoom: float
+) -> tuple[list[Path], list[Any], Any, Any, dict[str, Any]]:
+    """``(files, fields, plan, decode, settings)`` of a split's decoded images, each shrunk by
+    :func:`working_scale` (never enlarged): what the image cache and the streaming chunks store."""
+    from visiontasks.data.cache import CacheField, resize_to, shrink_size
     from visiontasks.data.io import image_size as header_size
 
     paths = [r.path for r in records]
@@ -148,5 +143,22 @@ def detection_image_cache(
         return {"image": resize_to(read_image(paths[i]), size)}
 
     settings = {"image_size": image_size, "resize": resize, "zoom": zoom}
-    return build_image_cache(mode, len(paths), paths, [CacheField("image", "uint8", 3)], plan, decode, settings,
+    return paths, [CacheField("image", "uint8", 3)], plan, decode, settings
+
+
+def detection_image_cache(
+    mode: str,
+    records: Sequence[DetectionRecord],
+    image_size: int | Sequence[int] | None,
+    resize: str,
+    zoom: float,
+    what: str,
+    cache_dir: str | None = None,
+    processes: int = 1,
+) -> Any:
+    """The :class:`~visiontasks.data.cache.ImageCache` of a split's images (:func:`detection_cache_parts`)."""
+    from visiontasks.data.cache import build_image_cache
+
+    paths, fields, plan, decode, settings = detection_cache_parts(records, image_size, resize, zoom)
+    return build_image_cache(mode, len(paths), paths, fields, plan, decode, settings,
                              what, cache_dir, processes=processes)

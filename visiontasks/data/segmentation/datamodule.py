@@ -14,6 +14,7 @@ from visiontasks.preprocessing import Preprocessing
 from ..base import NumWorkers, VisionDataModule, check_sizes
 from ..cache import CacheField, CacheMode, ImageCache, build_image_cache
 from ..check import CheckPlan
+from ..streaming import FromStored, StreamSpec
 from ..io import IMAGENET_MEAN, IMAGENET_STD, image_size, list_image_files
 from .dataset import SegmentationDataset, pad_collate
 from .masks import MaskDecoder
@@ -76,6 +77,9 @@ class SegmentationDataModule(VisionDataModule):
             file's resolution, not shrunk: the training scale range is relative to the file and
             evaluation scores at the file's resolution, so any shrinking would change both.
         cache_dir: where ``disk`` writes (default ``~/.cache/visiontasks/images``).
+        streaming: a folder or object-store URL written by ``visiontasks optimize-data`` from this
+            config: every split is read from its litdata chunks (images and decoded masks) instead
+            of the files (see :mod:`visiontasks.data.streaming`).
     """
 
     def __init__(
@@ -116,8 +120,9 @@ class SegmentationDataModule(VisionDataModule):
         check: bool = False,
         cache: CacheMode = "auto",
         cache_dir: str | None = None,
+        streaming: str | None = None,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, cache, cache_dir)
+        super().__init__(batch_size, eval_batch_size, num_workers, cache, cache_dir, None, streaming)
         self.check_first = check
         check_sizes(crop_size=crop_size)
         # num_classes is the model's hyper-parameter too (Lightning refuses differing duplicates)
@@ -133,7 +138,10 @@ class SegmentationDataModule(VisionDataModule):
         synthetic = {"seed": seed, **writer_settings(write_synthetic_segmentation, synthetic, "data.init_args.synthetic")}
         options = ReaderOptions(image_dir, mask_dir, mask_suffix, skip_missing_masks, synthetic)
         self.reader = reader_class(self.root, options)
-        self.class_names, remap = self._classes(class_names, num_classes, remap, ignore_ids)
+        if streaming:  # the masks in the chunks are class indices already: no table to read
+            self.class_names, remap = list(self.stream_info()["class_names"]), None
+        else:
+            self.class_names, remap = self._classes(class_names, num_classes, remap, ignore_ids)
         self.decoder = MaskDecoder(
             self.num_classes, ignore_index, mask_mode, class_colors, ignore_colors, remap, unmapped
         )
@@ -182,7 +190,8 @@ class SegmentationDataModule(VisionDataModule):
     # -- files ----------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Make the files exist (a synthetic set is written once: rank 0 of each node under DDP)."""
-        self.reader.prepare()
+        if not self.streaming:
+            self.reader.prepare()
 
     def split_samples(self, split: str | None) -> list[SegmentationSample] | None:
         """The pairs of ``split``, or ``None`` when the dataset has no such split."""
@@ -194,6 +203,8 @@ class SegmentationDataModule(VisionDataModule):
         return segmentation_plan(self)
 
     def setup(self, stage: str | None = None) -> None:
+        if self.streaming:
+            return  # the loaders read the chunks; no file is read
         self.reader.prepare()  # no-op when prepare_data already did it
         self.check_before(stage)
         hp = self.hparams
@@ -245,6 +256,8 @@ class SegmentationDataModule(VisionDataModule):
         return Preprocessing("none", None, tuple(hp.mean), tuple(hp.std), self.in_chans)
 
     def loader(self, stage: str) -> DataLoader:
+        if self.streaming:
+            return self.make_stream_loader(stage, self.stage_batch_size(stage), pad_collate(self.ignore_index), self.seed)
         if stage not in self.datasets:
             self.setup({"train": "fit", "val": "fit"}.get(stage, stage))
         shuffle = stage == "train"
@@ -256,17 +269,18 @@ class SegmentationDataModule(VisionDataModule):
             drop_last=shuffle and len(dataset) > batch_size,
         )
 
-    def _build_cache(self, stage: str, dataset: SegmentationDataset) -> ImageCache | None:
-        """The split's pairs decoded once into an image cache (``cache: auto | ram | disk``), at the
-        files' resolution; masks as ``uint8`` when every class id and the ignore index fit, else int32."""
-        samples = dataset.samples
-        with_masks = any(s.mask is not None for s in samples)
-        if with_masks and any(s.mask is None for s in samples):
-            return None  # mixed pairs: no reader makes them (the batches refuse them anyway)
+    def _cache_fields(self, with_masks: bool) -> list[CacheField]:
+        """The image, and the class-index mask as ``uint8`` when every class id and the ignore index fit, else int32."""
         fields = [CacheField("image", "uint8", self.in_chans)]
         if with_masks:
             small = 0 <= self.ignore_index <= 255 and self.num_classes <= 256
             fields.append(CacheField("mask", "uint8" if small else "int32"))
+        return fields
+
+    def _cache_parts(self, dataset: SegmentationDataset, with_masks: bool) -> tuple[list[CacheField], Any, Any]:
+        """``(fields, plan, decode)`` of a split's pairs as the image cache and the streaming chunks
+        hold them: at the files' resolution, masks decoded to class indices."""
+        samples = dataset.samples
 
         def plan(i: int) -> tuple[tuple[int, int], tuple[int, int]]:
             w, h = image_size(samples[i].image)
@@ -276,10 +290,50 @@ class SegmentationDataModule(VisionDataModule):
             image, mask = dataset.load(i)
             return {"image": image} if mask is None else {"image": image, "mask": mask}
 
+        return self._cache_fields(with_masks), plan, decode
+
+    def _decode_settings(self) -> dict[str, Any]:
         hp = self.hparams
         settings = {k: hp[k] for k in ("mask_mode", "class_colors", "ignore_colors", "remap", "ignore_ids",
                                         "unmapped", "ignore_index", "resize_mismatched_masks", "in_chans")}
         settings["classes"] = self.num_classes
+        return settings
+
+    # -- streaming ------------------------------------------------------------------------------------
+    def stream_spec(self, split: str) -> StreamSpec | None:
+        """The split's pairs as the cache holds them (the image and its class-index mask at the file's
+        resolution), each with its :class:`SegmentationSample`."""
+        if split not in self.datasets:
+            try:
+                self.setup("fit" if split in ("train", "val") else "test")
+            except MissingFileError:
+                return None
+        dataset = self.datasets[split]
+        with_masks = all(s.mask is not None for s in dataset.samples)
+        fields, plan, decode = self._cache_parts(dataset, with_masks)
+        return StreamSpec(len(dataset), fields, plan, decode, lambda i: dataset.samples[i])
+
+    def stream_item(self, stage: str) -> FromStored:
+        hp = self.hparams
+        transform = self.train_transform if stage == "train" else self.eval_transform
+
+        def make(sample: SegmentationSample, cache: ImageCache) -> SegmentationDataset:
+            return SegmentationDataset([sample], self.decoder, transform, hp.resize_mismatched_masks, hp.in_chans, cache)
+
+        return FromStored(make, self._cache_fields(True), transform)
+
+    def stream_settings(self) -> dict[str, Any]:
+        return {"family": "segmentation", **self._decode_settings()}
+
+    def _build_cache(self, stage: str, dataset: SegmentationDataset) -> ImageCache | None:
+        """The split's pairs decoded once into an image cache (``cache: auto | ram | disk``), at the
+        files' resolution; masks as ``uint8`` when every class id and the ignore index fit, else int32."""
+        samples = dataset.samples
+        with_masks = any(s.mask is not None for s in samples)
+        if with_masks and any(s.mask is None for s in samples):
+            return None  # mixed pairs: no reader makes them (the batches refuse them anyway)
+        fields, plan, decode = self._cache_parts(dataset, with_masks)
+        settings = self._decode_settings()
         files = [p for s in samples for p in (s.image, s.mask) if p is not None]
         return build_image_cache(
             self.cache, len(samples), files, fields, plan, decode, settings, f"segmentation-{stage}", self.cache_dir,
