@@ -159,6 +159,13 @@ def device_for(budget: str) -> str:
     return "cuda" if budget == "full" and torch.cuda.is_available() else "cpu"
 
 
+def claim_data(budget: str, n_train: int, size: int) -> tuple[str, Data]:
+    """``(device, data)`` of a training claim at ``budget``: the shapes set with ``n_train`` training
+    images of ``size`` px and a 1,000-image validation set (100 at the ``tiny`` test size)."""
+    device = device_for(budget)
+    return device, shapes_data(n_train, 1000 if budget != "tiny" else 100, size, device=device)
+
+
 def seeded(seed: int, make: Callable[[], nn.Module], device: str) -> nn.Module:
     """``make()`` with the initialisation drawn from ``seed`` (the same for every arm)."""
     torch.manual_seed(seed)

@@ -9,7 +9,7 @@ from torch import nn
 
 from ._nets import small_cnn, steps_text
 from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import Run, curve, device_for, faster, fit, one_thread, seeded, shapes_data
+from ._train import Run, claim_data, curve, faster, fit, one_thread, seeded
 
 TARGET = 0.75  # AlexNet's Fig. 1: steps to 25% training error
 ACTS = {"ReLU": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -47,8 +47,8 @@ def _best(runs: dict[float, Run], steps: int) -> tuple[float, Run]:
     kind="training",
 )
 def relu_vs_tanh(budget: Budget) -> ClaimResult:
-    s, device = SIZES[budget], device_for(budget)
-    data = shapes_data(s.n_train, 1000 if budget != "tiny" else 100, s.image, device=device)
+    s = SIZES[budget]
+    device, data = claim_data(budget, s.n_train, s.image)
     best: dict[str, tuple[float, Run]] = {}
     runs: dict[str, dict[float, Run]] = {}
     with one_thread():

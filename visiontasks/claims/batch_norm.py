@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ._nets import small_cnn, steps_text
 from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import curve, device_for, faster, fit, one_thread, seeded, shapes_data
+from ._train import claim_data, curve, faster, fit, one_thread, seeded
 
 TARGET = 0.6  # training accuracy to reach (fixed before measuring; 10 classes, chance 0.1)
 
@@ -37,8 +37,8 @@ SIZES = {"tiny": Size(4, 16, 200, 6), "small": Size(8, 24, 5000, 300), "full": S
     kind="training",
 )
 def batch_norm(budget: Budget) -> ClaimResult:
-    s, device = SIZES[budget], device_for(budget)
-    data = shapes_data(s.n_train, 1000 if budget != "tiny" else 100, s.image, device=device)
+    s = SIZES[budget]
+    device, data = claim_data(budget, s.n_train, s.image)
     rows, runs, checks = [], {}, []
     with one_thread():
         for lr in s.lrs:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ._nets import small_cnn
 from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import curve, device_for, fit, one_thread, seeded, shapes_data
+from ._train import claim_data, curve, fit, one_thread, seeded
 
 OVERFIT = 0.1  # the claim is tested only if the net without dropout overfits: train - val acc >= 0.1
 
@@ -39,8 +39,8 @@ SIZES = {"tiny": Size(4, 16, 100, 6, 16), "small": Size(8, 24, 1000, 800, 256),
     kind="training",
 )
 def dropout(budget: Budget) -> ClaimResult:
-    s, device = SIZES[budget], device_for(budget)
-    data = shapes_data(s.n_train, 1000 if budget != "tiny" else 100, s.image, device=device)
+    s = SIZES[budget]
+    device, data = claim_data(budget, s.n_train, s.image)
     rows, runs = [], {}
     with one_thread():
         for p in (0.0, 0.5):

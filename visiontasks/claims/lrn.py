@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import curve, device_for, fit, learned, one_thread, seeded, shapes_data
+from ._train import claim_data, curve, fit, learned, one_thread, seeded
 
 NORMS = ("LRN (paper)", "none", "BatchNorm")
 
@@ -68,8 +68,8 @@ SIZES = {"tiny": Size(16, 64, 100, 4), "small": Size(8, 64, 4000, 300), "full": 
     kind="training",
 )
 def lrn(budget: Budget) -> ClaimResult:
-    s, device = SIZES[budget], device_for(budget)
-    data = shapes_data(s.n_train, 1000 if budget != "tiny" else 100, s.image, device=device)
+    s = SIZES[budget]
+    device, data = claim_data(budget, s.n_train, s.image)
     rows, runs = [], {}
     with one_thread():
         for norm in NORMS:

@@ -9,7 +9,7 @@ import torch
 
 from ._nets import small_cnn, steps_text
 from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import curve, device_for, fit, one_thread, seeded, shapes_data
+from ._train import claim_data, curve, fit, one_thread, seeded
 
 TARGET = 0.6  # training accuracy to reach (the batch_norm claim's threshold)
 
@@ -52,8 +52,8 @@ SIZES = {"tiny": Size(4, 16, 200, 6), "small": Size(8, 24, 5000, 300), "full": S
     kind="training",
 )
 def momentum(budget: Budget) -> ClaimResult:
-    s, device = SIZES[budget], device_for(budget)
-    data = shapes_data(s.n_train, 1000 if budget != "tiny" else 100, s.image, device=device)
+    s = SIZES[budget]
+    device, data = claim_data(budget, s.n_train, s.image)
     rows, runs = [], {}
     with one_thread():
         for name, (lr, m, plateau) in ARMS.items():

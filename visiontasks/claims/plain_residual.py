@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
 from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import curve, device_for, fit, one_thread, seeded, shapes_data
+from ._train import claim_data, curve, fit, one_thread, seeded
 
 
 class PlainBlock(BasicBlock):
@@ -68,8 +68,8 @@ SIZES = {"tiny": Size((1, 2), 4, 16, 200, 6), "small": Size((1, 4), 8, 24, 5000,
     kind="training",
 )
 def plain_vs_residual(budget: Budget) -> ClaimResult:
-    s, device = SIZES[budget], device_for(budget)
-    data = shapes_data(s.n_train, 1000 if budget != "tiny" else 100, s.image, device=device)
+    s = SIZES[budget]
+    device, data = claim_data(budget, s.n_train, s.image)
     rows, runs = [], {}
     with one_thread():
         for residual in (False, True):
