@@ -14,6 +14,7 @@ from PIL import Image
 
 from visiontasks.outputs import (
     ClassificationPredictionWriter,
+    CAMWriter,
     CocoResultsWriter,
     ConfusionMatrixPlot,
     DetectionDiagnosticsWriter,
@@ -34,7 +35,8 @@ def _types(callbacks) -> set[type]:
 
 def test_default_callbacks_follow_the_task_type() -> None:
     clf = ClassificationTask("lenet5", 10, in_chans=1)
-    assert _types(default_callbacks(clf)) == {ClassificationPredictionWriter, ConfusionMatrixPlot, MetricsJSONWriter}
+    assert _types(default_callbacks(clf)) == {ClassificationPredictionWriter, CAMWriter, ConfusionMatrixPlot,
+                                             MetricsJSONWriter}  # CAMWriter writes only under --cam true
     seg = SegmentationTask("fcn32s", "resnet18", num_classes=3, fc_channels=0)
     assert _types(default_callbacks(seg)) == {SegmentationMaskWriter, IoUTableWriter}
     det = DetectionTask("yolov1", "resnet18", num_classes=2)

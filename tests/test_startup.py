@@ -69,7 +69,7 @@ def test_classification_cli_imports_no_detection_or_segmentation_modules(tmp_pat
         "print(json.dumps({'callbacks': callbacks, 'modules': mods}))\n",
         cwd=tmp_path,
     )
-    assert seen["callbacks"] == ["ClassificationPredictionWriter", "ConfusionMatrixPlot", "MetricsJSONWriter"]
+    assert seen["callbacks"] == ["ClassificationPredictionWriter", "CAMWriter", "ConfusionMatrixPlot", "MetricsJSONWriter"]
     for unused in ("visiontasks.tasks.detection", "visiontasks.tasks.segmentation", "visiontasks.data.detection",
                    "visiontasks.data.segmentation", "visiontasks.outputs.detection",
                    "visiontasks.outputs.segmentation", "visiontasks.data.proposals", "skimage", "pycocotools",

@@ -97,7 +97,7 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[type, dict
         "detection": (DetectionDataModule, dict(
             format="coco", root=str(coco), image_size=48, batch_size=4, num_workers=0, masks=True)),
         "segmentation": (SegmentationDataModule, dict(
-            root=str(tmp / "seg"), format="synthetic", synthetic_counts=(8, 4, 4), synthetic_size=48, crop_size=32,
+            root=str(tmp / "seg"), format="synthetic", synthetic={"counts": [8, 4, 4], "image_size": 48}, crop_size=32,
             batch_size=2, num_workers=0)),
     }
 
@@ -142,7 +142,7 @@ def _family_config(family: str, tmp: Path) -> Path:
                        batch_size=2, eval_batch_size=2, num_workers=0,
                        synthetic={"splits": {"train": 6, "val": 2}, "image_size": 64})
     return _config(tmp, "segmentation/fcn32s_resnet18_shapes.yaml", "fcn", root=str(tmp / "data"),
-                   synthetic_counts=[6, 2, 2], synthetic_size=64, crop_size=48, batch_size=2, num_workers=0)
+                   synthetic={"counts": [6, 2, 2], "image_size": 64}, crop_size=48, batch_size=2, num_workers=0)
 
 
 @pytest.mark.parametrize("family", ["classification", pytest.param("detection", marks=pytest.mark.slow),

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from lightning.pytorch import Callback, LightningModule
 
     from .checkpoint import BestAndLastCheckpoint
-    from .classification import ClassificationPredictionWriter, ConfusionMatrixPlot, MetricsJSONWriter
+    from .classification import CAMWriter, ClassificationPredictionWriter, ConfusionMatrixPlot, MetricsJSONWriter
     from .detection import CocoResultsWriter, DetectionDrawingWriter
     from .detection_diagnostics import DetectionDiagnosticsWriter
     from .segmentation import IoUTableWriter, SegmentationMaskWriter
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # detection or segmentation writers (and what they import)
 _LAZY = {
     "BestAndLastCheckpoint": "checkpoint",
+    "CAMWriter": "classification",
     "ClassificationPredictionWriter": "classification",
     "ConfusionMatrixPlot": "classification",
     "MetricsJSONWriter": "classification",
@@ -42,6 +43,7 @@ _LAZY = {
 
 __all__ = [
     "BestAndLastCheckpoint",
+    "CAMWriter",
     "ClassificationPredictionWriter",
     "CocoResultsWriter",
     "ConfusionMatrixPlot",

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from visiontasks.data.segmentation.masks import voc_colormap
 
 RGB = tuple[int, int, int]
 
@@ -25,7 +24,6 @@ BACKGROUND_NAMES = ("background", "bg", "unlabeled", "unlabelled", "void")
 # A non-background class 0 (e.g. "sky" in street scenes) gets this colour instead of VOC's black;
 # no VOC colour has a 190 or 255 component, so it is never another class's colour.
 CLASS0_COLOUR: RGB = (0, 190, 255)
-_VOC = voc_colormap(256)
 # What a detection drawing shows by default (the CLI's writer and ``Result.save`` alike): detections
 # scoring at least DRAW_SCORE_THRESH that survive a class-agnostic NMS at IoU DRAW_NMS_IOU.
 DRAW_SCORE_THRESH = 0.5
@@ -43,13 +41,22 @@ def class_colours(n: int) -> list[RGB]:
     return [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in hsv]
 
 
+@lru_cache(maxsize=1)
+def _voc() -> np.ndarray:
+    """VOC's 256-colour palette, imported on first use: the classification writers import this
+    module, and a classification run must not import the segmentation data package."""
+    from visiontasks.data.segmentation.masks import voc_colormap
+
+    return voc_colormap(256)
+
+
 def mask_colour(k: int, names: Sequence[str]) -> RGB:
     """Overlay / mask-PNG colour of class index ``k``: VOC's colour for ``k >= 1`` (wrapping over
     1..255, so no class is ever black), black for a background class 0, :data:`CLASS0_COLOUR` for a
     class 0 that is a real class."""
     if k == 0:
         return (0, 0, 0) if names and is_background(names[0]) else CLASS0_COLOUR
-    return tuple(int(c) for c in _VOC[1 + (k - 1) % 255])  # type: ignore[return-value]
+    return tuple(int(c) for c in _voc()[1 + (k - 1) % 255])  # type: ignore[return-value]
 
 
 def mask_palette(names: Sequence[str]) -> np.ndarray:
