@@ -212,3 +212,27 @@ def test_shapes_set_is_reproducible_balanced_and_not_noise() -> None:
     # the class is in the shape, not in the mean colour: per-class mean brightness is about the same
     means = torch.stack([x[y == k].mean() for k in range(10)])
     assert float(means.max() - means.min()) < 0.5
+
+
+def test_a_claims_words_come_from_its_docstring_and_one_without_them_is_refused() -> None:
+    from visiontasks.claims._registry import claim_text
+
+    def counted(budget):
+        """Two 3x3 convolutions
+        need fewer weights.
+
+        Measures: weights of nn.Conv2d stacks
+        Paper: Simonyan & Zisserman 2015
+        Notes: seeds/000_4943f345b6f0fdd0.txt:134-139,
+        seeds/002_fe5bbf9b65554f16.txt:163
+        """
+
+    assert claim_text(counted) == ("Two 3x3 convolutions need fewer weights.", "weights of nn.Conv2d stacks",
+                                   "Simonyan & Zisserman 2015",
+                                   ("seeds/000_4943f345b6f0fdd0.txt:134-139", "seeds/002_fe5bbf9b65554f16.txt:163"))
+
+    def unsaid(budget):
+        """A claim that does not say what it measures."""
+
+    with pytest.raises(ValueError, match="unsaid.*Measures"):
+        claim_text(unsaid)

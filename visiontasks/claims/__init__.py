@@ -1,10 +1,10 @@
 """The study notes' claims, measured with our own modules (``visiontasks benchmark claims``).
 
-Each claim is one function registered with :func:`claim`: it cites the notes (``seeds/FILE:LINE``),
-says what it measures, and returns its table and a verdict (AGREES / DISAGREES / MIXED).
-Counting claims (parameters, multiply-adds, receptive fields) are exact and instant; training claims
-(``kind="training"``) are real seeded SGD runs on a generated shapes set (``_shapes``, ``_train``) and
-also return loss curves, drawn into a PNG per claim. :data:`NOT_YET_MEASURED` lists the others.
+Each claim is one function registered with :func:`claim`: its docstring states the claim, says what
+it measures (``Measures:``) and cites the notes (``Notes: seeds/FILE:LINE``); it returns its table and
+a verdict (AGREES / DISAGREES / MIXED). Counting claims (parameters, multiply-adds, receptive fields)
+are exact and instant; training claims (``_train.training_claim``) are real seeded SGD runs on a
+generated shapes set (``_shapes``, ``_train``) and also return loss curves, drawn into a PNG per claim. :data:`NOT_YET_MEASURED` lists the others.
 """
 
 # registers the claims, in the notes' order (kernels, AlexNet, VGG, GoogLeNet, NiN, ResNet, MobileNet, fields)

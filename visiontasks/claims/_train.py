@@ -8,11 +8,14 @@ claim sees the same images, the same initialisation seed and the same batch orde
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+from ._registry import Budget, ClaimResult, claim
 
 
 @dataclass
@@ -23,6 +26,10 @@ class Data:
     y: Tensor
     val_x: Tensor
     val_y: Tensor
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
 
 
 @dataclass
@@ -159,17 +166,51 @@ def device_for(budget: str) -> str:
     return "cuda" if budget == "full" and torch.cuda.is_available() else "cpu"
 
 
-def claim_data(budget: str, n_train: int, size: int) -> tuple[str, Data]:
-    """``(device, data)`` of a training claim at ``budget``: the shapes set with ``n_train`` training
-    images of ``size`` px and a 1,000-image validation set (100 at the ``tiny`` test size)."""
-    device = device_for(budget)
-    return device, shapes_data(n_train, 1000 if budget != "tiny" else 100, size, device=device)
+def claim_data(budget: str, n_train: int, size: int) -> Data:
+    """The data of a training claim at ``budget``: the shapes set with ``n_train`` training images of
+    ``size`` px and a 1,000-image validation set (100 at the ``tiny`` test size), on the budget's device."""
+    return shapes_data(n_train, 1000 if budget != "tiny" else 100, size, device=device_for(budget))
 
 
-def seeded(seed: int, make: Callable[[], nn.Module], device: str) -> nn.Module:
-    """``make()`` with the initialisation drawn from ``seed`` (the same for every arm)."""
+@dataclass(frozen=True)
+class ClaimSize:
+    """A training claim's size at one budget: network ``width``, ``image`` side in px, ``n_train``
+    training images, SGD ``steps`` (a claim needing more subclasses it)."""
+
+    width: int
+    image: int
+    n_train: int
+    steps: int
+
+
+S = TypeVar("S")
+
+
+def training_claim(name: str, sizes: Mapping[str, S]
+                   ) -> Callable[[Callable[[S, Data], ClaimResult]], Callable[[S, Data], ClaimResult]]:
+    """Decorator registering ``fn(size, data) -> ClaimResult`` as the training claim ``name`` (its
+    docstring as for :func:`~._registry.claim`): run at a budget, it gets ``sizes[budget]`` (with
+    ``n_train`` and ``image``, e.g. a :class:`ClaimSize`) and :func:`claim_data` at that size, on one
+    CPU thread."""
+
+    def register(fn: Callable[[S, Data], ClaimResult]) -> Callable[[S, Data], ClaimResult]:
+        def at_budget(budget: Budget) -> ClaimResult:
+            size = sizes[budget]
+            data = claim_data(budget, size.n_train, size.image)
+            with one_thread():
+                return fn(size, data)
+
+        functools.update_wrapper(at_budget, fn)
+        claim(name, kind="training")(at_budget)
+        return fn
+
+    return register
+
+
+def seeded(seed: int, make: Callable[[], nn.Module], data: Data) -> nn.Module:
+    """``make()`` with the initialisation drawn from ``seed`` (the same for every arm), on ``data``'s device."""
     torch.manual_seed(seed)
-    return make().to(device)
+    return make().to(data.device)
 
 
 def curve(run: Run) -> dict[str, list]:

@@ -8,19 +8,15 @@ from dataclasses import dataclass
 from torch import nn
 
 from ._nets import small_cnn, steps_text
-from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import Run, claim_data, curve, faster, fit, one_thread, seeded
+from ._registry import ClaimResult, verdict_of
+from ._train import ClaimSize, Data, Run, curve, faster, fit, seeded, training_claim
 
 TARGET = 0.75  # AlexNet's Fig. 1: steps to 25% training error
 ACTS = {"ReLU": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
 @dataclass(frozen=True)
-class Size:
-    width: int
-    image: int
-    n_train: int
-    steps: int
+class Size(ClaimSize):
     lrs: tuple[float, ...] = (0.01, 0.03, 0.1)  # each activation gets its best one, as in the paper
 
 
@@ -33,29 +29,25 @@ def _best(runs: dict[float, Run], steps: int) -> tuple[float, Run]:
     return min(runs.items(), key=lambda kv: (kv[1].steps_to(TARGET) or steps + 1, kv[1].final_loss()))
 
 
-@claim(
-    "relu_vs_tanh",
-    "ReLU trains faster than saturating sigmoid/tanh, whose small derivatives (at most 0.25 for the "
-    "sigmoid) vanish through the chain rule; AlexNet: a four-layer CNN with ReLU reaches 25% training "
-    "error on CIFAR-10 six times faster than with tanh.",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:119-122", "seeds/001_ad955026876a85d8.txt:290-300"),
-    measures=f"SGD steps (momentum 0.9, batch 64) to {TARGET:.0%} training accuracy (when neither gets there: "
-             "the lower final training loss wins) of a four-layer CNN "
-             "(three 3x3 convolutions, one FC; no BatchNorm) with each activation at its best learning rate "
-             "of a fixed grid (the paper chose each network's rate for fastest training), synthetic shapes set",
-    paper="Krizhevsky et al. 2012, section 3.1 and Fig. 1 (6x faster to 25% training error than tanh)",
-    kind="training",
-)
-def relu_vs_tanh(budget: Budget) -> ClaimResult:
-    s = SIZES[budget]
-    device, data = claim_data(budget, s.n_train, s.image)
+@training_claim("relu_vs_tanh", sizes=SIZES)
+def relu_vs_tanh(s: Size, data: Data) -> ClaimResult:
+    """ReLU trains faster than saturating sigmoid/tanh, whose small derivatives (at most 0.25 for the sigmoid)
+    vanish through the chain rule; AlexNet: a four-layer CNN with ReLU reaches 25% training error on CIFAR-10
+    six times faster than with tanh.
+
+    Measures: SGD steps (momentum 0.9, batch 64) to 75% training accuracy (when neither gets there: the lower
+    final training loss wins) of a four-layer CNN (three 3x3 convolutions, one FC; no BatchNorm) with each
+    activation at its best learning rate of a fixed grid (the paper chose each network's rate for fastest
+    training), synthetic shapes set
+    Paper: Krizhevsky et al. 2012, section 3.1 and Fig. 1 (6x faster to 25% training error than tanh)
+    Notes: seeds/000_4943f345b6f0fdd0.txt:119-122, seeds/001_ad955026876a85d8.txt:290-300
+    """
     best: dict[str, tuple[float, Run]] = {}
     runs: dict[str, dict[float, Run]] = {}
-    with one_thread():
-        for name, act in ACTS.items():
-            runs[name] = {lr: fit(seeded(0, lambda: small_cnn(s.image, s.width, act=act), device), data, s.steps,
-                                  lr, eval_every=max(1, s.steps // 40)) for lr in s.lrs}
-            best[name] = _best(runs[name], s.steps)
+    for name, act in ACTS.items():
+        runs[name] = {lr: fit(seeded(0, lambda: small_cnn(s.image, s.width, act=act), data), data, s.steps,
+                              lr, eval_every=max(1, s.steps // 40)) for lr in s.lrs}
+        best[name] = _best(runs[name], s.steps)
     relu_steps = best["ReLU"][1].steps_to(TARGET)
     rows = []
     for name, (lr, run) in best.items():

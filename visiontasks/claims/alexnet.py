@@ -36,17 +36,16 @@ def _shape(m: nn.Module) -> str:
     return f"{m.in_features} -> {m.out_features}"
 
 
-@claim(
-    "alexnet_layers",
-    "AlexNet's parameters layer by layer (figure in the notes): conv1 34848, conv3 884736, fc6 "
-    "177209344, fc8 4096000; the FC layers hold most of them. 001's AlexNet section (001:248-316) "
-    "gives no numbers.",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:74-95", "seeds/001_ad955026876a85d8.txt:248-316"),
-    measures="weights and biases of each Conv2d/Linear of alexnet_lrn (paper, grouped = two columns) "
-             "and alexnet (torchvision, one column)",
-    paper="Krizhevsky et al. 2012: 60 million parameters",
-)
+@claim("alexnet_layers")
 def alexnet_layers(budget: Budget) -> ClaimResult:
+    """AlexNet's parameters layer by layer (figure in the notes): conv1 34848, conv3 884736, fc6 177209344, fc8
+    4096000; the FC layers hold most of them. 001's AlexNet section (001:248-316) gives no numbers.
+
+    Measures: weights and biases of each Conv2d/Linear of alexnet_lrn (paper, grouped = two columns) and alexnet
+    (torchvision, one column)
+    Paper: Krizhevsky et al. 2012: 60 million parameters
+    Notes: seeds/000_4943f345b6f0fdd0.txt:74-95, seeds/001_ad955026876a85d8.txt:248-316
+    """
     paper_net, tv_net = canonical_on_meta("alexnet_lrn"), canonical_on_meta("alexnet")
     rows, checks = [], []
     for (name, m), (_, t) in zip(layers(paper_net), layers(tv_net)):

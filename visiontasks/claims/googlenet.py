@@ -45,16 +45,16 @@ def _row(name: str, block: nn.Module) -> dict:
             "mult-adds": mult_adds(block, (IN_CH, SIDE, SIDE))}
 
 
-@claim(
-    "inception_1x1_reduction",
-    "GoogLeNet's Inception block uses 1x1 convolutions to cut the parameters (and computation) "
-    "substantially ('대폭').",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:150-155",),
-    measures="params and multiply-adds (torchinfo, 1x192x28x28 input) of inception (3a) with and "
-             "without the 1x1 reductions before its 3x3 and 5x5 branches",
-    paper="Szegedy et al. 2015, Table 1, inception (3a)",
-)
+@claim("inception_1x1_reduction")
 def inception_1x1_reduction(budget: Budget) -> ClaimResult:
+    """GoogLeNet's Inception block uses 1x1 convolutions to cut the parameters (and computation) substantially
+    ('대폭').
+
+    Measures: params and multiply-adds (torchinfo, 1x192x28x28 input) of inception (3a) with and without the 1x1
+    reductions before its 3x3 and 5x5 branches
+    Paper: Szegedy et al. 2015, Table 1, inception (3a)
+    Notes: seeds/000_4943f345b6f0fdd0.txt:150-155
+    """
     rows = [
         _row("inception3a as built (torchvision: '5x5' branch is 3x3)", Inception(IN_CH, CH1, RED3, CH3, RED5, CH5, POOL)),
         _row("paper's inception (3a), with 1x1 reductions", InceptionPaper(reduce=True)),
@@ -69,15 +69,15 @@ def inception_1x1_reduction(budget: Budget) -> ClaimResult:
                        f"multiply-adds ({without['mult-adds'] / 1e6:.0f}M vs {with_red['mult-adds'] / 1e6:.0f}M)")
 
 
-@claim(
-    "googlenet_total",
-    "GoogLeNet has about 6.8 million parameters (the paper; the notes give no total).",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:146-155",),
-    measures="parameters of the registered googlenet (torchvision's definition, BatchNorm, no auxiliary "
-             "classifiers) and of torchvision's GoogLeNet with its two auxiliary classifiers",
-    paper="Szegedy et al. 2015, Table 1 (sum of the params column: about 6.8M)",
-)
+@claim("googlenet_total")
 def googlenet_total(budget: Budget) -> ClaimResult:
+    """GoogLeNet has about 6.8 million parameters (the paper; the notes give no total).
+
+    Measures: parameters of the registered googlenet (torchvision's definition, BatchNorm, no auxiliary
+    classifiers) and of torchvision's GoogLeNet with its two auxiliary classifiers
+    Paper: Szegedy et al. 2015, Table 1 (sum of the params column: about 6.8M)
+    Notes: seeds/000_4943f345b6f0fdd0.txt:146-155
+    """
     ours = n_params(classifier_on_meta("googlenet"))
     import torch
 

@@ -26,14 +26,14 @@ def _row(channels: int, kernel: int, depth: int) -> dict:
             "ReLUs": depth}
 
 
-@claim(
-    "two_3x3_vs_5x5",
-    "Two stacked 3x3 convolutions see the same 5x5 field as one 5x5 but need fewer parameters: "
-    "294912 vs 409600 at C=128.",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:134-139", "seeds/002_fe5bbf9b65554f16.txt:163"),
-    measures="weights of real nn.Conv2d stacks (bias=False) at C=128, receptive field by walking them",
-)
+@claim("two_3x3_vs_5x5")
 def two_3x3_vs_5x5(budget: Budget) -> ClaimResult:
+    """Two stacked 3x3 convolutions see the same 5x5 field as one 5x5 but need fewer parameters: 294912 vs
+    409600 at C=128.
+
+    Measures: weights of real nn.Conv2d stacks (bias=False) at C=128, receptive field by walking them
+    Notes: seeds/000_4943f345b6f0fdd0.txt:134-139, seeds/002_fe5bbf9b65554f16.txt:163
+    """
     notes = {2: 294912, 1: 409600}  # 000:136: 3x3x128x128x2 and 5x5x128x128
     rows = [_row(128, 3, 2), _row(128, 5, 1)]
     two, one = rows
@@ -43,14 +43,14 @@ def two_3x3_vs_5x5(budget: Budget) -> ClaimResult:
                        f"({one['params'] / two['params']:.2f}x), both see {one['receptive field']}x{one['receptive field']}")
 
 
-@claim(
-    "three_3x3_vs_7x7",
-    "Three stacked 3x3 convolutions replace one 7x7: 27C^2 vs 49C^2 parameters, same field, three "
-    "non-linearities instead of one (the heading at 001:329 says 'two 3x3'; the formula is for three).",
-    sources=("seeds/001_ad955026876a85d8.txt:327-355", "seeds/002_fe5bbf9b65554f16.txt:164"),
-    measures="weights of real nn.Conv2d stacks (bias=False) at several C, receptive field by walking them",
-)
+@claim("three_3x3_vs_7x7")
 def three_3x3_vs_7x7(budget: Budget) -> ClaimResult:
+    """Three stacked 3x3 convolutions replace one 7x7: 27C^2 vs 49C^2 parameters, same field, three
+    non-linearities instead of one (the heading at 001:329 says 'two 3x3'; the formula is for three).
+
+    Measures: weights of real nn.Conv2d stacks (bias=False) at several C, receptive field by walking them
+    Notes: seeds/001_ad955026876a85d8.txt:327-355, seeds/002_fe5bbf9b65554f16.txt:164
+    """
     channels = (64, 128) if budget == "small" else (64, 128, 256, 512)
     rows = [_row(c, k, d) for c in channels for k, d in ((3, 3), (7, 1))]
     checks = []

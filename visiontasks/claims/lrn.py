@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import claim_data, curve, fit, learned, one_thread, seeded
+from ._registry import ClaimResult, verdict_of
+from ._train import Data, curve, fit, learned, seeded, training_claim
 
 NORMS = ("LRN (paper)", "none", "BatchNorm")
 
@@ -55,30 +55,26 @@ class Size:
 SIZES = {"tiny": Size(16, 64, 100, 4), "small": Size(8, 64, 4000, 300), "full": Size(1, 128, 20000, 3000)}
 
 
-@claim(
-    "lrn",
-    "AlexNet used local response normalisation (to damp large ReLU outputs); it is hardly used now, and "
-    "BatchNorm has taken its place.",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:124-126", "seeds/001_ad955026876a85d8.txt:257"),
-    measures="final training loss, train and val accuracy of the package's alexnet_lrn (channels and FC "
-             "widths divided by the budget's shrink factor, 64 px input at small) with LRN, without it and "
-             "with BatchNorm in its place; SGD lr 0.01 m 0.9 (AlexNet's), synthetic shapes set",
-    paper="Krizhevsky et al. 2012, section 3.3 (LRN: -1.4% top-1, -1.2% top-5 error); Simonyan & Zisserman "
-          "2015 (A-LRN no better than A)",
-    kind="training",
-)
-def lrn(budget: Budget) -> ClaimResult:
-    s = SIZES[budget]
-    device, data = claim_data(budget, s.n_train, s.image)
+@training_claim("lrn", sizes=SIZES)
+def lrn(s: Size, data: Data) -> ClaimResult:
+    """AlexNet used local response normalisation (to damp large ReLU outputs); it is hardly used now, and
+    BatchNorm has taken its place.
+
+    Measures: final training loss, train and val accuracy of the package's alexnet_lrn (channels and FC widths
+    divided by the budget's shrink factor, 64 px input at small) with LRN, without it and with BatchNorm in its
+    place; SGD lr 0.01 m 0.9 (AlexNet's), synthetic shapes set
+    Paper: Krizhevsky et al. 2012, section 3.3 (LRN: -1.4% top-1, -1.2% top-5 error); Simonyan & Zisserman 2015
+    (A-LRN no better than A)
+    Notes: seeds/000_4943f345b6f0fdd0.txt:124-126, seeds/001_ad955026876a85d8.txt:257
+    """
     rows, runs = [], {}
-    with one_thread():
-        for norm in NORMS:
-            net = seeded(0, lambda: alexnet_variant(norm, s.shrink), device)
-            run = runs[norm] = fit(net, data, s.steps, s.lr, eval_every=max(1, s.steps // 20))
-            rows.append({"normalisation": norm, "params": sum(p.numel() for p in net.parameters()),
-                         "final train loss": round(run.final_loss(), 4),
-                         "train acc (batches)": round(run.final_batch_acc(), 3),
-                         "val acc (eval mode)": round(run.val_acc, 3)})
+    for norm in NORMS:
+        net = seeded(0, lambda: alexnet_variant(norm, s.shrink), data)
+        run = runs[norm] = fit(net, data, s.steps, s.lr, eval_every=max(1, s.steps // 20))
+        rows.append({"normalisation": norm, "params": sum(p.numel() for p in net.parameters()),
+                     "final train loss": round(run.final_loss(), 4),
+                     "train acc (batches)": round(run.final_batch_acc(), 3),
+                     "val acc (eval mode)": round(run.val_acc, 3)})
     paper, none, bn = (runs[n] for n in NORMS)
     # "not needed": dropping LRN costs at most 2 points of val accuracy, which says something only if the
     # LRN network trained at all; "replaced": BN at least as good

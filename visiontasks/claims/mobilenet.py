@@ -38,16 +38,16 @@ def block_inputs(size: int = 224) -> list[tuple[int, int, int, int]]:
     return out
 
 
-@claim(
-    "depthwise_separable",
-    "A 3x3 depthwise separable convolution costs 1/N + 1/9 of a standard one: 8 to 9 times less "
-    "computation (the notes: far less computation and memory; the 8-9x is the MobileNet paper's).",
-    sources=("seeds/002_fe5bbf9b65554f16.txt:208-210",),
-    measures="params and multiply-adds (torchinfo) of a real standard nn.Conv2d vs depthwise + pointwise "
-             "nn.Conv2d pair, at each of mobilenet_v1's 13 blocks at 224, and summed over them",
-    paper=PAPER,
-)
+@claim("depthwise_separable")
 def depthwise_separable(budget: Budget) -> ClaimResult:
+    """A 3x3 depthwise separable convolution costs 1/N + 1/9 of a standard one: 8 to 9 times less computation
+    (the notes: far less computation and memory; the 8-9x is the MobileNet paper's).
+
+    Measures: params and multiply-adds (torchinfo) of a real standard nn.Conv2d vs depthwise + pointwise
+    nn.Conv2d pair, at each of mobilenet_v1's 13 blocks at 224, and summed over them
+    Paper: Howard et al. 2017, section 3.1 (8 to 9 times less computation for 3x3) and Table 8 (4.2M, 569M)
+    Notes: seeds/002_fe5bbf9b65554f16.txt:208-210
+    """
     rows, std_total, sep_total = [], 0, 0
     with torch.device("meta"):
         for i, (m, n, stride, side) in enumerate(block_inputs()):
@@ -72,16 +72,16 @@ def depthwise_separable(budget: Budget) -> ClaimResult:
                        f"{max(ratios)}x per block: below 8x where N < {n_min} ({below}), as 1/(1/N+1/9) predicts")
 
 
-@claim(
-    "mobilenet_v1_total",
-    "MobileNet v1 (1.0, 224) has 4.2 million parameters and 569 million multiply-adds (the notes "
-    "give no figure: the MobileNet paper's).",
-    sources=("seeds/002_fe5bbf9b65554f16.txt:208-210",),
-    measures="parameters and multiply-adds (torchinfo, 1x3x224x224) of the registered mobilenet_v1 "
-             "(BatchNorm included)",
-    paper=PAPER,
-)
+@claim("mobilenet_v1_total")
 def mobilenet_v1_total(budget: Budget) -> ClaimResult:
+    """MobileNet v1 (1.0, 224) has 4.2 million parameters and 569 million multiply-adds (the notes give no
+    figure: the MobileNet paper's).
+
+    Measures: parameters and multiply-adds (torchinfo, 1x3x224x224) of the registered mobilenet_v1 (BatchNorm
+    included)
+    Paper: Howard et al. 2017, section 3.1 (8 to 9 times less computation for 3x3) and Table 8 (4.2M, 569M)
+    Notes: seeds/002_fe5bbf9b65554f16.txt:208-210
+    """
     model = canonical_on_meta("mobilenet_v1")
     n, macs = n_params(model), mult_adds(model, (3, 224, 224))
     rows = [{"network": "mobilenet_v1", "params": n, "millions": round(n / 1e6, 1), "paper params": "4.2M",

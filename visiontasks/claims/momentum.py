@@ -3,13 +3,12 @@ stops rising), on the same BatchNorm CNN."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
 from ._nets import small_cnn, steps_text
-from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import claim_data, curve, fit, one_thread, seeded
+from ._registry import ClaimResult, verdict_of
+from ._train import ClaimSize, Data, curve, fit, seeded, training_claim
 
 TARGET = 0.6  # training accuracy to reach (the batch_norm claim's threshold)
 
@@ -27,44 +26,32 @@ ARMS = {  # name: (lr, momentum, plateau schedule)
 }
 
 
-@dataclass(frozen=True)
-class Size:
-    width: int
-    image: int
-    n_train: int
-    steps: int
+SIZES = {"tiny": ClaimSize(4, 16, 200, 6), "small": ClaimSize(8, 24, 5000, 300), "full": ClaimSize(32, 32, 20000, 4000)}
 
 
-SIZES = {"tiny": Size(4, 16, 200, 6), "small": Size(8, 24, 5000, 300), "full": Size(32, 32, 20000, 4000)}
+@training_claim("momentum", sizes=SIZES)
+def momentum(s: ClaimSize, data: Data) -> ClaimResult:
+    """SGD with momentum (m < 1, usually 0.9: part of the previous step is kept) trains better than plain SGD;
+    the recipe is lr 0.01 divided by 10 when the accuracy stops improving (three times).
 
-
-@claim(
-    "momentum",
-    "SGD with momentum (m < 1, usually 0.9: part of the previous step is kept) trains better than plain "
-    "SGD; the recipe is lr 0.01 divided by 10 when the accuracy stops improving (three times).",
-    sources=("seeds/002_fe5bbf9b65554f16.txt:95-101", "seeds/001_ad955026876a85d8.txt:316",
-             "seeds/001_ad955026876a85d8.txt:369"),
-    measures=f"steps to {TARGET:.0%} training accuracy, final training loss and val accuracy of a 6-conv "
-             "BatchNorm CNN: SGD lr 0.01 without and with momentum 0.9, SGD lr 0.1 without momentum (the same "
-             "long-run step size as lr 0.01 with m 0.9: lr / (1 - m)), and m 0.9 with lr/10 on val-accuracy "
-             "plateaus (patience 2 evaluations), on the synthetic shapes set",
-    paper="Sutskever et al. 2013; Krizhevsky et al. 2012, section 5 (the lr/10 recipe)",
-    kind="training",
-)
-def momentum(budget: Budget) -> ClaimResult:
-    s = SIZES[budget]
-    device, data = claim_data(budget, s.n_train, s.image)
+    Measures: steps to 60% training accuracy, final training loss and val accuracy of a 6-conv BatchNorm CNN:
+    SGD lr 0.01 without and with momentum 0.9, SGD lr 0.1 without momentum (the same long-run step size as lr
+    0.01 with m 0.9: lr / (1 - m)), and m 0.9 with lr/10 on val-accuracy plateaus (patience 2 evaluations), on
+    the synthetic shapes set
+    Paper: Sutskever et al. 2013; Krizhevsky et al. 2012, section 5 (the lr/10 recipe)
+    Notes: seeds/002_fe5bbf9b65554f16.txt:95-101, seeds/001_ad955026876a85d8.txt:316,
+    seeds/001_ad955026876a85d8.txt:369
+    """
     rows, runs = [], {}
-    with one_thread():
-        for name, (lr, m, plateau) in ARMS.items():
-            net = seeded(0, lambda: small_cnn(s.image, s.width, convs_per_stage=2, bn=True), device)
-            run = runs[name] = fit(net, data, s.steps, lr, momentum=m, eval_every=max(1, s.steps // 25),
-                                   plateau=lr_on_plateau if plateau else None)
-            rows.append({"optimiser": name,
-                         f"steps to {TARGET:.0%} train-batch acc": steps_text(run.steps_to(TARGET), s.steps),
-                         "final train loss": round(run.final_loss(), 4),
-                         "train acc (batches)": round(run.final_batch_acc(), 3),
-                         "val acc (eval mode)": round(run.val_acc, 3), "final lr": run.lrs[-1] if run.lrs else lr})
+    for name, (lr, m, plateau) in ARMS.items():
+        net = seeded(0, lambda: small_cnn(s.image, s.width, convs_per_stage=2, bn=True), data)
+        run = runs[name] = fit(net, data, s.steps, lr, momentum=m, eval_every=max(1, s.steps // 25),
+                               plateau=lr_on_plateau if plateau else None)
+        rows.append({"optimiser": name,
+                     f"steps to {TARGET:.0%} train-batch acc": steps_text(run.steps_to(TARGET), s.steps),
+                     "final train loss": round(run.final_loss(), 4),
+                     "train acc (batches)": round(run.final_batch_acc(), 3),
+                     "val acc (eval mode)": round(run.val_acc, 3), "final lr": run.lrs[-1] if run.lrs else lr})
     plain, mom, big_lr, recipe = (runs[n] for n in ARMS)
     big = s.steps + 1
     checks = [(mom.steps_to(TARGET) or big) < (plain.steps_to(TARGET) or big), mom.final_loss() < plain.final_loss(),

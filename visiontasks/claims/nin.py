@@ -26,15 +26,15 @@ def _heads(name: str, num_classes: int, size: int) -> list[dict]:
              "params": n_params(fc)}]
 
 
-@claim(
-    "nin_gap_head",
-    "Global average pooling has fewer parameters than a fully connected head (so overfits less).",
-    sources=("seeds/002_fe5bbf9b65554f16.txt:153-156",),
-    measures="parameters of nin_cifar's and nin's own head (1x1 class conv + GAP) vs one nn.Linear from "
-             "the same feature map (flattened) to the classes",
-    paper="Lin et al. 2013, section 3.2",
-)
+@claim("nin_gap_head")
 def nin_gap_head(budget: Budget) -> ClaimResult:
+    """Global average pooling has fewer parameters than a fully connected head (so overfits less).
+
+    Measures: parameters of nin_cifar's and nin's own head (1x1 class conv + GAP) vs one nn.Linear from the same
+    feature map (flattened) to the classes
+    Paper: Lin et al. 2013, section 3.2
+    Notes: seeds/002_fe5bbf9b65554f16.txt:153-156
+    """
     rows = _heads("nin_cifar", 10, 32) + _heads("nin", 1000, 224)
     ratios = [fc["params"] / gap["params"] for gap, fc in zip(rows[::2], rows[1::2])]
     return ClaimResult(rows, verdict_of([r > 1 for r in ratios]),
@@ -43,17 +43,17 @@ def nin_gap_head(budget: Budget) -> ClaimResult:
                        "overfitting half of the claim is a training claim, not measured here")
 
 
-@claim(
-    "nin_total",
-    "The CIFAR-10 NiN has about 0.97M parameters (the notes give no figure); MLPconv = a convolution "
-    "followed by two 1x1 convolutions.",
-    sources=("seeds/002_fe5bbf9b65554f16.txt:144-150",),
-    measures="parameters of nin_cifar (10 classes) and nin (1000 classes, bytes as float32); the 1x1 "
-             "convolutions after each MLPconv block's first convolution",
-    paper="0.97M: the figure issue #19 and visiontasks/backbones/nin.py quote for the CIFAR-10 NiN; "
-          "nin: the authors' 29 MB ImageNet Caffe model",
-)
+@claim("nin_total")
 def nin_total(budget: Budget) -> ClaimResult:
+    """The CIFAR-10 NiN has about 0.97M parameters (the notes give no figure); MLPconv = a convolution followed
+    by two 1x1 convolutions.
+
+    Measures: parameters of nin_cifar (10 classes) and nin (1000 classes, bytes as float32); the 1x1
+    convolutions after each MLPconv block's first convolution
+    Paper: 0.97M: the figure issue #19 and visiontasks/backbones/nin.py quote for the CIFAR-10 NiN; nin: the
+    authors' 29 MB ImageNet Caffe model
+    Notes: seeds/002_fe5bbf9b65554f16.txt:144-150
+    """
     from visiontasks.backbones.nin import MLPConv
 
     rows, checks = [], []

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
-from ._registry import Budget, ClaimResult, claim, verdict_of
-from ._train import claim_data, curve, fit, one_thread, seeded
+from ._registry import ClaimResult, verdict_of
+from ._train import ClaimSize, Data, curve, fit, seeded, training_claim
 
 
 class PlainBlock(BasicBlock):
@@ -42,46 +42,38 @@ def cifar_net(blocks: int, residual: bool, width: int = 16, num_classes: int = 1
 
 
 @dataclass(frozen=True)
-class Size:
-    blocks: tuple[int, int]  # shallow, deep: blocks per stage
-    width: int
-    image: int
-    n_train: int
-    steps: int
+class Size(ClaimSize):
+    blocks: tuple[int, int] = (1, 4)  # shallow, deep: blocks per stage
     lr: float = 0.1  # the paper's CIFAR recipe: SGD lr 0.1, momentum 0.9
 
 
-SIZES = {"tiny": Size((1, 2), 4, 16, 200, 6), "small": Size((1, 4), 8, 24, 5000, 300),
-         "full": Size((3, 9), 16, 32, 20000, 4000)}
+SIZES = {"tiny": Size(4, 16, 200, 6, blocks=(1, 2)), "small": Size(8, 24, 5000, 300, blocks=(1, 4)),
+         "full": Size(16, 32, 20000, 4000, blocks=(3, 9))}
 
 
-@claim(
-    "plain_vs_residual",
-    "A deeper plain network trains worse than a shallower one (higher training error: degradation, not "
-    "overfitting); with skip connections the deeper network trains at least as well.",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:159-177", "seeds/001_ad955026876a85d8.txt:428-443",
-             "seeds/002_fe5bbf9b65554f16.txt:171-180"),
-    measures="final training loss and train/val accuracy of He et al.'s CIFAR plain and residual nets "
-             "(torchvision BasicBlock, with and without its shortcut) at two depths, SGD lr 0.1 m 0.9, on "
-             "the synthetic shapes set",
-    paper="He et al. 2016, Fig. 1 and Fig. 6 (plain-20 vs plain-56 on CIFAR-10)",
-    kind="training",
-)
-def plain_vs_residual(budget: Budget) -> ClaimResult:
-    s = SIZES[budget]
-    device, data = claim_data(budget, s.n_train, s.image)
+@training_claim("plain_vs_residual", sizes=SIZES)
+def plain_vs_residual(s: Size, data: Data) -> ClaimResult:
+    """A deeper plain network trains worse than a shallower one (higher training error: degradation, not
+    overfitting); with skip connections the deeper network trains at least as well.
+
+    Measures: final training loss and train/val accuracy of He et al.'s CIFAR plain and residual nets
+    (torchvision BasicBlock, with and without its shortcut) at two depths, SGD lr 0.1 m 0.9, on the synthetic
+    shapes set
+    Paper: He et al. 2016, Fig. 1 and Fig. 6 (plain-20 vs plain-56 on CIFAR-10)
+    Notes: seeds/000_4943f345b6f0fdd0.txt:159-177, seeds/001_ad955026876a85d8.txt:428-443,
+    seeds/002_fe5bbf9b65554f16.txt:171-180
+    """
     rows, runs = [], {}
-    with one_thread():
-        for residual in (False, True):
-            for blocks in s.blocks:
-                net = seeded(0, lambda: cifar_net(blocks, residual, s.width), device)
-                run = fit(net, data, s.steps, s.lr, eval_every=max(1, s.steps // 10))
-                runs[residual, blocks] = run
-                rows.append({"network": "residual" if residual else "plain", "layers": 6 * blocks + 2,
-                             "steps": s.steps, "final train loss": round(run.final_loss(), 4),
-                             "train acc (batches)": round(run.final_batch_acc(), 3),
-                             "val acc (eval mode)": round(run.val_acc, 3),
-                             "seconds": round(run.seconds, 1)})
+    for residual in (False, True):
+        for blocks in s.blocks:
+            net = seeded(0, lambda: cifar_net(blocks, residual, s.width), data)
+            run = fit(net, data, s.steps, s.lr, eval_every=max(1, s.steps // 10))
+            runs[residual, blocks] = run
+            rows.append({"network": "residual" if residual else "plain", "layers": 6 * blocks + 2,
+                         "steps": s.steps, "final train loss": round(run.final_loss(), 4),
+                         "train acc (batches)": round(run.final_batch_acc(), 3),
+                         "val acc (eval mode)": round(run.val_acc, 3),
+                         "seconds": round(run.seconds, 1)})
     shallow, deep = s.blocks
     loss = {k: r.final_loss() for k, r in runs.items()}
     checks = [loss[False, deep] > loss[False, shallow],  # degradation of the plain net

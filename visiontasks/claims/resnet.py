@@ -17,16 +17,16 @@ def _row(name: str, block: torch.nn.Module, channels: int) -> dict:
             "params": n_params(block), "mult-adds": mult_adds(block, (channels, SIDE, SIDE))}
 
 
-@claim(
-    "resnet_bottleneck",
-    "The bottleneck block squeezes with a 1x1 convolution before its 3x3 and expands after, to cut "
-    "the computation of the 3x3 (the paper: a 256-d bottleneck costs about what a 64-d basic block does).",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:183-185",),
-    measures=f"params and multiply-adds (torchinfo, input C x {SIDE} x {SIDE}) of torchvision's BasicBlock and "
-             "Bottleneck (BatchNorm included)",
-    paper="He et al. 2016, Fig. 5 and section 4.1 ('similar time complexity')",
-)
+@claim("resnet_bottleneck")
 def resnet_bottleneck(budget: Budget) -> ClaimResult:
+    """The bottleneck block squeezes with a 1x1 convolution before its 3x3 and expands after, to cut the
+    computation of the 3x3 (the paper: a 256-d bottleneck costs about what a 64-d basic block does).
+
+    Measures: params and multiply-adds (torchinfo, input C x 14 x 14) of torchvision's BasicBlock and Bottleneck
+    (BatchNorm included)
+    Paper: He et al. 2016, Fig. 5 and section 4.1 ('similar time complexity')
+    Notes: seeds/000_4943f345b6f0fdd0.txt:183-185
+    """
     with torch.device("meta"):
         rows = [_row("basic, 256-d", BasicBlock(256, 256), 256),
                 _row("bottleneck, 256-d (64 inside)", Bottleneck(256, 64), 256),

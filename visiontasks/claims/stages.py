@@ -26,16 +26,16 @@ def stage_fields(name: str) -> list[dict]:
     return rows
 
 
-@claim(
-    "stage_receptive_fields",
-    "Small kernels stacked reach the receptive field of large ones: VGG (3x3 only) sees as much of the "
-    "image as AlexNet (11x11, 5x5) does, and every stage sees more than the one before.",
-    sources=("seeds/000_4943f345b6f0fdd0.txt:133-136",),
-    measures="receptive field (pixels, one side) of each stage's output, walked from the modules' kernel, "
-             "stride and dilation (largest branch of an Inception block, main path of a residual block); "
-             "the walked stride is checked against the stage's declared stride",
-)
+@claim("stage_receptive_fields")
 def stage_receptive_fields(budget: Budget) -> ClaimResult:
+    """Small kernels stacked reach the receptive field of large ones: VGG (3x3 only) sees as much of the image
+    as AlexNet (11x11, 5x5) does, and every stage sees more than the one before.
+
+    Measures: receptive field (pixels, one side) of each stage's output, walked from the modules' kernel, stride
+    and dilation (largest branch of an Inception block, main path of a residual block); the walked stride is
+    checked against the stage's declared stride
+    Notes: seeds/000_4943f345b6f0fdd0.txt:133-136
+    """
     from visiontasks.backbones import list_backbones
 
     names = [n for n in BACKBONES[budget] if n in list_backbones()]

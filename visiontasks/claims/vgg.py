@@ -10,15 +10,16 @@ TABLE2 = {"A": ("vgg11", 133), "A-LRN": ("vgg11_lrn", 133), "B": ("vgg13", 133),
           "D": ("vgg16", 138), "E": ("vgg19", 144)}
 
 
-@claim(
-    "vgg_totals",
-    "VGG's configurations have A/A-LRN 133, B 133, C 134, D 138, E 144 million parameters "
-    "(Table 2 as the notes quote it: one column for A,A-LRN).",
-    sources=("seeds/001_ad955026876a85d8.txt:411-414",),
-    measures="parameters of the registered vgg11, vgg11_lrn, vgg13, vgg16_c, vgg16, vgg19 with the 1000-class head",
-    paper="Simonyan & Zisserman 2015, Table 2",
-)
+@claim("vgg_totals")
 def vgg_totals(budget: Budget) -> ClaimResult:
+    """VGG's configurations have A/A-LRN 133, B 133, C 134, D 138, E 144 million parameters (Table 2 as the
+    notes quote it: one column for A,A-LRN).
+
+    Measures: parameters of the registered vgg11, vgg11_lrn, vgg13, vgg16_c, vgg16, vgg19 with the 1000-class
+    head
+    Paper: Simonyan & Zisserman 2015, Table 2
+    Notes: seeds/001_ad955026876a85d8.txt:411-414
+    """
     rows, checks = [], []
     for config, (name, claimed) in TABLE2.items():
         n = n_params(classifier_on_meta(name))
