@@ -27,10 +27,12 @@ labels are shifted by +1 inside and back by -1 on the way out.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Mapping, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
@@ -131,6 +133,15 @@ class FasterRCNN(TwoStageDetector):
                "boxes there are, a data-dependent shape); use --format onnx or torchscript",
     )
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass adding a branch (``__init__(self, backbone, num_classes, <own settings>,
+        **faster_rcnn)``) gets a signature listing its own settings then every Faster R-CNN one, so
+        ``detector_settings`` (the check of ``model_kwargs``) knows them all."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            init.__signature__ = _with_faster_rcnn_settings(inspect.signature(init))
+
     def __init__(
         self,
         backbone: Backbone,
@@ -211,3 +222,23 @@ class FasterRCNN(TwoStageDetector):
         self.out_channels = channels  # of the maps the RoI heads read (FPN levels or the single one)
         if weights is not None:
             load_torchvision_detector(self, weights, num_classes)
+
+
+def _with_faster_rcnn_settings(own: inspect.Signature) -> inspect.Signature:
+    """``own`` without its ``**kwargs``, followed (keyword-only) by :class:`FasterRCNN`'s settings it
+    does not name itself; ``own`` unchanged when it takes no ``**kwargs``."""
+    params = list(own.parameters.values())
+    if not params or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        return own
+    names = {p.name for p in params}
+    rest = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(FasterRCNN.__init__).parameters.values() if p.name not in names]
+    return own.replace(parameters=params[:-1] + rest)
+
+
+def positive_rois(proposals: list[Tensor], labels: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """Per image, the indices of the sampled RoIs matched to an object (label > 0) and their boxes
+    (xyxy px): the RoIs a mask or keypoint branch trains on, as torchvision's ``RoIHeads.forward``
+    selects them."""
+    positive = [torch.where(lab > 0)[0] for lab in labels]
+    return positive, [p[i] for p, i in zip(proposals, positive)]

@@ -20,7 +20,6 @@ its keypoints (whose own third column is always 1).
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Sequence
@@ -36,7 +35,7 @@ from visiontasks.errors import InvalidInputError
 
 from .detector import Detections, Losses, register_detector
 from .detector_weights import load_torchvision_detector
-from .faster_rcnn import FasterRCNN
+from .faster_rcnn import FasterRCNN, positive_rois
 
 
 @register_detector("keypoint_rcnn")
@@ -104,8 +103,7 @@ class KeypointRCNN(FasterRCNN):
     ) -> Losses:
         """``loss_keypoint``: the heatmap cross-entropy of the positive RoIs (as torchvision's
         ``RoIHeads.forward`` selects them)."""
-        positive = [torch.where(lab > 0)[0] for lab in labels]
-        boxes = [p[i] for p, i in zip(props, positive)]
+        positive, boxes = positive_rois(props, labels)
         logits = self._keypoint_logits(feats, boxes, sizes)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             loss = keypointrcnn_loss(logits, [b.float() for b in boxes], [t["keypoints"] for t in targets],
@@ -123,14 +121,3 @@ class KeypointRCNN(FasterRCNN):
         return [{**d, "keypoints": torch.cat([p[..., :2], s[..., None]], -1).float()}
                 for d, p, s in zip(detections, points, scores)]
 
-
-def _signature() -> inspect.Signature:
-    """``KeypointRCNN.__init__``'s own settings followed by every :class:`FasterRCNN` setting, so
-    ``detector_settings("keypoint_rcnn")`` (the check of ``model_kwargs``) lists them all."""
-    own = list(inspect.signature(KeypointRCNN.__init__).parameters.values())[:-1]  # without **faster_rcnn
-    names = {p.name for p in own}
-    rest = [p for p in list(inspect.signature(FasterRCNN.__init__).parameters.values())[3:] if p.name not in names]
-    return inspect.Signature(own + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in rest])
-
-
-KeypointRCNN.__init__.__signature__ = _signature()  # type: ignore[attr-defined]

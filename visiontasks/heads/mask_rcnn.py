@@ -16,7 +16,6 @@ the image as given); eval needs none. Eval output adds ``masks`` float ``[D, H, 
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Sequence
@@ -31,7 +30,7 @@ from visiontasks.backbones import Backbone
 
 from .detector import Detections, Losses, register_detector
 from .detector_weights import load_torchvision_detector
-from .faster_rcnn import FasterRCNN
+from .faster_rcnn import FasterRCNN, positive_rois
 
 
 @register_detector("mask_rcnn")
@@ -97,8 +96,7 @@ class MaskRCNN(FasterRCNN):
     ) -> Losses:
         """``loss_mask``: BCE of the positive RoIs' masks of their ground-truth class (as torchvision's
         ``RoIHeads.forward`` selects them)."""
-        positive = [torch.where(lab > 0)[0] for lab in labels]
-        boxes = [p[i] for p, i in zip(props, positive)]
+        positive, boxes = positive_rois(props, labels)
         logits = self._mask_logits(feats, boxes, sizes)
         with torch.autocast(device_type=logits.device.type, enabled=False):
             loss = maskrcnn_loss(logits, [b.float() for b in boxes], [t["masks"] for t in targets],
@@ -114,14 +112,3 @@ class MaskRCNN(FasterRCNN):
         probs = maskrcnn_inference(logits, [d["labels"] + 1 for d in detections])  # torchvision: 0 = background
         return [{**d, "roi_masks": p[:, 0]} for d, p in zip(detections, probs)]
 
-
-def _signature() -> inspect.Signature:
-    """``MaskRCNN.__init__``'s own settings followed by every :class:`FasterRCNN` setting, so
-    ``detector_settings("mask_rcnn")`` (the check of ``model_kwargs``) lists them all."""
-    own = list(inspect.signature(MaskRCNN.__init__).parameters.values())[:-1]  # without **faster_rcnn
-    names = {p.name for p in own}
-    rest = [p for p in list(inspect.signature(FasterRCNN.__init__).parameters.values())[3:] if p.name not in names]
-    return inspect.Signature(own + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in rest])
-
-
-MaskRCNN.__init__.__signature__ = _signature()  # type: ignore[attr-defined]
