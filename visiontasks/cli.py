@@ -110,6 +110,18 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: keep its traceback
         print(f"visiontasks {argv[0]}: error: {user_message(mistake)}", file=sys.stderr)
         return 2
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Destroy the process group a DDP run set up (Lightning leaves it open): a gloo group left to
+    the interpreter's exit can abort the process ("terminate called without an active exception",
+    exit -6) while its worker threads still hold tensors, pytorch/pytorch#179291; seen once in CI
+    at the end of a 2-process ``predict``."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _predicts_on_source(argv: list[str]) -> bool:

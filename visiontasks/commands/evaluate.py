@@ -23,7 +23,12 @@ import numpy as np
 
 from visiontasks.errors import InvalidInputError, MissingFileError, UserInputError
 from visiontasks.outputs.classification_files import read_classification_predictions, read_csv
-from visiontasks.outputs.detection_files import read_coco_keypoint_results, read_coco_results, read_yolo_predictions
+from visiontasks.outputs.detection_files import (
+    check_keypoint_count,
+    read_coco_keypoint_results,
+    read_coco_results,
+    read_yolo_predictions,
+)
 from visiontasks.outputs.report import fmt, nanmean, plot_matrix, write_matrix_csv, write_metrics
 
 TASKS = ("detection", "keypoints", "segmentation", "classification")
@@ -136,9 +141,7 @@ def read_keypoint_gt(path: Path) -> tuple[dict[str, Any], list[float], list[str]
         except (KeyError, TypeError, ValueError):
             raise InvalidInputError(f"ground truth {path}, annotation {n}: needs keypoints [x, y, v, ...] and "
                                     "bbox [x, y, w, h]") from None
-        if len(kp) != 3 * p:
-            raise InvalidInputError(f"ground truth {path}, annotation {n}: {len(kp)} keypoint values, "
-                                    f"expected {3 * p} ({p} keypoints, x, y, v each)")
+        check_keypoint_count(kp, p, f"ground truth {path}, annotation {n}", f"expected {3 * p} ({p} keypoints, x, y, v each)")
         annotations.append({**a, "id": a.get("id", n + 1), "keypoints": kp, "bbox": box,
                             "iscrowd": a.get("iscrowd", 0), "area": float(a.get("area") or box[2] * box[3]),
                             "num_keypoints": a.get("num_keypoints", sum(v > 0 for v in kp[2::3]))})

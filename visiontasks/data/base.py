@@ -14,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 from visiontasks.errors import InvalidInputError
 from visiontasks.preprocessing import Preprocessing
 
+from .cache import CacheMode
+
 if TYPE_CHECKING:
     from .check import CheckPlan
 
@@ -122,12 +124,36 @@ class VisionDataModule(pl.LightningDataModule):
         batch_size: int,
         eval_batch_size: int | None = None,
         num_workers: NumWorkers = "auto",
-        cache: str = "auto",
-        cache_dir: str | None = None,
         pin_memory: bool | None = None,
+        check: bool = False,
+        cache: CacheMode = "auto",
+        cache_dir: str | None = None,
         streaming: str | None = None,
     ) -> None:
+        """Every family's loader settings (a family's ``__init__`` names its own settings and its
+        ``batch_size`` default, and passes these on as ``**loader``; the CLI lists them with the family's).
+
+        Args:
+            batch_size: images per training batch (per device).
+            eval_batch_size: images per batch of the other stages (default: ``batch_size``).
+            num_workers: loader processes; ``auto`` (default): with a GPU the available cores minus one,
+                at most 8, on a CPU run a quarter of the cores, none where a split is one in-memory
+                tensor (:func:`resolve_num_workers`); 0 loads in the training process.
+            pin_memory: ``None`` (default): pinned when the trainer runs on a CUDA device.
+            check: read every image, mask and annotation before training and stop with one error
+                listing the problems (the check of ``visiontasks check``; see :mod:`visiontasks.data.check`).
+            cache: ``auto`` (default: ``ram`` when the decoded split fits comfortably in memory, else
+                ``none``; one info line says which), ``none`` (decode every file every epoch), ``ram``
+                (decode once into memory) or ``disk`` (decode once into ``cache_dir``, reused by later
+                runs until a file or setting changes); what each family stores is in its class
+                docstring and :mod:`visiontasks.data.cache`.
+            cache_dir: where ``disk`` writes (default ``~/.cache/visiontasks/images``).
+            streaming: a folder or object-store URL written by ``visiontasks optimize-data`` from this
+                config: every split is read from its litdata chunks instead of the files (see
+                :mod:`visiontasks.data.streaming`).
+        """
         super().__init__()
+        self.check_first = check
         from .cache import check_cache_mode
 
         check_sizes(batch_size=batch_size, eval_batch_size=eval_batch_size)

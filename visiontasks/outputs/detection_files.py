@@ -101,6 +101,12 @@ def read_yolo_predictions(folder: Path, split: DetectionSplit) -> Predictions:
     return out
 
 
+def check_keypoint_count(values: list[float], count: int, where: str, expected: str) -> None:
+    """One line naming ``where`` (a file and its entry) unless ``values`` is ``count`` (x, y, third) triples."""
+    if len(values) != 3 * count:
+        raise InvalidInputError(f"{where}: {len(values)} keypoint values, {expected}")
+
+
 def read_coco_keypoint_results(path: Path, image_ids: set[int], category_ids: set[int],
                                num_keypoints: int) -> list[dict[str, Any]]:
     """A COCO keypoint results JSON (what :class:`~visiontasks.outputs.detection.CocoResultsWriter`
@@ -121,9 +127,8 @@ def read_coco_keypoint_results(path: Path, image_ids: set[int], category_ids: se
         except (KeyError, TypeError, ValueError):
             raise InvalidInputError(f"predictions {path}, entry {n}: needs image_id, category_id, keypoints "
                                     "[x, y, score, ...] and score") from None
-        if len(kp) != 3 * num_keypoints:
-            raise InvalidInputError(f"predictions {path}, entry {n}: {len(kp)} keypoint values, the ground truth "
-                                    f"has {num_keypoints} keypoints ({3 * num_keypoints} values: x, y, score each)")
+        check_keypoint_count(kp, num_keypoints, f"predictions {path}, entry {n}",
+                             f"the ground truth has {num_keypoints} keypoints ({3 * num_keypoints} values: x, y, score each)")
         if image_id not in image_ids:
             raise InvalidInputError(f"predictions {path}, entry {n}: image_id {image_id} is not in the ground truth")
         if cat not in category_ids:

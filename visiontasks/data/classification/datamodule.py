@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing, pair
 
-from ..base import NumWorkers, VisionDataModule, check_sizes
-from ..cache import CacheField, CacheMode, ImageCache, build_image_cache, resize_to, shrink_size
+from ..base import VisionDataModule, check_sizes
+from ..cache import CacheField, ImageCache, build_image_cache, resize_to, shrink_size
 from ..check import CheckPlan
 from ..streaming import FromStored, StreamSpec
 from ..io import check_images, image_size, list_image_files, read_image
@@ -80,7 +80,6 @@ class ClassificationDataModule(VisionDataModule):
         image_size: int | tuple[int, int] = 32,
         in_chans: int = 3,
         batch_size: int = 64,
-        num_workers: NumWorkers = "auto",
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
@@ -92,13 +91,9 @@ class ClassificationDataModule(VisionDataModule):
         predict_root: str | None = None,
         synthetic_classes: int = 4,
         synthetic_per_class: int = 60,
-        check: bool = False,
-        cache: CacheMode = "auto",
-        cache_dir: str | None = None,
-        streaming: str | None = None,
+        **loader: Any,
     ) -> None:
-        super().__init__(batch_size, None, num_workers, cache, cache_dir, None, streaming)
-        self.check_first = check
+        super().__init__(batch_size, **loader)
         check_sizes(image_size=image_size)
         if in_chans not in (1, 3):
             raise InvalidInputError(f"in_chans must be 1 or 3, got {in_chans}")

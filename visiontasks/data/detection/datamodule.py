@@ -8,8 +8,7 @@ from typing import Any, Sequence
 
 from torch.utils.data import DataLoader
 
-from visiontasks.data.base import NumWorkers, VisionDataModule, check_sizes
-from visiontasks.data.cache import CacheMode
+from visiontasks.data.base import VisionDataModule, check_sizes
 from visiontasks.data.check import CheckPlan
 from visiontasks.data.io import IMAGENET_MEAN, IMAGENET_STD, check_images, list_image_files
 from visiontasks.data.synthetic import STAMP
@@ -121,20 +120,13 @@ class DetectionDataModule(VisionDataModule):
         synthetic: dict[str, Any] | None = None,
         proposals: dict[str, Any] | None = None,
         batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        num_workers: NumWorkers = "auto",
-        pin_memory: bool | None = None,
         seed: int = 0,
-        check: bool = False,
-        cache: CacheMode = "auto",
-        cache_dir: str | None = None,
-        streaming: str | None = None,
+        **loader: Any,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, cache, cache_dir, pin_memory, streaming)
-        if streaming and proposals:
+        super().__init__(batch_size, **loader)
+        if self.streaming and proposals:
             raise InvalidInputError("data.init_args.streaming: proposals (R-CNN, Fast R-CNN) are read per image file "
                                     "and cannot be streamed; train those detectors from the files")
-        self.check_first = check
         check_sizes(image_size=image_size)
         reader_class = DETECTION_READERS.get(format)  # an unknown format lists the available ones
         self.save_hyperparameters()

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader
 from visiontasks.errors import InvalidInputError, MissingFileError
 from visiontasks.preprocessing import Preprocessing
 
-from ..base import NumWorkers, VisionDataModule, check_sizes
-from ..cache import CacheField, CacheMode, ImageCache, build_image_cache
+from ..base import VisionDataModule, check_sizes
+from ..cache import CacheField, ImageCache, build_image_cache
 from ..check import CheckPlan
 from ..streaming import FromStored, StreamSpec
 from ..io import IMAGENET_MEAN, IMAGENET_STD, image_size, list_image_files
@@ -114,16 +114,10 @@ class SegmentationDataModule(VisionDataModule):
         predict_root: str | None = None,
         in_chans: int = 3,
         batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        num_workers: NumWorkers = "auto",
         seed: int = 0,
-        check: bool = False,
-        cache: CacheMode = "auto",
-        cache_dir: str | None = None,
-        streaming: str | None = None,
+        **loader: Any,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, cache, cache_dir, None, streaming)
-        self.check_first = check
+        super().__init__(batch_size, **loader)
         check_sizes(crop_size=crop_size)
         # num_classes is the model's hyper-parameter too (Lightning refuses differing duplicates)
         self.save_hyperparameters(ignore=["num_classes"])
@@ -138,7 +132,7 @@ class SegmentationDataModule(VisionDataModule):
         synthetic = {"seed": seed, **writer_settings(write_synthetic_segmentation, synthetic, "data.init_args.synthetic")}
         options = ReaderOptions(image_dir, mask_dir, mask_suffix, skip_missing_masks, synthetic)
         self.reader = reader_class(self.root, options)
-        if streaming:  # the masks in the chunks are class indices already: no table to read
+        if self.streaming:  # the masks in the chunks are class indices already: no table to read
             self.class_names, remap = list(self.stream_info()["class_names"]), None
         else:
             self.class_names, remap = self._classes(class_names, num_classes, remap, ignore_ids)
