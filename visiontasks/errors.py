@@ -37,6 +37,9 @@ def did_you_mean(name: object, choices: Iterable[str], show: Callable[[str], str
     """``"; did you mean 'resnet18'?"`` for the choices closest to ``name`` (``difflib``), or ``""``;
     ``show`` writes each choice (e.g. as an option ``--data.init_args.batch_size``)."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=3, cutoff=0.6)
+    # only those about as close as the closest: "batchsize" is batch_size, not also eval_batch_size
+    best = difflib.SequenceMatcher(None, str(name), close[0]).ratio() if close else 0.0
+    close = [c for c in close if difflib.SequenceMatcher(None, str(name), c).ratio() >= best - 0.1]
     return f"; did you mean {' or '.join(show(c) for c in close)}?" if close else ""
 
 
