@@ -139,7 +139,7 @@ def fit_metrics(config: Path, root: Path, seed: int, extra: list[str]) -> dict[s
                      str(root), "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0",
                      *extra]) == 0
     (metrics,) = root.rglob("metrics.csv")
-    rows = [r for r in csv.DictReader(metrics.open()) if r.get("val/loss")]
+    rows = [r for r in csv.DictReader(metrics.open()) if r.get("val/mAP")]  # detection logs no val/loss
     last = rows[-1]
     return {k: float(last[k]) for k in ("val/loss", "val/mAP", "val/mAP50") if last.get(k)}
 

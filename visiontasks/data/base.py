@@ -330,10 +330,11 @@ class VisionDataModule(pl.LightningDataModule):
 
     def make_stream_loader(
         self, stage: str, batch_size: int, collate_fn: Callable | None = None, seed: int = 0,
-        worker_init_fn: Callable | None = None,
+        worker_init_fn: Callable | None = None, drop_last: bool = False,
     ) -> DataLoader:
         """A ``litdata.StreamingDataLoader`` over the chunks of ``stage``'s split (``predict``: the
-        test split), shuffled across chunks for training, with this datamodule's worker settings.
+        test split), shuffled across chunks for training, with this datamodule's worker settings;
+        ``drop_last`` (training, as the family's file loader does) when the split is larger than a batch.
         It is stateful: Lightning keeps its position in ``last.ckpt``."""
         from .streaming import check_settings, stream_loader, streaming_dataset
 
@@ -346,7 +347,7 @@ class VisionDataModule(pl.LightningDataModule):
             share_cores_with_workers(workers, self.local_processes())
         return stream_loader(
             dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_fn,
-            pin_memory=self.resolved_pin_memory(),
+            pin_memory=self.resolved_pin_memory(), drop_last=drop_last and len(dataset) > batch_size,
             worker_init_fn=partial(_init_worker, worker_init_fn) if workers > 0 else worker_init_fn,
         )
 

@@ -150,7 +150,7 @@ class ClassificationDataModule(VisionDataModule):
         if stage == "predict" and self.predict_root is not None:
             return self._predict_folder_loader()
         if self.streaming:
-            return self.make_stream_loader(stage, self.batch_size, seed=self.seed)
+            return self.make_stream_loader(stage, self.batch_size, seed=self.seed, drop_last=stage == "train")
         self.setup()
         train = stage == "train"
         split = "test" if stage == "predict" else stage

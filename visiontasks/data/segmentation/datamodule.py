@@ -251,7 +251,8 @@ class SegmentationDataModule(VisionDataModule):
 
     def loader(self, stage: str) -> DataLoader:
         if self.streaming:
-            return self.make_stream_loader(stage, self.stage_batch_size(stage), pad_collate(self.ignore_index), self.seed)
+            return self.make_stream_loader(stage, self.stage_batch_size(stage), pad_collate(self.ignore_index), self.seed,
+                                           drop_last=stage == "train")
         if stage not in self.datasets:
             self.setup({"train": "fit", "val": "fit"}.get(stage, stage))
         shuffle = stage == "train"
