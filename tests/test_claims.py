@@ -236,3 +236,22 @@ def test_a_claims_words_come_from_its_docstring_and_one_without_them_is_refused(
 
     with pytest.raises(ValueError, match="unsaid.*Measures"):
         claim_text(unsaid)
+
+
+def test_fcn_claim_convolutionized_head_equals_the_fc_head_and_slides() -> None:
+    import torch
+
+    from visiontasks.claims._nets import small_cnn
+    from visiontasks.claims.fcn import convolutionized
+
+    torch.manual_seed(1)
+    fc = small_cnn(32, width=4, fc_hidden=16).eval()
+    conv = convolutionized(fc).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(fc(x), conv(x).flatten(1), atol=1e-6)
+        big = torch.randn(1, 3, 64, 64)
+        assert conv(big).shape == (1, 10, 5, 5)  # one score vector per 8-px step of the 32-px window
+        with pytest.raises(RuntimeError):
+            fc(big)
+    assert CLAIMS["fcn_any_size"].run("small").verdict == "AGREES"

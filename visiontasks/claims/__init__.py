@@ -7,8 +7,8 @@ are exact and instant; training claims (``_train.training_claim``) are real seed
 generated shapes set (``_shapes``, ``_train``) and also return loss curves, drawn into a PNG per claim. :data:`NOT_YET_MEASURED` lists the others.
 """
 
-# registers the claims, in the notes' order (kernels, AlexNet, VGG, GoogLeNet, NiN, ResNet, MobileNet, fields)
-from . import kernels, alexnet, vgg, googlenet, nin, resnet, mobilenet, stages  # noqa: F401, I001
+# registers the claims, in the notes' order (kernels, AlexNet, VGG, GoogLeNet, NiN, ResNet, MobileNet, fields, FCN)
+from . import kernels, alexnet, vgg, googlenet, nin, resnet, mobilenet, stages, fcn  # noqa: F401, I001
 # the training claims (real SGD runs on the synthetic shapes set)
 from . import plain_residual, batch_norm, activations, dropout, lrn, momentum  # noqa: F401, I001
 from ._registry import CLAIMS, Claim, ClaimResult, claim, list_claims, verdict_of
