@@ -11,6 +11,8 @@ generated shapes set (``_shapes``, ``_train``) and also return loss curves, draw
 from . import kernels, alexnet, vgg, googlenet, nin, resnet, mobilenet, stages, fcn  # noqa: F401, I001
 # the training claims (real SGD runs on the synthetic shapes set)
 from . import plain_residual, batch_norm, activations, dropout, lrn, momentum  # noqa: F401, I001
+# the detector ladder (timed, random weights)
+from . import detector_ladder  # noqa: F401, I001
 from ._registry import CLAIMS, Claim, ClaimResult, claim, list_claims, verdict_of
 from .pending import NOT_YET_MEASURED
 
