@@ -322,7 +322,8 @@ class VisionDataModule(pl.LightningDataModule):
         for split in STREAM_SPLITS:
             spec = self.stream_spec(split)
             if spec is not None:
-                write_split(split_dir(output, split), spec, num_workers, chunk_bytes)
+                seed = getattr(self, "seed", 0) if split == "train" else None  # see write_split
+                write_split(split_dir(output, split), spec, num_workers, chunk_bytes, shuffle_seed=seed)
                 written.append(split)
         write_meta(output, {"datamodule": type(self).__name__, "class_names": list(self.class_names),
                             "settings": self.stream_settings(), "splits": written, **self.stream_extras()})

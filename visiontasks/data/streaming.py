@@ -78,13 +78,24 @@ class _StoreItem:
         return out
 
 
-def write_split(output: str, spec: StreamSpec, num_workers: int = 1, chunk_bytes: str = "64MB") -> None:
-    """The chunks of one split under ``output`` (overwritten), in ``num_workers`` processes."""
+def write_split(output: str, spec: StreamSpec, num_workers: int = 1, chunk_bytes: str = "64MB",
+                shuffle_seed: int | None = None) -> None:
+    """The chunks of one split under ``output`` (overwritten), in ``num_workers`` processes; in a
+    random order drawn from ``shuffle_seed`` when given (the training split).
+
+    Why the training split is written shuffled: litdata's training shuffle permutes chunks and then
+    blocks of 256 neighbouring items within a chunk, not the whole set, so a batch is drawn from
+    items written next to each other. Written in the files' order (an ImageFolder lists one class
+    after the other), every batch was nearly one class: on hymenoptera a ResNet-18 streamed to val
+    accuracy 0.46 where the same steps from the files gave 0.63-0.70."""
     import litdata
 
     if spec.n == 0:
         raise InvalidInputError(f"optimize-data: {output}: the split has no items")
-    litdata.optimize(fn=_StoreItem(spec), inputs=list(range(spec.n)), output_dir=output, chunk_bytes=chunk_bytes,
+    order = list(range(spec.n))
+    if shuffle_seed is not None:
+        order = np.random.default_rng(shuffle_seed).permutation(spec.n).tolist()
+    litdata.optimize(fn=_StoreItem(spec), inputs=order, output_dir=output, chunk_bytes=chunk_bytes,
                      num_workers=max(1, min(num_workers, spec.n)), mode="overwrite", verbose=False,
                      keep_data_ordered=True, start_method=_START_METHOD)
 
