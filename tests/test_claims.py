@@ -255,3 +255,22 @@ def test_fcn_claim_convolutionized_head_equals_the_fc_head_and_slides() -> None:
         with pytest.raises(RuntimeError):
             fc(big)
     assert CLAIMS["fcn_any_size"].run("small").verdict == "AGREES"
+
+
+def test_fcn_skips_boundary_band_and_small_object_recall() -> None:
+    import numpy as np
+    import torch
+
+    from visiontasks.claims.fcn_skips import boundary_band, small_object_recall
+
+    y = torch.zeros(1, 10, 10, dtype=torch.long)
+    y[0, :, 5:] = 1  # one vertical edge between columns 4 and 5
+    band = boundary_band(y, width=2)
+    assert band[0, 0].tolist() == [False, False, False, True, True, True, True, False, False, False]
+    mask = np.zeros((10, 10), bool)
+    mask[0:2, 5:7] = True  # a 4-pixel object of class 1, half of it predicted
+    pred = y.clone()
+    pred[0, 0, 5:7] = 0
+    assert small_object_recall(pred, y, [[mask]], small_area=5) == (0.5, 1)
+    recall, n = small_object_recall(pred, y, [[mask]], small_area=4)  # 4 px is not under 4: none small
+    assert n == 0 and np.isnan(recall)

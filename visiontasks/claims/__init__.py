@@ -10,7 +10,7 @@ generated shapes set (``_shapes``, ``_train``) and also return loss curves, draw
 # registers the claims, in the notes' order (kernels, AlexNet, VGG, GoogLeNet, NiN, ResNet, MobileNet, fields, FCN)
 from . import kernels, alexnet, vgg, googlenet, nin, resnet, mobilenet, stages, fcn  # noqa: F401, I001
 # the training claims (real SGD runs on the synthetic shapes set)
-from . import plain_residual, batch_norm, activations, dropout, lrn, momentum  # noqa: F401, I001
+from . import plain_residual, batch_norm, activations, dropout, lrn, momentum, fcn_skips  # noqa: F401, I001
 # the detector ladder (timed, random weights)
 from . import detector_ladder  # noqa: F401, I001
 from ._registry import CLAIMS, Claim, ClaimResult, claim, list_claims, verdict_of

@@ -6,10 +6,6 @@ from __future__ import annotations
 NOT_YET_MEASURED: list[tuple[str, str, tuple[str, ...]]] = [
     ("gap_overfits_less", "Global average pooling overfits less than an FC head (its parameter half is "
      "measured by nin_gap_head).", ("seeds/002_fe5bbf9b65554f16.txt:155",)),
-    ("fcn_small_objects", "Convolution summarises its input, so an object taking a small part of the image "
-     "is lost by the output layer; deconvolution (transposed convolution) back to a larger map recovers it "
-     "(FCN-32s/16s/8s mIoU and boundary quality: a training run, not measured yet).",
-     ("seeds/003_cd3e64e9312e8605.txt:40-45",)),
     ("detector_ladder_accuracy", "Each detector generation is at least as accurate as the last (mAP50 / mAP of "
      "trained weights on the same data: docs/detection_generations.md; the speed half is detector_ladder).",
      ("seeds/000_4943f345b6f0fdd0.txt:226-270",)),
