@@ -274,3 +274,19 @@ def test_fcn_skips_boundary_band_and_small_object_recall() -> None:
     assert small_object_recall(pred, y, [[mask]], small_area=5) == (0.5, 1)
     recall, n = small_object_recall(pred, y, [[mask]], small_area=4)  # 4 px is not under 4: none small
     assert n == 0 and np.isnan(recall)
+
+
+def test_detector_ladder_uses_the_shipped_shapes_configs_settings() -> None:
+    import yaml
+
+    from visiontasks.claims.detector_ladder import LADDER
+
+    configs = {"rcnn": "rcnn_resnet18_shapes", "fast_rcnn": "fast_rcnn_resnet18_shapes",
+               "faster_rcnn": "faster_rcnn_resnet18_shapes", "yolov1": "yolov1_resnet18_shapes",
+               "ssd": "ssd_shapes", "mask_rcnn": "mask_rcnn_resnet18_shapes"}
+    root = Path(__file__).resolve().parents[1] / "configs" / "detection"
+    assert sorted(name for name, _ in LADDER.values()) == sorted(configs)
+    for name, kwargs in LADDER.values():
+        shipped = yaml.safe_load((root / f"{configs[name]}.yaml").read_text())["model"]["init_args"]
+        assert shipped["model"] == name and shipped["backbone"] == "resnet18"
+        assert kwargs == shipped["model_kwargs"], name
