@@ -24,6 +24,7 @@ class Size(ClaimSize):
     lr: float = 0.01
 
 
+# width 0: not used, the network is the registered ResNet-18 + FCN head at its own widths
 SIZES = {"tiny": Size(0, 32, 16, 3, n_val=8, small_area=40), "small": Size(0, 64, 2000, 300),
          "full": Size(0, 128, 10000, 3000, n_val=1000, small_area=600)}
 
