@@ -32,6 +32,14 @@ def test_config_callbacks_are_kept(tmp_path: Path) -> None:
     assert BestAndLastCheckpoint in kinds
 
 
+def test_checkpointing_off_adds_no_checkpoint(tmp_path: Path) -> None:
+    """``enable_checkpointing: false`` is obeyed (the CLI's own checkpoint made Lightning refuse the config)."""
+    cli = build_cli(["--config", str(ROOT / "configs/classification/lenet5_digits.yaml"),
+                     "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_checkpointing", "false"], run=False)
+    assert not any(isinstance(c, BestAndLastCheckpoint) for c in cli.trainer.callbacks)
+    assert cli.trainer.checkpoint_callback is None
+
+
 # -- visiontasks demo --------------------------------------------------------------------------------
 def test_demo_help_is_the_demo_s(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:

@@ -172,7 +172,8 @@ class VisionCLI(LightningCLI):
         extra = list(kwargs.pop("callbacks", []) or [])
         given = self._get(self.config_init, "trainer.callbacks", default=None) or []
         given = list(given) if isinstance(given, (list, tuple)) else [given]
-        if not any(isinstance(c, ModelCheckpoint) for c in given):
+        wants_checkpoints = self._get(self.config_init, "trainer.enable_checkpointing", default=None) is not False
+        if wants_checkpoints and not any(isinstance(c, ModelCheckpoint) for c in given):
             extra.append(
                 BestAndLastCheckpoint(
                     monitor=model.monitor if isinstance(model, BaseTask) else None,
