@@ -149,6 +149,28 @@ def test_sgd_with_plateau_schedule_is_wired_to_the_monitored_metric() -> None:
         bad.configure_optimizers()
 
 
+def test_epoch_loss_is_the_mean_of_the_steps(tmp_path: Path) -> None:
+    """``train/loss_epoch`` is the mean over the epoch's images, logged without Lightning guessing a
+    batch size from the batch (it warned)."""
+    pl.seed_everything(0)
+    dm = ClassificationDataModule("digits", image_size=28, in_chans=1, batch_size=50, augment="none")
+    task = ClassificationTask("lenet5", 10, in_chans=1)
+    steps: list[tuple[float, int]] = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            steps.append((float(outputs["loss"]), len(batch["image"])))
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*infer the `batch_size`")
+        trainer = quiet_trainer(tmp_path, max_epochs=1, limit_val_batches=1, callbacks=[Record()])
+        trainer.fit(task, datamodule=dm)
+    assert len(steps) > 1
+    expected = sum(loss * n for loss, n in steps) / sum(n for _, n in steps)
+    assert float(trainer.callback_metrics["train/loss_epoch"]) == pytest.approx(expected, rel=1e-5)
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.slow
 def test_lenet5_learns_digits(tmp_path: Path) -> None:
     pl.seed_everything(0)

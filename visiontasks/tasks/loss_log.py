@@ -46,8 +46,9 @@ class TrainingLossLog:
     def epoch_end(self, task: Any) -> None:
         if self.count:
             mean = self.total / self.count
-            task.log("train/loss_epoch", mean, prog_bar=True, on_epoch=True)
-            task.log("train/loss", mean, on_epoch=True)
+            # batch_size given: Lightning would otherwise guess it from the current batch (and warn)
+            task.log("train/loss_epoch", mean, prog_bar=True, on_epoch=True, batch_size=self.count)
+            task.log("train/loss", mean, on_epoch=True, batch_size=self.count)
             self.total, self.count = 0.0, 0
 
 
