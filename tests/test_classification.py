@@ -169,6 +169,9 @@ def test_epoch_loss_is_the_mean_of_the_steps(tmp_path: Path) -> None:
     expected = sum(loss * n for loss, n in steps) / sum(n for _, n in steps)
     assert float(trainer.callback_metrics["train/loss_epoch"]) == pytest.approx(expected, rel=1e-5)
     assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(expected, rel=1e-5)
+    names = set(trainer.callback_metrics) | set(trainer.progress_bar_metrics)
+    assert not {n for n in names if n.startswith("train/") and n.endswith(("_step_step", "_epoch_step", "_epoch_epoch"))}
+    assert {"train/loss_epoch", "train/loss_step"} <= set(trainer.progress_bar_metrics)
 
 
 @pytest.mark.slow
