@@ -274,11 +274,15 @@ def test_benchmark_times_training_steps_with_a_callback(tmp_path):
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("generations_*.yaml")), ids=lambda p: p.stem)
 def test_shipped_generations_configs_validate_with_their_fit_configs(path: Path, monkeypatch) -> None:
     """Every shipped benchmark config, each entry's fit config with its model overrides, validates
-    (no data is read: the class count is given) before anything would train."""
+    and builds its model (``model_kwargs`` is free-form: a misspelt key fails only when built; no data
+    is read: the class count is given)."""
     from visiontasks.commands.benchmark import _fit_configs, benchmark_parser, fit_config_parser
 
     monkeypatch.chdir(CONFIGS.parents[1])  # the configs name their fit configs from the checkout's root
     parser = benchmark_parser()
     bench = parser.instantiate(parser.parse_args(["--config", str(path)]))
-    fit_cfgs = _fit_configs(parser, fit_config_parser(), bench, list(bench.detectors), num_classes=3)
+    fit_parser = fit_config_parser()
+    fit_cfgs = _fit_configs(parser, fit_parser, bench, list(bench.detectors), num_classes=3)
     assert set(fit_cfgs) == set(bench.detectors)
+    for fit_cfg, _ in fit_cfgs.values():
+        assert sum(p.numel() for p in fit_parser.instantiate(fit_cfg).model.parameters()) > 0
