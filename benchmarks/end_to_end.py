@@ -300,7 +300,6 @@ def _train_step(opt: Any, loss: Any) -> None:
 def plain_classification(case: dict[str, Any], root: Path, epochs: int) -> dict[str, float]:
     import torch
     import torch.nn.functional as F
-    from PIL import Image
 
     from visiontasks.data.classification.transforms import classification_transforms, default_mean_std
     from visiontasks.tasks import ClassificationTask
@@ -345,7 +344,6 @@ def tensor_classification(case: dict[str, Any], root: Path, epochs: int) -> dict
     indexing, each sample shifted by up to 2 px (pad, then index a window at a random offset)."""
     import torch
     import torch.nn.functional as F
-    from PIL import Image
 
     from visiontasks.data.classification.transforms import default_mean_std
     from visiontasks.tasks import ClassificationTask

@@ -117,7 +117,7 @@ def measure(name: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
            "disk": build(data, cache="disk", cache_dir=str(cache_dir), num_workers=0),
            "none": build(data, cache="none", num_workers=0)}
     first = {side: one_pass(dms[side])[0] for side in SIDES}  # writes the disk cache; warms the page cache
-    print(f"  first pass (not counted): " + ", ".join(f"{s} {t:.1f} s" for s, t in first.items()), flush=True)
+    print("  first pass (not counted): " + ", ".join(f"{s} {t:.1f} s" for s, t in first.items()), flush=True)
     times: dict[str, list[float]] = {s: [] for s in SIDES}
     items = 0
     for r in range(args.repeats):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from visiontasks.backbones import build_backbone
 from visiontasks.heads.detector import build_detector

@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import visiontasks  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations loads)

@@ -49,7 +49,7 @@ class TrainingLossLog:
             # on_step=False: logged from on_train_batch_end, Lightning's default would be on_step=True
             # too and the names would fork (train/loss_epoch_step, train/loss_epoch_epoch); batch_size
             # given: Lightning would otherwise guess it from the current batch (and warn)
-            once = dict(on_step=False, on_epoch=True, batch_size=self.count)
+            once = {"on_step": False, "on_epoch": True, "batch_size": self.count}
             task.log("train/loss_epoch", mean, prog_bar=True, **once)
             task.log("train/loss", mean, **once)
             self.total, self.count = 0.0, 0
