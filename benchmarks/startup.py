@@ -12,6 +12,14 @@ default this checkout) and a baseline tree (``--old``, e.g. ``git worktree add /
 Rounds alternate old/new (the machine may be shared); medians and ratios old/new are printed.
 
     OMP_NUM_THREADS=1 python benchmarks/startup.py --old /tmp/old-startup --rounds 5
+
+``--phases`` times (c) in this tree alone, phase by phase, from probe lines the fit prints: launch ->
+the probe module imported (interpreter, torch and Lightning imports, the config parsed up to the
+callback's class path), -> the probe callback built (the rest of parsing; model, data and trainer
+instantiated), -> its ``setup`` hook (the trainer's start, ``datamodule.setup``), -> ``on_train_start``
+(loaders and caches, the optimizer, the sanity validation), -> the first training batch (its fetch).
+
+    python benchmarks/startup.py --phases --rounds 3
 """
 
 from __future__ import annotations
@@ -43,6 +51,34 @@ class FirstStep(Callback):
             print(f"FIRST_STEP_AT {time.time():.6f}", flush=True)
 '''
 
+PHASE_PROBE = '''
+import time
+print(f"PHASE imported {time.time():.6f}", flush=True)
+from lightning.pytorch import Callback
+
+
+class Phases(Callback):
+    """Prints the wall-clock time of each start-up phase's end, once each."""
+
+    def __init__(self) -> None:
+        self.first = False
+        print(f"PHASE built {time.time():.6f}", flush=True)
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        print(f"PHASE setup {time.time():.6f}", flush=True)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        print(f"PHASE train_start {time.time():.6f}", flush=True)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if not self.first:
+            self.first = True
+            print(f"PHASE first_batch {time.time():.6f}", flush=True)
+'''
+PHASES = {"imported": "imports + parse to the callback", "built": "rest of parse + instantiate",
+          "setup": "trainer start + data setup", "train_start": "loaders, caches, optimizer, sanity val",
+          "first_batch": "first batch fetched"}
+
 CONFIG = "configs/classification/lenet5_digits.yaml"
 
 
@@ -69,12 +105,42 @@ def _time(tree: Path, args: list[str], probe_dir: Path, workdir: Path) -> tuple[
     return wall, first
 
 
+def phases(tree: Path, rounds: int) -> None:
+    """Median seconds of each start-up phase of the 1-step fit (see the module docstring)."""
+    spans: dict[str, list[float]] = {k: [] for k in PHASES}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vt_phases.py").write_text(PHASE_PROBE)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), tmp]))
+        args = ["fit", "--config", str(tree / CONFIG), "--trainer.max_steps", "1", "--trainer.enable_progress_bar",
+                "false", "--trainer.callbacks+=vt_phases.Phases", f"--trainer.default_root_dir={tmp}/runs"]
+        for _ in range(rounds):
+            start = time.time()
+            proc = subprocess.run([*_command(), *args], cwd=tmp, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"visiontasks {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+            ends = {k: float(t) for _, k, t in (line.split() for line in proc.stdout.splitlines() if line.startswith("PHASE "))}
+            before = start
+            for k in PHASES:
+                spans[k].append(ends[k] - before)
+                before = ends[k]
+    print(f"start-up of the 1-step fit of {CONFIG}, medians of {rounds} runs (seconds)")
+    for k, label in PHASES.items():
+        print(f"{label:<40} {statistics.median(spans[k]):6.2f}")
+    print(f"{'sum: launch to the first training batch':<40} {sum(statistics.median(v) for v in spans.values()):6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--old", type=Path, required=True, help="baseline source tree (its root)")
+    parser.add_argument("--old", type=Path, help="baseline source tree (its root); needed unless --phases")
     parser.add_argument("--new", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--phases", action="store_true", help="time the fit's start-up phases in --new alone")
     opts = parser.parse_args()
+    if opts.phases:
+        phases(opts.new.resolve(), opts.rounds)
+        return
+    if opts.old is None:
+        parser.error("--old is needed unless --phases is given")
 
     cases = {
         "--help": ["--help"],
